@@ -1,0 +1,319 @@
+//! What the layer hands to handlers: who is calling ([`Caller`]) and the
+//! app-identity token for their instance ([`ElevatedToken`]).
+//!
+//! Both are cheap to clone (one `Arc`) and are inserted into the request's
+//! extensions; with the `axum` feature they are also extractors.
+
+use std::{
+    fmt,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use http::HeaderValue;
+use secrecy::{ExposeSecret, SecretString};
+
+/// The kind of identity a Wix access token was issued to (`subjectType`).
+///
+/// ```
+/// use wix_elevate::SubjectType;
+///
+/// assert_eq!(SubjectType::from_wix("MEMBER"), SubjectType::Member);
+/// assert_eq!(SubjectType::from_wix("ROBOT"), SubjectType::Unknown);
+/// assert_eq!(SubjectType::Visitor.as_str(), "VISITOR");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SubjectType {
+    /// An anonymous site visitor. Anyone can obtain such a token.
+    Visitor,
+    /// A logged-in site member.
+    Member,
+    /// A Wix user (site owner or collaborator), typically from a dashboard.
+    User,
+    /// An app identity.
+    App,
+    /// Anything else, including a missing `subjectType`.
+    Unknown,
+}
+
+impl SubjectType {
+    /// Parse Wix's `subjectType` string; unrecognised values are
+    /// [`Unknown`](Self::Unknown).
+    pub fn from_wix(value: &str) -> Self {
+        match value {
+            "VISITOR" => SubjectType::Visitor,
+            "MEMBER" => SubjectType::Member,
+            "USER" => SubjectType::User,
+            "APP" => SubjectType::App,
+            _ => SubjectType::Unknown,
+        }
+    }
+
+    /// Wix's spelling of this subject type.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SubjectType::Visitor => "VISITOR",
+            SubjectType::Member => "MEMBER",
+            SubjectType::User => "USER",
+            SubjectType::App => "APP",
+            SubjectType::Unknown => "UNKNOWN",
+        }
+    }
+
+    pub(crate) const fn bit(self) -> u8 {
+        match self {
+            SubjectType::Visitor => 1,
+            SubjectType::Member => 2,
+            SubjectType::User => 4,
+            SubjectType::App => 8,
+            SubjectType::Unknown => 16,
+        }
+    }
+}
+
+impl fmt::Display for SubjectType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The verified caller of a request, as Wix's Token Info described it.
+///
+/// Only the layer creates it in production, after Wix confirmed the token
+/// is active, unexpired, issued for this app and bound to an instance. The
+/// instance id always comes from Wix, never from anything the client sent.
+///
+/// ```
+/// use wix_elevate::{Caller, SubjectType};
+///
+/// // Handy in unit tests of your own handlers:
+/// let caller = Caller::new(SubjectType::Member, "member-1", "instance-1");
+/// assert_eq!(caller.subject_type(), SubjectType::Member);
+/// assert_eq!(caller.instance_id(), "instance-1");
+/// assert_eq!(caller.site_id(), None);
+/// ```
+#[derive(Clone)]
+pub struct Caller(Arc<CallerData>);
+
+struct CallerData {
+    subject_type: SubjectType,
+    subject_id: Box<str>,
+    instance_id: Arc<str>,
+    site_id: Option<Box<str>>,
+    expires_at: u64,
+}
+
+impl Caller {
+    /// A caller with these identifiers, no site id and no expiry.
+    pub fn new(
+        subject_type: SubjectType,
+        subject_id: impl Into<Box<str>>,
+        instance_id: impl Into<Arc<str>>,
+    ) -> Self {
+        Self::from_parts(
+            subject_type,
+            subject_id.into(),
+            instance_id.into(),
+            None,
+            u64::MAX,
+        )
+    }
+
+    pub(crate) fn from_parts(
+        subject_type: SubjectType,
+        subject_id: Box<str>,
+        instance_id: Arc<str>,
+        site_id: Option<Box<str>>,
+        expires_at: u64,
+    ) -> Self {
+        Caller(Arc::new(CallerData {
+            subject_type,
+            subject_id,
+            instance_id,
+            site_id,
+            expires_at,
+        }))
+    }
+
+    /// The kind of identity calling.
+    pub fn subject_type(&self) -> SubjectType {
+        self.0.subject_type
+    }
+
+    /// Wix's id of the subject (visitor, member, user or app id).
+    pub fn subject_id(&self) -> &str {
+        &self.0.subject_id
+    }
+
+    /// The app instance (one installation of the app on one site).
+    pub fn instance_id(&self) -> &str {
+        &self.0.instance_id
+    }
+
+    pub(crate) fn instance_key(&self) -> &Arc<str> {
+        &self.0.instance_id
+    }
+
+    /// The site the token was issued for, when Wix said.
+    pub fn site_id(&self) -> Option<&str> {
+        self.0.site_id.as_deref()
+    }
+
+    /// When the caller's token expires (Wix's `exp`).
+    pub fn expires_at(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(self.0.expires_at)
+    }
+
+    /// Whether the token is still unexpired at `now_unix` seconds.
+    pub(crate) fn is_live(&self, now_unix: u64) -> bool {
+        now_unix < self.0.expires_at
+    }
+}
+
+impl fmt::Debug for Caller {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Caller")
+            .field("subject_type", &self.0.subject_type)
+            .field("subject_id", &self.0.subject_id)
+            .field("instance_id", &self.0.instance_id)
+            .field("site_id", &self.0.site_id)
+            .field("expires_at", &self.0.expires_at)
+            .finish()
+    }
+}
+
+/// An app-identity access token for the caller's instance, from Wix's
+/// Create Access Token.
+///
+/// Its value never shows in `Debug` and it has no `Display`: the only ways
+/// to read it are [`expose_secret`](Self::expose_secret) and
+/// [`authorization_header`](Self::authorization_header), easy to grep for.
+/// Never send it to the browser.
+///
+/// ```
+/// use std::time::Duration;
+/// use wix_elevate::ElevatedToken;
+///
+/// let token = ElevatedToken::new("app-token", "instance-1", Duration::from_secs(60));
+/// assert_eq!(token.expose_secret(), "app-token");
+/// assert!(!format!("{token:?}").contains("app-token"));
+/// ```
+#[derive(Clone)]
+pub struct ElevatedToken(Arc<TokenData>);
+
+struct TokenData {
+    header: HeaderValue,
+    secret: SecretString,
+    instance_id: Arc<str>,
+    expires_at: Instant,
+    /// From here on, the first request renews the token in the background.
+    renew_at: Instant,
+    /// From here on, the token is never handed out.
+    usable_until: Instant,
+    /// Set by the one request that started this token's renewal.
+    renewal_claimed: AtomicBool,
+}
+
+impl ElevatedToken {
+    /// A token valid for `lifetime` from now. Handy in tests; the layer
+    /// makes these from Wix's answers.
+    ///
+    /// A value that is not a valid header value yields a token whose
+    /// [`authorization_header`](Self::authorization_header) is empty.
+    pub fn new(
+        token: impl Into<String>,
+        instance_id: impl Into<Arc<str>>,
+        lifetime: Duration,
+    ) -> Self {
+        Self::issued(
+            token.into(),
+            instance_id.into(),
+            lifetime,
+            Duration::ZERO,
+            Duration::ZERO,
+        )
+    }
+
+    /// A token from Wix valid for `lifetime`, renewed from `renew_before`
+    /// its expiry and never handed out in its last `margin`. For short
+    /// lifetimes both are scaled down (to half and a tenth of it).
+    pub(crate) fn issued(
+        token: String,
+        instance_id: Arc<str>,
+        lifetime: Duration,
+        renew_before: Duration,
+        margin: Duration,
+    ) -> Self {
+        let now = Instant::now();
+        let expires_at = now + lifetime;
+        let mut header =
+            HeaderValue::from_str(&token).unwrap_or_else(|_| HeaderValue::from_static(""));
+        header.set_sensitive(true);
+        Self(Arc::new(TokenData {
+            header,
+            secret: SecretString::from(token),
+            instance_id,
+            expires_at,
+            renew_at: expires_at - renew_before.min(lifetime / 2),
+            usable_until: expires_at - margin.min(lifetime / 10),
+            renewal_claimed: AtomicBool::new(false),
+        }))
+    }
+
+    /// The raw token. Pass it only to Wix, in `Authorization`.
+    pub fn expose_secret(&self) -> &str {
+        self.0.secret.expose_secret()
+    }
+
+    /// The token as an `Authorization` value (the raw token, as the Wix SDK
+    /// sends it), marked sensitive so HTTP/2 never indexes it.
+    pub fn authorization_header(&self) -> HeaderValue {
+        self.0.header.clone()
+    }
+
+    /// The instance this token acts for.
+    pub fn instance_id(&self) -> &str {
+        &self.0.instance_id
+    }
+
+    /// When Wix stops accepting this token.
+    pub fn expires_at(&self) -> Instant {
+        self.0.expires_at
+    }
+
+    pub(crate) fn usable_until(&self) -> Instant {
+        self.0.usable_until
+    }
+
+    pub(crate) fn is_usable_at(&self, now: Instant) -> bool {
+        now < self.0.usable_until
+    }
+
+    pub(crate) fn is_due_for_renewal(&self, now: Instant) -> bool {
+        now >= self.0.renew_at
+    }
+
+    /// Claim the right to renew this token; true for exactly one caller
+    /// until [`release_renewal`](Self::release_renewal).
+    pub(crate) fn claim_renewal(&self) -> bool {
+        !self.0.renewal_claimed.swap(true, Ordering::AcqRel)
+    }
+
+    pub(crate) fn release_renewal(&self) {
+        self.0.renewal_claimed.store(false, Ordering::Release);
+    }
+}
+
+impl fmt::Debug for ElevatedToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ElevatedToken")
+            .field("token", &"[REDACTED]")
+            .field("instance_id", &self.0.instance_id)
+            .field("expires_at", &self.0.expires_at)
+            .finish()
+    }
+}

@@ -1,0 +1,287 @@
+//! The two Wix OAuth calls, over one reused `reqwest::Client`.
+//!
+//! Every call has a timeout, never follows redirects (the app secret must
+//! not travel anywhere but the configured base URL), checks the status
+//! before decoding, reads at most [`MAX_BODY`] bytes, and maps every failure
+//! to a typed [`UpstreamError`] whose text holds no token and no body.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, StatusCode, header};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+
+use crate::{
+    error::{ConfigError, Endpoint, UpstreamError},
+    wire::{self, AccessTokenGrant, TokenInfo},
+};
+
+/// Wix answers are a few hundred bytes; anything past this is not Wix.
+const MAX_BODY: usize = 64 * 1024;
+
+/// What Token Info said about a caller token.
+#[derive(Debug)]
+pub(crate) enum TokenInfoAnswer {
+    /// 200 with a well-formed body (still to be validated).
+    Info(TokenInfo),
+    /// A 4xx other than 429: Wix refuses the token.
+    Refused(StatusCode),
+}
+
+/// Create Access Token's answer, checked.
+pub(crate) struct AppTokenGrant {
+    pub(crate) access_token: String,
+    pub(crate) expires_in: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct WixClient {
+    http: reqwest::Client,
+    base_url: Box<str>,
+    token_info_url: Box<str>,
+    token_url: Box<str>,
+}
+
+#[derive(Serialize)]
+struct TokenInfoRequest<'a> {
+    token: &'a str,
+}
+
+#[derive(Serialize)]
+struct CreateAccessTokenRequest<'a> {
+    grant_type: &'static str,
+    client_id: &'a str,
+    client_secret: &'a str,
+    instance_id: &'a str,
+}
+
+impl WixClient {
+    pub(crate) fn new(base_url: &str, timeout: Duration) -> Result<Self, ConfigError> {
+        let base_url = normalize_base_url(base_url)?;
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(ConfigError::HttpClient)?;
+        Ok(Self {
+            token_info_url: format!("{base_url}/oauth2/token-info").into(),
+            token_url: format!("{base_url}/oauth2/token").into(),
+            base_url: base_url.into(),
+            http,
+        })
+    }
+
+    pub(crate) fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// `POST /oauth2/token-info` with the bare caller token.
+    pub(crate) async fn token_info(&self, token: &str) -> Result<TokenInfoAnswer, UpstreamError> {
+        let endpoint = Endpoint::TokenInfo;
+        let body = json_body(&TokenInfoRequest { token });
+        let response = self.post(endpoint, &self.token_info_url, body).await?;
+        let status = response.status();
+        if status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS {
+            return Ok(TokenInfoAnswer::Refused(status));
+        }
+        let body = read_ok_body(endpoint, response).await?;
+        wire::decode::<TokenInfo>(&body)
+            .map(TokenInfoAnswer::Info)
+            .ok_or(UpstreamError::Malformed {
+                endpoint,
+                reason: "the body is not a Token Info object",
+            })
+    }
+
+    /// `POST /oauth2/token` with the client-credentials grant.
+    pub(crate) async fn create_access_token(
+        &self,
+        app_id: &str,
+        app_secret: &SecretString,
+        instance_id: &str,
+    ) -> Result<AppTokenGrant, UpstreamError> {
+        let endpoint = Endpoint::CreateAccessToken;
+        let body = json_body(&CreateAccessTokenRequest {
+            grant_type: "client_credentials",
+            client_id: app_id,
+            client_secret: app_secret.expose_secret(),
+            instance_id,
+        });
+        let response = self.post(endpoint, &self.token_url, body).await?;
+        let body = read_ok_body(endpoint, response).await?;
+        let malformed = |reason| UpstreamError::Malformed { endpoint, reason };
+        let grant: AccessTokenGrant = wire::decode(&body)
+            .ok_or_else(|| malformed("the body is not an access token grant"))?;
+        if grant.access_token.is_empty()
+            || http::HeaderValue::from_str(&grant.access_token).is_err()
+        {
+            return Err(malformed("access_token is empty or not header-safe"));
+        }
+        let expires_in = match grant.expires_in {
+            Some(secs) if secs > 0 => Duration::from_secs(secs.unsigned_abs()),
+            _ => return Err(malformed("expires_in is missing or not positive")),
+        };
+        Ok(AppTokenGrant {
+            access_token: grant.access_token,
+            expires_in,
+        })
+    }
+
+    async fn post(
+        &self,
+        endpoint: Endpoint,
+        url: &str,
+        body: Bytes,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        self.http
+            .post(url)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ACCEPT, "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| transport_error(endpoint, e))
+    }
+}
+
+fn json_body<T: Serialize>(value: &T) -> Bytes {
+    // Serializing plain string fields into a Vec cannot fail.
+    serde_json::to_vec(value).unwrap_or_default().into()
+}
+
+fn transport_error(endpoint: Endpoint, source: reqwest::Error) -> UpstreamError {
+    if source.is_timeout() {
+        UpstreamError::Timeout { endpoint }
+    } else {
+        UpstreamError::Transport { endpoint, source }
+    }
+}
+
+/// The body of a 200 answer, or the typed error for any other status.
+async fn read_ok_body(
+    endpoint: Endpoint,
+    mut response: reqwest::Response,
+) -> Result<Bytes, UpstreamError> {
+    let status = response.status();
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        return Err(UpstreamError::Throttled {
+            endpoint,
+            retry_after: retry_after(response.headers()),
+        });
+    }
+    if status != StatusCode::OK {
+        return Err(UpstreamError::Status {
+            endpoint,
+            status,
+            request_id: request_id(response.headers()),
+        });
+    }
+    if response
+        .content_length()
+        .is_some_and(|len| len > MAX_BODY as u64)
+    {
+        return Err(UpstreamError::Malformed {
+            endpoint,
+            reason: "the body is too large",
+        });
+    }
+    let mut body = BytesMut::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| transport_error(endpoint, e))?
+    {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(UpstreamError::Malformed {
+                endpoint,
+                reason: "the body is too large",
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// `Retry-After` in delay-seconds form, capped at one hour.
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let secs: u64 = headers
+        .get(header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs.min(3600)))
+}
+
+fn request_id(headers: &HeaderMap) -> Option<String> {
+    let id = headers.get("x-wix-request-id")?.to_str().ok()?;
+    (id.len() <= 128).then(|| id.to_owned())
+}
+
+/// `scheme://host[:port][/path]` without a trailing slash.
+fn normalize_base_url(url: &str) -> Result<&str, ConfigError> {
+    let trimmed = url.trim_end_matches('/');
+    let rest = trimmed
+        .strip_prefix("https://")
+        .or_else(|| trimmed.strip_prefix("http://"))
+        .ok_or(ConfigError::InvalidBaseUrl)?;
+    let host = rest.split('/').next().unwrap_or_default();
+    if host.is_empty()
+        || host.contains('@')
+        || trimmed.contains(['?', '#'])
+        || trimmed.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(ConfigError::InvalidBaseUrl);
+    }
+    Ok(trimmed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_url_is_normalized_and_checked() {
+        assert_eq!(
+            normalize_base_url("https://www.wixapis.com/").unwrap(),
+            "https://www.wixapis.com"
+        );
+        assert_eq!(
+            normalize_base_url("http://127.0.0.1:8080/x").unwrap(),
+            "http://127.0.0.1:8080/x"
+        );
+        for bad in [
+            "",
+            "www.wixapis.com",
+            "ftp://x",
+            "https://",
+            "https://u:p@x",
+            "https://x?a=1",
+            "https://x y",
+        ] {
+            assert!(normalize_base_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_caps() {
+        let mut h = HeaderMap::new();
+        assert_eq!(retry_after(&h), None);
+        h.insert(header::RETRY_AFTER, "7".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        h.insert(header::RETRY_AFTER, "99999".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(3600)));
+        h.insert(
+            header::RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&h), None);
+    }
+}

@@ -1,0 +1,521 @@
+//! [`Elevator`]: the expensive, shared half of the middleware (HTTP client,
+//! both caches, app credentials), built once and shared by every route's
+//! [`ElevateLayer`].
+//!
+//! One request goes through four steps, each owned by one module:
+//! [`token`](crate::token) reads the caller token, the identity cache (or
+//! Wix Token Info) says who it is, the route's [`Policy`] decides, and the
+//! app-token cache (or Wix Create Access Token) elevates.
+
+use std::{
+    fmt,
+    sync::Arc,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use http::HeaderMap;
+use secrecy::SecretString;
+
+use crate::{
+    cache::{AppTokenCache, IdentityCache, Verdict},
+    caller::{Caller, ElevatedToken, SubjectType},
+    client::{TokenInfoAnswer, WixClient},
+    error::{ConfigError, Rejection, RejectionKind, UpstreamError},
+    layer::ElevateLayer,
+    policy::Policy,
+    token::{self, TokenDigest},
+    wire::TokenInfo,
+};
+
+/// Wix's production API.
+pub const WIX_API_BASE_URL: &str = "https://www.wixapis.com";
+
+/// The shared state of the middleware: app credentials, the HTTP client to
+/// Wix and both caches. Cheap to clone (one `Arc`); build one per app and
+/// derive a layer per route with [`layer`](Self::layer).
+///
+/// `Debug` shows the app id and base URL, never the secret.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use wix_elevate::{Elevator, SubjectTypes};
+///
+/// # fn main() -> Result<(), wix_elevate::ConfigError> {
+/// let elevator = Elevator::builder("my-app-id", "my-app-secret")
+///     .http_timeout(Duration::from_secs(3))
+///     .token_info_ttl(Duration::from_secs(30))
+///     .build()?;
+/// let members_only = elevator.layer().policy(SubjectTypes::members());
+/// assert!(!format!("{elevator:?}").contains("my-app-secret"));
+/// # let _ = members_only;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Elevator {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    app_id: Box<str>,
+    app_secret: SecretString,
+    client: WixClient,
+    identities: IdentityCache,
+    app_tokens: AppTokenCache,
+    max_token_len: usize,
+    renew_before: Duration,
+    expiry_margin: Duration,
+}
+
+impl Elevator {
+    /// Start configuring an elevator for this app.
+    pub fn builder(app_id: impl Into<String>, app_secret: impl Into<String>) -> ElevatorBuilder {
+        ElevatorBuilder {
+            app_id: app_id.into(),
+            app_secret: SecretString::from(app_secret.into()),
+            base_url: WIX_API_BASE_URL.to_owned(),
+            http_timeout: Duration::from_secs(5),
+            token_info_ttl: Duration::from_secs(60),
+            refused_token_ttl: Duration::from_secs(10),
+            max_cached_identities: 100_000,
+            max_cached_app_tokens: 10_000,
+            renew_before: Duration::from_secs(5 * 60),
+            expiry_margin: Duration::from_secs(30),
+            max_token_len: token::DEFAULT_MAX_TOKEN_LEN,
+        }
+    }
+
+    /// A layer on this elevator with the default policy
+    /// ([`SubjectTypes::default()`](crate::SubjectTypes)).
+    pub fn layer(&self) -> ElevateLayer {
+        ElevateLayer::new(self.clone())
+    }
+
+    /// The app id this elevator accepts tokens for.
+    pub fn app_id(&self) -> &str {
+        &self.shared.app_id
+    }
+
+    /// The Wix API base URL, without a trailing slash; handlers call Wix
+    /// APIs under it with the [`ElevatedToken`].
+    pub fn base_url(&self) -> &str {
+        self.shared.client.base_url()
+    }
+
+    /// The HTTP client used for Wix, with the configured timeouts and no
+    /// redirects. Reuse it for your own Wix API calls.
+    pub fn http_client(&self) -> &reqwest::Client {
+        self.shared.client.http()
+    }
+
+    /// Verify the caller of a request and elevate it: the whole work of the
+    /// layer, for uses outside a tower stack.
+    pub(crate) async fn authorize(
+        &self,
+        headers: &HeaderMap,
+        policy: &dyn Policy,
+    ) -> Result<(Caller, ElevatedToken), Rejection> {
+        let token = token::caller_token(headers, self.shared.max_token_len)?;
+        let caller = self.resolve_caller(token).await?;
+        if !policy.allows(&caller) {
+            return Err(RejectionKind::Forbidden.into());
+        }
+        let app_token = self.app_token(caller.instance_key()).await?;
+        Ok((caller, app_token))
+    }
+
+    async fn resolve_caller(&self, token: &str) -> Result<Caller, Rejection> {
+        let shared = &*self.shared;
+        let key = TokenDigest::of(token);
+        let verdict = match shared.identities.get(&key).await {
+            Some(verdict) => verdict,
+            None => shared
+                .identities
+                .get_or_resolve(key, self.ask_token_info(token))
+                .await
+                .map_err(Rejection::upstream)?,
+        };
+        match verdict {
+            Verdict::Valid(caller) if caller.is_live(unix_now()) => Ok(caller),
+            Verdict::Valid(_) => Err(RejectionKind::ExpiredToken.into()),
+            Verdict::Refused(kind) => Err(kind.into()),
+        }
+    }
+
+    /// Ask Wix who `token` is; the verdict and how many seconds it holds.
+    async fn ask_token_info(&self, token: &str) -> Result<(Verdict, u64), UpstreamError> {
+        let now = unix_now();
+        match self.shared.client.token_info(token).await? {
+            TokenInfoAnswer::Refused(status) => {
+                tracing::debug!(target: "wix_elevate", status = status.as_u16(), "Wix Token Info refused the token");
+                Ok((Verdict::Refused(RejectionKind::InvalidToken), 0))
+            }
+            TokenInfoAnswer::Info(info) => Ok(verify(info, &self.shared.app_id, now)),
+        }
+    }
+
+    async fn app_token(&self, instance: &Arc<str>) -> Result<ElevatedToken, Rejection> {
+        let now = Instant::now();
+        if let Some(token) = self.shared.app_tokens.get(instance, now).await {
+            if token.is_due_for_renewal(now) && token.claim_renewal() {
+                self.renew_in_background(instance, token.clone());
+            }
+            return Ok(token);
+        }
+        self.shared
+            .app_tokens
+            .get_or_fetch(instance, self.fetch_app_token(instance))
+            .await
+            .map_err(Rejection::upstream)
+    }
+
+    async fn fetch_app_token(&self, instance: &Arc<str>) -> Result<ElevatedToken, UpstreamError> {
+        let shared = &*self.shared;
+        let grant = shared
+            .client
+            .create_access_token(&shared.app_id, &shared.app_secret, instance)
+            .await?;
+        Ok(ElevatedToken::issued(
+            grant.access_token,
+            instance.clone(),
+            grant.expires_in,
+            shared.renew_before,
+            shared.expiry_margin,
+        ))
+    }
+
+    /// Renew `current` while requests keep using it. Outside a tokio runtime
+    /// nothing is spawned; the token is then renewed when it expires.
+    fn renew_in_background(&self, instance: &Arc<str>, current: ElevatedToken) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            current.release_renewal();
+            return;
+        };
+        let this = self.clone();
+        let instance = instance.clone();
+        runtime.spawn(async move {
+            match this.fetch_app_token(&instance).await {
+                Ok(fresh) => this.shared.app_tokens.insert(instance, fresh).await,
+                Err(error) => {
+                    tracing::warn!(target: "wix_elevate", %error, "app token renewal failed; will retry");
+                    current.release_renewal();
+                }
+            }
+        });
+    }
+
+    #[cfg(test)]
+    pub(crate) fn identity_cache(&self) -> &IdentityCache {
+        &self.shared.identities
+    }
+
+    #[cfg(test)]
+    pub(crate) fn app_token_cache(&self) -> &AppTokenCache {
+        &self.shared.app_tokens
+    }
+}
+
+/// Check Token Info's answer the way the SDK does (`clientId`, `instanceId`)
+/// plus what it skips (`active`, `exp`).
+fn verify(info: TokenInfo, app_id: &str, now: u64) -> (Verdict, u64) {
+    let refused = |kind| (Verdict::Refused(kind), 0);
+    if info.active != Some(true) {
+        return refused(RejectionKind::InvalidToken);
+    }
+    let exp = match info.exp {
+        Some(exp) if exp > 0 => exp.unsigned_abs(),
+        _ => return refused(RejectionKind::InvalidToken),
+    };
+    if exp <= now {
+        return refused(RejectionKind::ExpiredToken);
+    }
+    if info.client_id.as_deref() != Some(app_id) {
+        return refused(RejectionKind::ForeignToken);
+    }
+    let instance_id = match info.instance_id {
+        Some(id) if !id.is_empty() => id,
+        _ => return refused(RejectionKind::NoInstance),
+    };
+    let caller = Caller::from_parts(
+        info.subject_type.unwrap_or(SubjectType::Unknown),
+        info.subject_id.unwrap_or_default().into(),
+        instance_id.into(),
+        info.site_id.map(Into::into),
+        exp,
+    );
+    (Verdict::Valid(caller), exp - now)
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl fmt::Debug for Elevator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Elevator")
+            .field("app_id", &self.shared.app_id)
+            .field("app_secret", &"[REDACTED]")
+            .field("base_url", &self.base_url())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures an [`Elevator`]; see [`Elevator::builder`].
+///
+/// Every setting has a production default:
+///
+/// | setting | default |
+/// |---|---|
+/// | [`base_url`](Self::base_url) | `https://www.wixapis.com` |
+/// | [`http_timeout`](Self::http_timeout) | 5 s per Wix call |
+/// | [`token_info_ttl`](Self::token_info_ttl) | 60 s (never past the token's `exp`) |
+/// | [`refused_token_ttl`](Self::refused_token_ttl) | 10 s |
+/// | [`max_cached_identities`](Self::max_cached_identities) | 100 000 |
+/// | [`max_cached_app_tokens`](Self::max_cached_app_tokens) | 10 000 |
+/// | [`app_token_renew_before`](Self::app_token_renew_before) | 5 min before expiry |
+/// | [`app_token_expiry_margin`](Self::app_token_expiry_margin) | 30 s |
+/// | [`max_token_len`](Self::max_token_len) | 8 KiB |
+///
+/// ```
+/// # use std::time::Duration;
+/// # use wix_elevate::Elevator;
+/// let elevator = Elevator::builder("app", "secret")
+///     .base_url("http://127.0.0.1:9999")
+///     .max_token_len(4096)
+///     .build()
+///     .unwrap();
+/// assert_eq!(elevator.base_url(), "http://127.0.0.1:9999");
+/// ```
+#[must_use]
+pub struct ElevatorBuilder {
+    app_id: String,
+    app_secret: SecretString,
+    base_url: String,
+    http_timeout: Duration,
+    token_info_ttl: Duration,
+    refused_token_ttl: Duration,
+    max_cached_identities: u64,
+    max_cached_app_tokens: u64,
+    renew_before: Duration,
+    expiry_margin: Duration,
+    max_token_len: usize,
+}
+
+impl ElevatorBuilder {
+    /// Where Wix's API lives (the mock's URL in tests).
+    pub fn base_url(mut self, base_url: impl Into<String>) -> Self {
+        self.base_url = base_url.into();
+        self
+    }
+
+    /// Timeout of each call to Wix (connect and answer). Exceeding it
+    /// answers 504.
+    pub fn http_timeout(mut self, timeout: Duration) -> Self {
+        self.http_timeout = timeout;
+        self
+    }
+
+    /// How long a verified identity is reused before Wix is asked again;
+    /// never longer than the token's own `exp`.
+    pub fn token_info_ttl(mut self, ttl: Duration) -> Self {
+        self.token_info_ttl = ttl;
+        self
+    }
+
+    /// How long a token Wix refused (unknown, inactive, expired, another
+    /// app's) is remembered as refused. Zero disables it.
+    pub fn refused_token_ttl(mut self, ttl: Duration) -> Self {
+        self.refused_token_ttl = ttl;
+        self
+    }
+
+    /// Bound on cached caller identities (including refused tokens).
+    pub fn max_cached_identities(mut self, max: u64) -> Self {
+        self.max_cached_identities = max;
+        self
+    }
+
+    /// Bound on cached app tokens (one per instance).
+    pub fn max_cached_app_tokens(mut self, max: u64) -> Self {
+        self.max_cached_app_tokens = max;
+        self
+    }
+
+    /// Renew an app token this long before it expires, in the background,
+    /// while requests keep using the current one.
+    pub fn app_token_renew_before(mut self, before: Duration) -> Self {
+        self.renew_before = before;
+        self
+    }
+
+    /// Never hand out an app token in its last `margin`, so it cannot
+    /// expire on the way to Wix.
+    pub fn app_token_expiry_margin(mut self, margin: Duration) -> Self {
+        self.expiry_margin = margin;
+        self
+    }
+
+    /// Longest caller token accepted; longer ones answer 401 without any
+    /// call to Wix.
+    pub fn max_token_len(mut self, len: usize) -> Self {
+        self.max_token_len = len;
+        self
+    }
+
+    /// Check the settings and build the elevator.
+    pub fn build(self) -> Result<Elevator, ConfigError> {
+        if self.app_id.trim().is_empty() {
+            return Err(ConfigError::EmptyAppId);
+        }
+        if secrecy::ExposeSecret::expose_secret(&self.app_secret).is_empty() {
+            return Err(ConfigError::EmptyAppSecret);
+        }
+        for (name, zero) in [
+            ("http_timeout", self.http_timeout.is_zero()),
+            ("token_info_ttl", self.token_info_ttl.is_zero()),
+            ("max_cached_identities", self.max_cached_identities == 0),
+            ("max_cached_app_tokens", self.max_cached_app_tokens == 0),
+            ("max_token_len", self.max_token_len == 0),
+        ] {
+            if zero {
+                return Err(ConfigError::Zero(name));
+            }
+        }
+        let client = WixClient::new(&self.base_url, self.http_timeout)?;
+        Ok(Elevator {
+            shared: Arc::new(Shared {
+                app_id: self.app_id.into(),
+                app_secret: self.app_secret,
+                client,
+                identities: IdentityCache::new(
+                    self.max_cached_identities,
+                    self.token_info_ttl,
+                    self.refused_token_ttl,
+                ),
+                app_tokens: AppTokenCache::new(self.max_cached_app_tokens),
+                max_token_len: self.max_token_len,
+                renew_before: self.renew_before,
+                expiry_margin: self.expiry_margin,
+            }),
+        })
+    }
+}
+
+impl fmt::Debug for ElevatorBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ElevatorBuilder")
+            .field("app_id", &self.app_id)
+            .field("app_secret", &"[REDACTED]")
+            .field("base_url", &self.base_url)
+            .field("http_timeout", &self.http_timeout)
+            .field("token_info_ttl", &self.token_info_ttl)
+            .field("refused_token_ttl", &self.refused_token_ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(json: &str) -> TokenInfo {
+        serde_json::from_str(json).unwrap()
+    }
+
+    const NOW: u64 = 1_800_000_000;
+
+    #[test]
+    fn verify_accepts_a_good_token() {
+        let (verdict, left) = verify(
+            info(
+                r#"{"active":true,"exp":1800000100,"clientId":"app","instanceId":"i","subjectType":"MEMBER","subjectId":"m"}"#,
+            ),
+            "app",
+            NOW,
+        );
+        let Verdict::Valid(caller) = verdict else {
+            panic!("refused")
+        };
+        assert_eq!(left, 100);
+        assert_eq!(caller.subject_type(), SubjectType::Member);
+        assert_eq!(caller.instance_id(), "i");
+    }
+
+    #[test]
+    fn verify_refuses_each_broken_rule() {
+        let cases = [
+            (
+                r#"{"active":false,"exp":1800000100,"clientId":"app","instanceId":"i"}"#,
+                RejectionKind::InvalidToken,
+            ),
+            (
+                r#"{"exp":1800000100,"clientId":"app","instanceId":"i"}"#,
+                RejectionKind::InvalidToken,
+            ),
+            (
+                r#"{"active":true,"clientId":"app","instanceId":"i"}"#,
+                RejectionKind::InvalidToken,
+            ),
+            (
+                r#"{"active":true,"exp":1800000000,"clientId":"app","instanceId":"i"}"#,
+                RejectionKind::ExpiredToken,
+            ),
+            (
+                r#"{"active":true,"exp":1800000100,"clientId":"other","instanceId":"i"}"#,
+                RejectionKind::ForeignToken,
+            ),
+            (
+                r#"{"active":true,"exp":1800000100,"instanceId":"i"}"#,
+                RejectionKind::ForeignToken,
+            ),
+            (
+                r#"{"active":true,"exp":1800000100,"clientId":"app"}"#,
+                RejectionKind::NoInstance,
+            ),
+            (
+                r#"{"active":true,"exp":1800000100,"clientId":"app","instanceId":""}"#,
+                RejectionKind::NoInstance,
+            ),
+        ];
+        for (json, want) in cases {
+            match verify(info(json), "app", NOW).0 {
+                Verdict::Refused(kind) => assert_eq!(kind, want, "{json}"),
+                Verdict::Valid(_) => panic!("accepted {json}"),
+            }
+        }
+    }
+
+    #[test]
+    fn builder_refuses_bad_settings_without_panicking() {
+        assert!(matches!(
+            Elevator::builder(" ", "s").build(),
+            Err(ConfigError::EmptyAppId)
+        ));
+        assert!(matches!(
+            Elevator::builder("a", "").build(),
+            Err(ConfigError::EmptyAppSecret)
+        ));
+        assert!(matches!(
+            Elevator::builder("a", "s")
+                .http_timeout(Duration::ZERO)
+                .build(),
+            Err(ConfigError::Zero("http_timeout"))
+        ));
+        assert!(matches!(
+            Elevator::builder("a", "s").base_url("wixapis.com").build(),
+            Err(ConfigError::InvalidBaseUrl)
+        ));
+    }
+
+    #[test]
+    fn debug_never_shows_the_secret() {
+        let builder = Elevator::builder("app", "top-secret-value");
+        assert!(!format!("{builder:?}").contains("top-secret-value"));
+        let elevator = builder.build().unwrap();
+        assert!(!format!("{elevator:?}").contains("top-secret-value"));
+    }
+}

@@ -1,0 +1,359 @@
+//! Errors, split by when they happen.
+//!
+//! * [`ConfigError`]: building an [`Elevator`](crate::Elevator) failed.
+//! * [`Rejection`]: a request was refused; it becomes a response, never a
+//!   service error.
+//! * [`UpstreamError`]: a call to Wix failed; it is the `source()` of a
+//!   5xx [`Rejection`].
+//!
+//! None of these types ever holds a token or the app secret, so their
+//! `Display` and `Debug` output is safe to log.
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use http::StatusCode;
+
+/// Building an [`Elevator`](crate::Elevator) failed.
+///
+/// # Example
+///
+/// ```
+/// use wix_elevate::{ConfigError, Elevator};
+///
+/// let err = Elevator::builder("", "secret").build().unwrap_err();
+/// assert!(matches!(err, ConfigError::EmptyAppId));
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The app id is empty.
+    #[error("the Wix app id is empty")]
+    EmptyAppId,
+    /// The app secret is empty.
+    #[error("the Wix app secret is empty")]
+    EmptyAppSecret,
+    /// The Wix API base URL is not an absolute `http` or `https` URL.
+    #[error("the Wix API base URL must be an absolute http(s) URL without query or fragment")]
+    InvalidBaseUrl,
+    /// A duration or size setting that must be positive was zero.
+    #[error("the setting `{0}` must be greater than zero")]
+    Zero(&'static str),
+    /// The HTTP client could not be built (for example, no TLS backend).
+    #[error("the HTTP client for Wix could not be built")]
+    HttpClient(#[source] reqwest::Error),
+}
+
+/// Which Wix endpoint a call went to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Endpoint {
+    /// `POST /oauth2/token-info`: who is the caller.
+    TokenInfo,
+    /// `POST /oauth2/token`: create the app-identity token.
+    CreateAccessToken,
+}
+
+impl Endpoint {
+    /// A short, stable name for logs and metrics.
+    ///
+    /// ```
+    /// assert_eq!(wix_elevate::Endpoint::TokenInfo.as_str(), "token_info");
+    /// ```
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::TokenInfo => "token_info",
+            Endpoint::CreateAccessToken => "create_access_token",
+        }
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A call to Wix failed in a way that says nothing about the caller.
+///
+/// Never cached: the next request asks Wix again.
+///
+/// ```
+/// use wix_elevate::{Endpoint, UpstreamError};
+///
+/// let err = UpstreamError::Timeout { endpoint: Endpoint::TokenInfo };
+/// assert_eq!(err.to_string(), "Wix token_info did not answer in time");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UpstreamError {
+    /// No answer within the configured timeout.
+    #[error("Wix {endpoint} did not answer in time")]
+    Timeout {
+        /// The endpoint called.
+        endpoint: Endpoint,
+    },
+    /// The connection failed or dropped before a full answer arrived.
+    #[error("Wix {endpoint} could not be reached")]
+    Transport {
+        /// The endpoint called.
+        endpoint: Endpoint,
+        /// The HTTP client's error (it names the URL, never a token).
+        #[source]
+        source: reqwest::Error,
+    },
+    /// Wix answered with an unexpected status.
+    #[error("Wix {endpoint} answered HTTP {status}")]
+    Status {
+        /// The endpoint called.
+        endpoint: Endpoint,
+        /// The status Wix sent.
+        status: StatusCode,
+        /// Wix's `x-wix-request-id` header, for support tickets.
+        request_id: Option<String>,
+    },
+    /// Wix answered 429 Too Many Requests.
+    #[error("Wix {endpoint} is throttling requests")]
+    Throttled {
+        /// The endpoint called.
+        endpoint: Endpoint,
+        /// Wix's `Retry-After`, when it sent one in seconds.
+        retry_after: Option<Duration>,
+    },
+    /// Wix answered 200 with a body that is not the documented shape.
+    #[error("Wix {endpoint} sent a malformed answer: {reason}")]
+    Malformed {
+        /// The endpoint called.
+        endpoint: Endpoint,
+        /// What was wrong, in fixed words (never the body's content).
+        reason: &'static str,
+    },
+}
+
+impl UpstreamError {
+    /// The endpoint that failed.
+    ///
+    /// ```
+    /// # use wix_elevate::{Endpoint, UpstreamError};
+    /// let err = UpstreamError::Timeout { endpoint: Endpoint::TokenInfo };
+    /// assert_eq!(err.endpoint(), Endpoint::TokenInfo);
+    /// ```
+    pub fn endpoint(&self) -> Endpoint {
+        match self {
+            UpstreamError::Timeout { endpoint }
+            | UpstreamError::Transport { endpoint, .. }
+            | UpstreamError::Status { endpoint, .. }
+            | UpstreamError::Throttled { endpoint, .. }
+            | UpstreamError::Malformed { endpoint, .. } => *endpoint,
+        }
+    }
+
+    pub(crate) fn rejection_kind(&self) -> RejectionKind {
+        match self {
+            UpstreamError::Timeout { .. } => RejectionKind::UpstreamTimeout,
+            UpstreamError::Throttled { .. } => RejectionKind::UpstreamThrottled,
+            UpstreamError::Transport { .. }
+            | UpstreamError::Status { .. }
+            | UpstreamError::Malformed { .. } => RejectionKind::UpstreamFailed,
+        }
+    }
+}
+
+/// Why a request was refused. Each kind maps to exactly one status.
+///
+/// | kind | status |
+/// |---|---|
+/// | [`MissingToken`](Self::MissingToken), [`MalformedToken`](Self::MalformedToken), [`InvalidToken`](Self::InvalidToken), [`ExpiredToken`](Self::ExpiredToken), [`ForeignToken`](Self::ForeignToken), [`NoInstance`](Self::NoInstance) | 401 |
+/// | [`Forbidden`](Self::Forbidden) | 403 |
+/// | [`UpstreamFailed`](Self::UpstreamFailed) | 502 |
+/// | [`UpstreamThrottled`](Self::UpstreamThrottled) | 503 |
+/// | [`UpstreamTimeout`](Self::UpstreamTimeout) | 504 |
+///
+/// ```
+/// use http::StatusCode;
+/// use wix_elevate::RejectionKind;
+///
+/// assert_eq!(RejectionKind::Forbidden.status(), StatusCode::FORBIDDEN);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RejectionKind {
+    /// No `Authorization` header, or an empty one.
+    MissingToken,
+    /// The header is not a raw token or `Bearer <token>` of allowed
+    /// characters and length. Refused before any call to Wix.
+    MalformedToken,
+    /// Wix does not know the token, or says it is not active.
+    InvalidToken,
+    /// The token's `exp` has passed.
+    ExpiredToken,
+    /// The token was issued to another app (`clientId` differs or is absent).
+    ForeignToken,
+    /// The token is not bound to an app instance (`instanceId` absent).
+    NoInstance,
+    /// The route's policy does not admit this caller.
+    Forbidden,
+    /// Wix failed: 5xx, an unexpected status, a malformed answer or a
+    /// dropped connection.
+    UpstreamFailed,
+    /// Wix answered 429.
+    UpstreamThrottled,
+    /// Wix did not answer in time.
+    UpstreamTimeout,
+}
+
+impl RejectionKind {
+    /// The HTTP status this kind is answered with.
+    ///
+    /// ```
+    /// # use wix_elevate::RejectionKind;
+    /// assert_eq!(RejectionKind::UpstreamTimeout.status().as_u16(), 504);
+    /// ```
+    pub const fn status(self) -> StatusCode {
+        match self {
+            RejectionKind::MissingToken
+            | RejectionKind::MalformedToken
+            | RejectionKind::InvalidToken
+            | RejectionKind::ExpiredToken
+            | RejectionKind::ForeignToken
+            | RejectionKind::NoInstance => StatusCode::UNAUTHORIZED,
+            RejectionKind::Forbidden => StatusCode::FORBIDDEN,
+            RejectionKind::UpstreamFailed => StatusCode::BAD_GATEWAY,
+            RejectionKind::UpstreamThrottled => StatusCode::SERVICE_UNAVAILABLE,
+            RejectionKind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// A stable snake_case code, used in problem bodies, logs and metrics.
+    ///
+    /// ```
+    /// # use wix_elevate::RejectionKind;
+    /// assert_eq!(RejectionKind::ForeignToken.code(), "foreign_token");
+    /// ```
+    pub const fn code(self) -> &'static str {
+        match self {
+            RejectionKind::MissingToken => "missing_token",
+            RejectionKind::MalformedToken => "malformed_token",
+            RejectionKind::InvalidToken => "invalid_token",
+            RejectionKind::ExpiredToken => "expired_token",
+            RejectionKind::ForeignToken => "foreign_token",
+            RejectionKind::NoInstance => "no_instance",
+            RejectionKind::Forbidden => "forbidden",
+            RejectionKind::UpstreamFailed => "upstream_failed",
+            RejectionKind::UpstreamThrottled => "upstream_throttled",
+            RejectionKind::UpstreamTimeout => "upstream_timeout",
+        }
+    }
+
+    /// A fixed, human-readable sentence (the problem body's `detail`).
+    ///
+    /// ```
+    /// # use wix_elevate::RejectionKind;
+    /// assert!(RejectionKind::Forbidden.detail().contains("not allowed"));
+    /// ```
+    pub const fn detail(self) -> &'static str {
+        match self {
+            RejectionKind::MissingToken => "The request carries no access token.",
+            RejectionKind::MalformedToken => {
+                "The Authorization header is not a valid access token."
+            }
+            RejectionKind::InvalidToken => "The access token is not valid.",
+            RejectionKind::ExpiredToken => "The access token has expired.",
+            RejectionKind::ForeignToken => "The access token was not issued for this app.",
+            RejectionKind::NoInstance => "The access token is not bound to an app instance.",
+            RejectionKind::Forbidden => "The caller is not allowed to use this endpoint.",
+            RejectionKind::UpstreamFailed => "Wix could not authorize the request.",
+            RejectionKind::UpstreamThrottled => "Wix is throttling requests; retry later.",
+            RejectionKind::UpstreamTimeout => "Wix did not answer in time.",
+        }
+    }
+
+    /// Whether the caller sent a token that was refused (as opposed to none).
+    pub(crate) const fn token_was_sent(self) -> bool {
+        !matches!(self, RejectionKind::MissingToken)
+    }
+}
+
+/// A refused request: what went wrong and, for 5xx, the Wix error behind it.
+///
+/// The middleware answers it with a response (see
+/// [`OnRejection`](crate::OnRejection)) and puts a clone of it into that
+/// response's extensions, so outer layers can inspect it:
+///
+/// ```
+/// use wix_elevate::{Rejection, RejectionKind};
+///
+/// let rejection = Rejection::new(RejectionKind::MissingToken);
+/// assert_eq!(rejection.status().as_u16(), 401);
+/// assert_eq!(rejection.to_string(), "The request carries no access token.");
+/// ```
+#[derive(Clone, Debug)]
+pub struct Rejection {
+    kind: RejectionKind,
+    source: Option<Arc<UpstreamError>>,
+}
+
+impl Rejection {
+    /// A rejection of this kind with no upstream cause.
+    pub fn new(kind: RejectionKind) -> Self {
+        Self { kind, source: None }
+    }
+
+    pub(crate) fn upstream(source: Arc<UpstreamError>) -> Self {
+        Self {
+            kind: source.rejection_kind(),
+            source: Some(source),
+        }
+    }
+
+    /// Why the request was refused.
+    pub fn kind(&self) -> RejectionKind {
+        self.kind
+    }
+
+    /// The status the request is answered with.
+    pub fn status(&self) -> StatusCode {
+        self.kind.status()
+    }
+
+    /// The Wix failure behind a 5xx, if any.
+    pub fn upstream_error(&self) -> Option<&UpstreamError> {
+        self.source.as_deref()
+    }
+
+    /// How long the caller should wait before retrying, for 503s.
+    ///
+    /// Wix's own `Retry-After` when it sent one, else one second.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match (self.kind, self.upstream_error()) {
+            (
+                RejectionKind::UpstreamThrottled,
+                Some(UpstreamError::Throttled {
+                    retry_after: Some(after),
+                    ..
+                }),
+            ) => Some(*after),
+            (RejectionKind::UpstreamThrottled, _) => Some(Duration::from_secs(1)),
+            _ => None,
+        }
+    }
+}
+
+impl From<RejectionKind> for Rejection {
+    fn from(kind: RejectionKind) -> Self {
+        Self::new(kind)
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.kind.detail())
+    }
+}
+
+impl std::error::Error for Rejection {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}

@@ -1,0 +1,121 @@
+//! # wix-elevate
+//!
+//! A [tower] middleware for self-hosted Wix app backends. It turns the
+//! caller's access token (a site visitor, member or Wix user, as sent by the
+//! Wix SDK's `fetchWithAuth`) into a verified [`Caller`] and an app-identity
+//! [`ElevatedToken`] for the caller's app instance, and refuses every
+//! request its route's [`Policy`] does not allow.
+//!
+//! Wix's documented pattern makes two calls per request: Token Info (who is
+//! the caller, which instance) and Create Access Token (app id + secret +
+//! instance → app token, valid 4 hours). This crate does both once, caches
+//! both (identities by token digest, app tokens per instance), coalesces
+//! concurrent misses into one call, renews app tokens in the background and
+//! checks the route's policy on every request, cached or not.
+//!
+//! Wix warns that elevated endpoints invite privilege escalation: anyone can
+//! obtain a visitor token. So every route states who may call it, the
+//! default policy admits only visitors, members and Wix users, and a denied
+//! caller never costs an app token.
+//!
+//! ## Example
+//!
+//! ```
+//! use axum::{Router, body::Body, routing::get};
+//! use http::{Request, StatusCode};
+//! use tower::ServiceExt;
+//! use wix_elevate::{Caller, ElevatedToken, Elevator, SubjectType, SubjectTypes, test_util::{MockWix, CallerSpec}};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // A local stand-in for Wix (feature `test-util`).
+//! let wix = MockWix::start().await?;
+//! let elevator = Elevator::builder(wix.app_id(), wix.app_secret())
+//!     .base_url(wix.base_url())
+//!     .build()?;
+//!
+//! async fn whoami(caller: Caller, _app: ElevatedToken) -> String {
+//!     format!("{} {}", caller.subject_type(), caller.instance_id())
+//! }
+//!
+//! let app = Router::new().route(
+//!     "/members/whoami",
+//!     get(whoami).route_layer(elevator.layer().policy(SubjectTypes::members())),
+//! );
+//!
+//! let member = wix.mint(CallerSpec::new(SubjectType::Member).instance("inst-1"));
+//! let visitor = wix.mint(CallerSpec::new(SubjectType::Visitor).instance("inst-1"));
+//!
+//! let call = |token: String| Request::get("/members/whoami")
+//!     .header("authorization", token)
+//!     .body(Body::empty())
+//!     .unwrap();
+//! assert_eq!(app.clone().oneshot(call(member)).await?.status(), StatusCode::OK);
+//! assert_eq!(app.clone().oneshot(call(visitor)).await?.status(), StatusCode::FORBIDDEN);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## How errors map to statuses
+//!
+//! | status | when | [`RejectionKind`] |
+//! |---|---|---|
+//! | 401 | no token, malformed header, Wix refuses the token, inactive, expired, another app's, no instance | `MissingToken`, `MalformedToken`, `InvalidToken`, `ExpiredToken`, `ForeignToken`, `NoInstance` |
+//! | 403 | the route's policy denies the caller | `Forbidden` |
+//! | 502 | Wix answered 5xx, an unexpected status, a malformed body, or dropped the connection | `UpstreamFailed` |
+//! | 503 | Wix answered 429 (`Retry-After` is forwarded) | `UpstreamThrottled` |
+//! | 504 | a Wix call exceeded the timeout | `UpstreamTimeout` |
+//!
+//! Bodies are fixed `application/problem+json` documents ([`ProblemJson`]);
+//! the typed [`Rejection`] goes into the response's extensions and a
+//! `tracing` event on target `wix_elevate::rejection`. The handler never
+//! runs on a rejection, and no token or secret appears in any log line,
+//! `Debug` output or body.
+//!
+//! ## Feature flags
+//!
+//! | feature | what | default |
+//! |---|---|---|
+//! | `axum` | [`Caller`] and [`ElevatedToken`] extractors; `IntoResponse` for [`Rejection`] | yes |
+//! | `rustls` | TLS to Wix through rustls | yes |
+//! | `native-tls` | TLS to Wix through the platform's TLS | no |
+//! | `test-util` | [`test_util::MockWix`], an in-process mock of Wix | no |
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod cache;
+mod caller;
+mod client;
+mod elevator;
+mod error;
+#[cfg(feature = "axum")]
+mod extract;
+mod future;
+mod layer;
+pub mod policy;
+mod response;
+mod service;
+mod token;
+mod wire;
+
+#[cfg(feature = "test-util")]
+pub mod test_util;
+
+#[doc(inline)]
+pub use caller::{Caller, ElevatedToken, SubjectType};
+#[doc(inline)]
+pub use elevator::{Elevator, ElevatorBuilder, WIX_API_BASE_URL};
+#[doc(inline)]
+pub use error::{ConfigError, Endpoint, Rejection, RejectionKind, UpstreamError};
+#[cfg(feature = "axum")]
+#[doc(inline)]
+pub use extract::MissingElevateLayer;
+#[doc(inline)]
+pub use future::ResponseFuture;
+#[doc(inline)]
+pub use layer::ElevateLayer;
+#[doc(inline)]
+pub use policy::{Policy, PolicyExt, SubjectTypes};
+#[doc(inline)]
+pub use response::{OnRejection, ProblemJson};
+#[doc(inline)]
+pub use service::Elevate;

@@ -1,0 +1,372 @@
+//! Who may call a route: a small trait, evaluated on every request after
+//! the caller is verified and before any elevation.
+//!
+//! * [`SubjectTypes`]: an allow-list of subject types, with presets.
+//!   [`SubjectTypes::default()`] admits visitors, members and Wix users;
+//!   apps and unknown subjects only when a route names them.
+//! * Any `Fn(&Caller) -> bool` is a policy.
+//! * [`PolicyExt`] composes them: [`and`](PolicyExt::and),
+//!   [`or`](PolicyExt::or), [`not`](PolicyExt::not); [`any`] and [`all`]
+//!   take lists.
+//!
+//! # Example
+//!
+//! ```
+//! use wix_elevate::{Caller, Policy, PolicyExt, SubjectType, SubjectTypes};
+//!
+//! // Members of one site, and never a blocked member id.
+//! let policy = SubjectTypes::members()
+//!     .and(|c: &Caller| c.site_id() == Some("site-1"))
+//!     .and((|c: &Caller| c.subject_id() == "blocked").not());
+//!
+//! let member = Caller::new(SubjectType::Member, "m-1", "instance-1");
+//! let visitor = Caller::new(SubjectType::Visitor, "v-1", "instance-1");
+//! assert!(!policy.allows(&member)); // no site id
+//! assert!(!policy.allows(&visitor));
+//! assert!(SubjectTypes::members().allows(&member));
+//! ```
+
+use std::{fmt, ops::BitOr};
+
+use crate::caller::{Caller, SubjectType};
+
+/// Decides whether a verified caller may use a route.
+///
+/// Implemented for closures `Fn(&Caller) -> bool`. A denial answers 403
+/// before any app token is requested.
+///
+/// ```
+/// use wix_elevate::{Caller, Policy, SubjectType};
+///
+/// struct OnlyInstance(&'static str);
+///
+/// impl Policy for OnlyInstance {
+///     fn allows(&self, caller: &Caller) -> bool {
+///         caller.instance_id() == self.0
+///     }
+///     fn name(&self) -> &str {
+///         "only-instance"
+///     }
+/// }
+///
+/// let caller = Caller::new(SubjectType::User, "u", "i-1");
+/// assert!(OnlyInstance("i-1").allows(&caller));
+/// ```
+pub trait Policy: Send + Sync + 'static {
+    /// Whether `caller` may proceed.
+    fn allows(&self, caller: &Caller) -> bool;
+
+    /// A short name for logs and spans. Defaults to `"custom"`.
+    fn name(&self) -> &str {
+        "custom"
+    }
+}
+
+impl<F> Policy for F
+where
+    F: Fn(&Caller) -> bool + Send + Sync + 'static,
+{
+    fn allows(&self, caller: &Caller) -> bool {
+        self(caller)
+    }
+}
+
+/// An allow-list of [`SubjectType`]s.
+///
+/// ```
+/// use wix_elevate::{Caller, Policy, SubjectType, SubjectTypes};
+///
+/// let policy = SubjectTypes::wix_users() | SubjectType::App;
+/// assert!(policy.contains(SubjectType::App));
+/// assert!(!policy.contains(SubjectType::Visitor));
+/// assert!(policy.allows(&Caller::new(SubjectType::User, "u", "i")));
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct SubjectTypes(u8);
+
+impl SubjectTypes {
+    /// Admits nobody.
+    pub const NONE: Self = SubjectTypes(0);
+
+    /// Exactly these subject types.
+    pub fn only(types: impl IntoIterator<Item = SubjectType>) -> Self {
+        types.into_iter().fold(Self::NONE, |set, t| set | t)
+    }
+
+    /// Anyone on the site: anonymous visitors and logged-in members.
+    /// Remember that anyone can obtain a visitor token.
+    pub const fn site_visitors() -> Self {
+        SubjectTypes(SubjectType::Visitor.bit() | SubjectType::Member.bit())
+    }
+
+    /// Logged-in site members only.
+    pub const fn members() -> Self {
+        SubjectTypes(SubjectType::Member.bit())
+    }
+
+    /// Wix users (site owners and collaborators, e.g. from a dashboard
+    /// extension) only.
+    pub const fn wix_users() -> Self {
+        SubjectTypes(SubjectType::User.bit())
+    }
+
+    /// Whether `subject_type` is on the list.
+    pub const fn contains(self, subject_type: SubjectType) -> bool {
+        self.0 & subject_type.bit() != 0
+    }
+}
+
+/// Visitors, members and Wix users; not apps, not unknown subjects.
+impl Default for SubjectTypes {
+    fn default() -> Self {
+        SubjectTypes(
+            SubjectType::Visitor.bit() | SubjectType::Member.bit() | SubjectType::User.bit(),
+        )
+    }
+}
+
+impl BitOr<SubjectType> for SubjectTypes {
+    type Output = SubjectTypes;
+    fn bitor(self, rhs: SubjectType) -> SubjectTypes {
+        SubjectTypes(self.0 | rhs.bit())
+    }
+}
+
+impl BitOr for SubjectTypes {
+    type Output = SubjectTypes;
+    fn bitor(self, rhs: SubjectTypes) -> SubjectTypes {
+        SubjectTypes(self.0 | rhs.0)
+    }
+}
+
+impl fmt::Debug for SubjectTypes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let all = [
+            SubjectType::Visitor,
+            SubjectType::Member,
+            SubjectType::User,
+            SubjectType::App,
+            SubjectType::Unknown,
+        ];
+        f.debug_set()
+            .entries(all.into_iter().filter(|t| self.contains(*t)))
+            .finish()
+    }
+}
+
+impl Policy for SubjectTypes {
+    fn allows(&self, caller: &Caller) -> bool {
+        self.contains(caller.subject_type())
+    }
+
+    fn name(&self) -> &str {
+        match *self {
+            s if s == Self::site_visitors() => "site_visitors",
+            s if s == Self::members() => "members",
+            s if s == Self::wix_users() => "wix_users",
+            s if s == Self::default() => "default",
+            _ => "subject_types",
+        }
+    }
+}
+
+/// Both policies must allow. See [`PolicyExt::and`].
+#[derive(Clone, Copy, Debug)]
+pub struct And<A, B>(A, B);
+
+/// Either policy must allow. See [`PolicyExt::or`].
+#[derive(Clone, Copy, Debug)]
+pub struct Or<A, B>(A, B);
+
+/// The policy must deny. See [`PolicyExt::not`].
+#[derive(Clone, Copy, Debug)]
+pub struct Not<A>(A);
+
+impl<A: Policy, B: Policy> Policy for And<A, B> {
+    fn allows(&self, caller: &Caller) -> bool {
+        self.0.allows(caller) && self.1.allows(caller)
+    }
+    fn name(&self) -> &str {
+        "and"
+    }
+}
+
+impl<A: Policy, B: Policy> Policy for Or<A, B> {
+    fn allows(&self, caller: &Caller) -> bool {
+        self.0.allows(caller) || self.1.allows(caller)
+    }
+    fn name(&self) -> &str {
+        "or"
+    }
+}
+
+impl<A: Policy> Policy for Not<A> {
+    fn allows(&self, caller: &Caller) -> bool {
+        !self.0.allows(caller)
+    }
+    fn name(&self) -> &str {
+        "not"
+    }
+}
+
+/// Combinators for every [`Policy`].
+///
+/// ```
+/// use wix_elevate::{Caller, Policy, PolicyExt, SubjectType, SubjectTypes};
+///
+/// let policy = SubjectTypes::members().or(SubjectTypes::wix_users()).not();
+/// assert!(policy.allows(&Caller::new(SubjectType::Visitor, "v", "i")));
+/// ```
+pub trait PolicyExt: Policy + Sized {
+    /// Allows only when both allow.
+    fn and<P: Policy>(self, other: P) -> And<Self, P> {
+        And(self, other)
+    }
+
+    /// Allows when either allows.
+    fn or<P: Policy>(self, other: P) -> Or<Self, P> {
+        Or(self, other)
+    }
+
+    /// Allows exactly when `self` denies.
+    fn not(self) -> Not<Self> {
+        Not(self)
+    }
+}
+
+impl<P: Policy> PolicyExt for P {}
+
+/// Allows when any policy in the list allows (none: denies).
+///
+/// ```
+/// use wix_elevate::{Caller, Policy, SubjectType, SubjectTypes, policy};
+///
+/// let p = policy::any([Box::new(SubjectTypes::members()) as Box<dyn Policy>,
+///                      Box::new(|c: &Caller| c.subject_id() == "vip")]);
+/// assert!(p.allows(&Caller::new(SubjectType::Visitor, "vip", "i")));
+/// ```
+pub fn any(policies: impl IntoIterator<Item = Box<dyn Policy>>) -> AnyOf {
+    AnyOf(policies.into_iter().collect())
+}
+
+/// Allows when every policy in the list allows (none: denies, to fail
+/// closed on an empty list).
+///
+/// ```
+/// use wix_elevate::{Caller, Policy, SubjectType, SubjectTypes, policy};
+///
+/// let p = policy::all([Box::new(SubjectTypes::members()) as Box<dyn Policy>,
+///                      Box::new(|c: &Caller| c.instance_id() == "i")]);
+/// assert!(p.allows(&Caller::new(SubjectType::Member, "m", "i")));
+/// assert!(!policy::all([]).allows(&Caller::new(SubjectType::Member, "m", "i")));
+/// ```
+pub fn all(policies: impl IntoIterator<Item = Box<dyn Policy>>) -> AllOf {
+    AllOf(policies.into_iter().collect())
+}
+
+/// See [`any`].
+pub struct AnyOf(Vec<Box<dyn Policy>>);
+
+/// See [`all`].
+pub struct AllOf(Vec<Box<dyn Policy>>);
+
+impl Policy for AnyOf {
+    fn allows(&self, caller: &Caller) -> bool {
+        self.0.iter().any(|p| p.allows(caller))
+    }
+    fn name(&self) -> &str {
+        "any"
+    }
+}
+
+impl Policy for AllOf {
+    fn allows(&self, caller: &Caller) -> bool {
+        !self.0.is_empty() && self.0.iter().all(|p| p.allows(caller))
+    }
+    fn name(&self) -> &str {
+        "all"
+    }
+}
+
+impl fmt::Debug for AnyOf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|p| p.name()))
+            .finish()
+    }
+}
+
+impl fmt::Debug for AllOf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|p| p.name()))
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(t: SubjectType) -> Caller {
+        Caller::new(t, "s", "i")
+    }
+
+    #[test]
+    fn default_admits_people_not_apps_or_unknown() {
+        let p = SubjectTypes::default();
+        for t in [SubjectType::Visitor, SubjectType::Member, SubjectType::User] {
+            assert!(p.allows(&caller(t)), "{t}");
+        }
+        for t in [SubjectType::App, SubjectType::Unknown] {
+            assert!(!p.allows(&caller(t)), "{t}");
+        }
+    }
+
+    #[test]
+    fn presets_admit_only_their_subjects() {
+        let cases = [
+            (SubjectTypes::members(), vec![SubjectType::Member]),
+            (SubjectTypes::wix_users(), vec![SubjectType::User]),
+            (
+                SubjectTypes::site_visitors(),
+                vec![SubjectType::Visitor, SubjectType::Member],
+            ),
+            (
+                SubjectTypes::only([SubjectType::App]),
+                vec![SubjectType::App],
+            ),
+            (SubjectTypes::NONE, vec![]),
+        ];
+        for (policy, admitted) in cases {
+            for t in [
+                SubjectType::Visitor,
+                SubjectType::Member,
+                SubjectType::User,
+                SubjectType::App,
+                SubjectType::Unknown,
+            ] {
+                assert_eq!(
+                    policy.allows(&caller(t)),
+                    admitted.contains(&t),
+                    "{policy:?} {t}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn combinators_compose() {
+        let member = caller(SubjectType::Member);
+        let user = caller(SubjectType::User);
+        let m = SubjectTypes::members();
+        let u = SubjectTypes::wix_users();
+        assert!(m.or(u).allows(&user));
+        assert!(!m.and(u).allows(&member));
+        assert!(m.not().allows(&user));
+        assert!(!any([]).allows(&member));
+        assert!(any([Box::new(u) as Box<dyn Policy>, Box::new(m)]).allows(&member));
+        assert!(!all([Box::new(u) as Box<dyn Policy>, Box::new(m)]).allows(&member));
+        assert!(!all([]).allows(&member));
+    }
+}

@@ -1,0 +1,156 @@
+//! How a [`Rejection`] becomes a response.
+//!
+//! The default, [`ProblemJson`], answers RFC 9457 `application/problem+json`
+//! with fixed text per [`RejectionKind`]: never upstream text, never a token.
+//! 401s carry `WWW-Authenticate: Bearer` (with `error="invalid_token"` when a
+//! token was sent), 503s carry `Retry-After`, and every rejection carries
+//! `Cache-Control: no-store`.
+//!
+//! Replace it per layer with [`ElevateLayer::on_rejection`](crate::ElevateLayer::on_rejection):
+//! any `Fn(&Rejection) -> Response<Bytes>` works. The layer adds the
+//! [`Rejection`] to the response's extensions either way.
+//!
+//! # Example
+//!
+//! ```
+//! use bytes::Bytes;
+//! use http::{Response, StatusCode};
+//! use wix_elevate::{OnRejection, ProblemJson, Rejection, RejectionKind};
+//!
+//! let res = ProblemJson.response(&Rejection::new(RejectionKind::Forbidden));
+//! assert_eq!(res.status(), StatusCode::FORBIDDEN);
+//! assert_eq!(res.headers()["content-type"], "application/problem+json");
+//!
+//! // A plain-text variant:
+//! let plain = |r: &Rejection| {
+//!     let mut res = Response::new(Bytes::from_static(b"nope"));
+//!     *res.status_mut() = r.status();
+//!     res
+//! };
+//! assert_eq!(plain.response(&Rejection::new(RejectionKind::MissingToken)).status(), 401);
+//! ```
+
+use bytes::Bytes;
+use http::{
+    HeaderValue, Response,
+    header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE},
+};
+
+use crate::error::{Rejection, RejectionKind};
+
+/// Turns a [`Rejection`] into the response sent to the client.
+pub trait OnRejection: Send + Sync + 'static {
+    /// The response for `rejection`. Its body must not reveal more than the
+    /// rejection's kind.
+    fn response(&self, rejection: &Rejection) -> Response<Bytes>;
+}
+
+impl<F> OnRejection for F
+where
+    F: Fn(&Rejection) -> Response<Bytes> + Send + Sync + 'static,
+{
+    fn response(&self, rejection: &Rejection) -> Response<Bytes> {
+        self(rejection)
+    }
+}
+
+/// The default rejection response: `application/problem+json` with a fixed
+/// body per kind, e.g.
+/// `{"type":"about:blank","title":"Forbidden","status":403,"detail":"...","code":"forbidden"}`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProblemJson;
+
+impl OnRejection for ProblemJson {
+    fn response(&self, rejection: &Rejection) -> Response<Bytes> {
+        problem_response(rejection)
+    }
+}
+
+pub(crate) fn problem_response(rejection: &Rejection) -> Response<Bytes> {
+    let kind = rejection.kind();
+    let mut response = Response::new(Bytes::from(problem_body(kind)));
+    *response.status_mut() = kind.status();
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if kind.status() == http::StatusCode::UNAUTHORIZED {
+        let challenge = if kind.token_was_sent() {
+            r#"Bearer error="invalid_token""#
+        } else {
+            "Bearer"
+        };
+        headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+    }
+    if let Some(after) = rejection.retry_after() {
+        headers.insert(RETRY_AFTER, HeaderValue::from(after.as_secs().max(1)));
+    }
+    response
+}
+
+/// The fixed problem document for `kind`.
+pub(crate) fn problem_body(kind: RejectionKind) -> String {
+    let status = kind.status();
+    format!(
+        r#"{{"type":"about:blank","title":"{}","status":{},"detail":"{}","code":"{}"}}"#,
+        status.canonical_reason().unwrap_or("Error"),
+        status.as_u16(),
+        kind.detail(),
+        kind.code(),
+    )
+}
+
+#[cfg(feature = "axum")]
+impl axum_core::response::IntoResponse for Rejection {
+    fn into_response(self) -> axum_core::response::Response {
+        let mut response = problem_response(&self).map(axum_core::body::Body::from);
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: [RejectionKind; 10] = [
+        RejectionKind::MissingToken,
+        RejectionKind::MalformedToken,
+        RejectionKind::InvalidToken,
+        RejectionKind::ExpiredToken,
+        RejectionKind::ForeignToken,
+        RejectionKind::NoInstance,
+        RejectionKind::Forbidden,
+        RejectionKind::UpstreamFailed,
+        RejectionKind::UpstreamThrottled,
+        RejectionKind::UpstreamTimeout,
+    ];
+
+    #[test]
+    fn every_body_is_valid_json_matching_the_status() {
+        for kind in ALL {
+            let body: serde_json::Value = serde_json::from_str(&problem_body(kind)).unwrap();
+            assert_eq!(body["status"], kind.status().as_u16());
+            assert_eq!(body["code"], kind.code());
+            assert_eq!(body["detail"], kind.detail());
+        }
+    }
+
+    #[test]
+    fn challenge_and_retry_headers() {
+        let missing = problem_response(&RejectionKind::MissingToken.into());
+        assert_eq!(missing.headers()[WWW_AUTHENTICATE], "Bearer");
+        let invalid = problem_response(&RejectionKind::InvalidToken.into());
+        assert_eq!(
+            invalid.headers()[WWW_AUTHENTICATE],
+            r#"Bearer error="invalid_token""#
+        );
+        let forbidden = problem_response(&RejectionKind::Forbidden.into());
+        assert!(forbidden.headers().get(WWW_AUTHENTICATE).is_none());
+        let throttled = problem_response(&RejectionKind::UpstreamThrottled.into());
+        assert_eq!(throttled.headers()[RETRY_AFTER], "1");
+        assert_eq!(throttled.status(), 503);
+    }
+}

@@ -1,0 +1,11 @@
+//! Integration tests: the layer over real HTTP against the mock Wix.
+
+mod common;
+
+mod caller_token;
+mod elevation;
+mod extractors;
+mod failures;
+mod identity;
+mod policy;
+mod secrets;
