@@ -1,6 +1,6 @@
 //! # wix-elevate
 //!
-//! A [tower] middleware for self-hosted Wix app backends. It turns the
+//! A [tower](https://docs.rs/tower) middleware for self-hosted Wix app backends. It turns the
 //! caller's access token (a site visitor, member or Wix user, as sent by the
 //! Wix SDK's `fetchWithAuth`) into a verified [`Caller`] and an app-identity
 //! [`ElevatedToken`] for the caller's app instance, and refuses every

@@ -8,4 +8,5 @@ mod extractors;
 mod failures;
 mod identity;
 mod policy;
+mod quickstart;
 mod secrets;

@@ -1,0 +1,267 @@
+//! Run with: `cargo run --example quickstart`
+//!
+//! A demo Wix app backend behind wix-elevate. With no environment it starts
+//! the mock Wix in-process, mints demo tokens for a visitor, a member and a
+//! Wix user, prints curl commands that work as printed, and serves:
+//!
+//! | route | who | what |
+//! |---|---|---|
+//! | `GET /healthz` | anyone | 200 `ok` |
+//! | `GET /api/whoami` | visitors, members, Wix users | the caller, no Wix API call |
+//! | `GET /api/instance` | visitors, members, Wix users | the caller and Wix's `GET /apps/v1/instance`, called with the app token |
+//! | `GET /api/members/instance` | members | same |
+//! | `GET /api/dashboard/instance` | Wix users | same |
+//!
+//! Environment:
+//!
+//! * `WIX_API_BASE_URL`: use this Wix instead of the mock; then
+//!   `WIX_APP_ID` and `WIX_APP_SECRET` are required.
+//! * `BIND_ADDR` (default `127.0.0.1:3000`).
+//! * `WIX_HTTP_TIMEOUT_MS`: timeout of each Wix call (default 5000).
+//! * `WIX_TOKEN_INFO_TTL_SECS`: identity cache TTL (default 60).
+//! * `RUST_LOG`: tracing filter (default `info`).
+
+use std::{env, error::Error, net::SocketAddr, process::ExitCode, time::Duration};
+
+use axum::{
+    Json, Router,
+    extract::State,
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use serde_json::{Value, json};
+use tower_http::cors::{Any, CorsLayer};
+use wix_elevate::{
+    Caller, ElevatedToken, Elevator, SubjectType, SubjectTypes,
+    test_util::{CallerSpec, MockWix},
+};
+
+/// The quickstart's settings, all from the environment.
+struct Settings {
+    wix: Option<(String, String, String)>,
+    bind: String,
+    http_timeout: Duration,
+    token_info_ttl: Duration,
+}
+
+impl Settings {
+    fn from_env() -> Result<Self, String> {
+        let var = |name: &str| env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let number = |name: &str, default: u64| match var(name) {
+            None => Ok(default),
+            Some(v) => v
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| format!("{name} must be a positive whole number, got {v:?}")),
+        };
+        let wix = match var("WIX_API_BASE_URL") {
+            None => None,
+            Some(url) => {
+                let id = var("WIX_APP_ID")
+                    .ok_or("WIX_API_BASE_URL is set, so WIX_APP_ID is required")?;
+                let secret = var("WIX_APP_SECRET")
+                    .ok_or("WIX_API_BASE_URL is set, so WIX_APP_SECRET is required")?;
+                Some((url, id, secret))
+            }
+        };
+        Ok(Settings {
+            wix,
+            bind: var("BIND_ADDR").unwrap_or_else(|| "127.0.0.1:3000".into()),
+            http_timeout: Duration::from_millis(number("WIX_HTTP_TIMEOUT_MS", 5000)?),
+            token_info_ttl: Duration::from_secs(number("WIX_TOKEN_INFO_TTL_SECS", 60)?),
+        })
+    }
+}
+
+/// The demo app: one elevated layer per route, CORS outside them all so
+/// browser preflights (which carry no token) are answered.
+fn app(elevator: Elevator) -> Router {
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods(Any)
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]);
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/api/whoami",
+            get(whoami).route_layer(elevator.layer().route_name("whoami")),
+        )
+        .route(
+            "/api/instance",
+            get(instance).route_layer(elevator.layer().route_name("instance")),
+        )
+        .route(
+            "/api/members/instance",
+            get(instance).route_layer(
+                elevator
+                    .layer()
+                    .policy(SubjectTypes::members())
+                    .route_name("members_instance"),
+            ),
+        )
+        .route(
+            "/api/dashboard/instance",
+            get(instance).route_layer(
+                elevator
+                    .layer()
+                    .policy(SubjectTypes::wix_users())
+                    .route_name("dashboard_instance"),
+            ),
+        )
+        .layer(cors)
+        .with_state(elevator)
+}
+
+fn caller_json(caller: &Caller) -> Value {
+    json!({
+        "subjectType": caller.subject_type().as_str(),
+        "subjectId": caller.subject_id(),
+        "instanceId": caller.instance_id(),
+    })
+}
+
+async fn whoami(caller: Caller) -> Json<Value> {
+    Json(caller_json(&caller))
+}
+
+/// Calls Wix's Get App Instance with the app token (never returned).
+async fn instance(
+    State(elevator): State<Elevator>,
+    caller: Caller,
+    token: ElevatedToken,
+) -> Response {
+    let sent = elevator
+        .http_client()
+        .get(format!("{}/apps/v1/instance", elevator.base_url()))
+        .header(header::AUTHORIZATION, token.authorization_header())
+        .send()
+        .await;
+    let answer = match sent {
+        Ok(res) if res.status().is_success() => res.bytes().await.ok(),
+        Ok(res) => {
+            tracing::warn!(
+                status = res.status().as_u16(),
+                "Wix Get App Instance failed"
+            );
+            None
+        }
+        Err(error) => {
+            tracing::warn!(%error, "Wix Get App Instance unreachable");
+            None
+        }
+    };
+    match answer.and_then(|body| serde_json::from_slice::<Value>(&body).ok()) {
+        Some(instance) => {
+            Json(json!({ "caller": caller_json(&caller), "instance": instance })).into_response()
+        }
+        None => {
+            let body = r#"{"type":"about:blank","title":"Bad Gateway","status":502,"detail":"The Wix API call failed.","code":"wix_api_failed"}"#;
+            let mut res = (StatusCode::BAD_GATEWAY, body).into_response();
+            res.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/problem+json"),
+            );
+            res
+        }
+    }
+}
+
+/// Print demo tokens and curl commands; each ends with the status it gets.
+fn print_demo(wix: &MockWix, addr: SocketAddr) {
+    let mint = |subject| {
+        wix.mint(
+            CallerSpec::new(subject)
+                .instance("demo-instance")
+                .site_id("demo-site")
+                .expires_in(Duration::from_secs(24 * 3600)),
+        )
+    };
+    let (visitor, member, user) = (
+        mint(SubjectType::Visitor),
+        mint(SubjectType::Member),
+        mint(SubjectType::User),
+    );
+    let host = if addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    };
+    let base = format!("http://{host}");
+    println!("mock Wix: {} (app id {})", wix.base_url(), wix.app_id());
+    println!("demo tokens (instance demo-instance, valid 24 h):");
+    println!("  VISITOR {visitor}");
+    println!("  MEMBER  {member}");
+    println!("  USER    {user}");
+    println!("try:");
+    let curl = |path: &str, token: Option<&str>, expect: u16| match token {
+        Some(token) => {
+            println!("  curl -s {base}{path} -H 'Authorization: {token}'   # expect {expect}")
+        }
+        None => println!("  curl -s {base}{path}   # expect {expect}"),
+    };
+    curl("/healthz", None, 200);
+    curl("/api/whoami", Some(&visitor), 200);
+    curl("/api/whoami", None, 401);
+    curl("/api/instance", Some(&format!("Bearer {visitor}")), 200);
+    curl("/api/members/instance", Some(&member), 200);
+    curl("/api/members/instance", Some(&visitor), 403);
+    curl("/api/dashboard/instance", Some(&user), 200);
+    curl("/api/dashboard/instance", Some(&member), 403);
+}
+
+async fn run() -> Result<(), Box<dyn Error>> {
+    let settings = Settings::from_env()?;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+
+    let (mock, (base_url, app_id, app_secret)) = match settings.wix {
+        Some(wix) => (None, wix),
+        None => {
+            let mock = MockWix::start().await?;
+            let wix = (
+                mock.base_url().to_owned(),
+                mock.app_id().to_owned(),
+                mock.app_secret().to_owned(),
+            );
+            (Some(mock), wix)
+        }
+    };
+    let elevator = Elevator::builder(app_id, app_secret)
+        .base_url(base_url)
+        .http_timeout(settings.http_timeout)
+        .token_info_ttl(settings.token_info_ttl)
+        .build()?;
+
+    let listener = tokio::net::TcpListener::bind(&settings.bind)
+        .await
+        .map_err(|e| format!("cannot bind BIND_ADDR {}: {e}", settings.bind))?;
+    let addr = listener.local_addr()?;
+    if let Some(mock) = &mock {
+        print_demo(mock, addr);
+    }
+    println!("listening on http://{addr}");
+    axum::serve(listener, app(elevator))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! The quickstart's contract, checked by running the example binary that
+//! `cargo test` builds, the way a user would.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use wix_elevate::{
+    SubjectType,
+    test_util::{CallerSpec, MockWix},
+};
+
+const ENV: [&str; 7] = [
+    "WIX_API_BASE_URL",
+    "WIX_APP_ID",
+    "WIX_APP_SECRET",
+    "BIND_ADDR",
+    "WIX_HTTP_TIMEOUT_MS",
+    "WIX_TOKEN_INFO_TTL_SECS",
+    "RUST_LOG",
+];
+
+fn binary() -> PathBuf {
+    // target/<profile>/deps/integration-* -> target/<profile>/examples/quickstart
+    let exe = std::env::current_exe().expect("test binary path");
+    let path = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir")
+        .join("examples")
+        .join(format!("quickstart{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "{} missing: run `cargo test` (it builds the examples)",
+        path.display()
+    );
+    path
+}
+
+fn command(envs: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(binary());
+    for name in ENV {
+        cmd.env_remove(name);
+    }
+    cmd.env("BIND_ADDR", "127.0.0.1:0")
+        .envs(envs.iter().copied());
+    cmd
+}
+
+struct Quickstart {
+    child: Child,
+    lines: Vec<String>,
+    url: String,
+}
+
+impl Drop for Quickstart {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Start the quickstart and read its stdout up to `listening on http://ADDR`.
+fn start(envs: &[(&str, &str)]) -> Quickstart {
+    let child = command(envs)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("quickstart starts");
+    // From here on, Drop kills and reaps the child, even on a panic.
+    let mut qs = Quickstart {
+        child,
+        lines: Vec::new(),
+        url: String::new(),
+    };
+    let stdout = qs.child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("no `listening on` line; got {:#?}", qs.lines));
+        if let Some(url) = line.strip_prefix("listening on ") {
+            qs.url = url.to_owned();
+            return qs;
+        }
+        qs.lines.push(line);
+    }
+}
+
+struct Curl {
+    url: String,
+    authorization: Option<String>,
+    expect: u16,
+}
+
+fn parse_curl(line: &str) -> Option<Curl> {
+    let rest = line.trim().strip_prefix("curl -s ")?;
+    let (command, expect) = rest.split_once("# expect ")?;
+    let url = command.split_whitespace().next()?.to_owned();
+    let authorization = command
+        .split_once("-H 'Authorization: ")
+        .and_then(|(_, h)| h.split_once('\''))
+        .map(|(value, _)| value.to_owned());
+    Some(Curl {
+        url,
+        authorization,
+        expect: expect.trim().parse().ok()?,
+    })
+}
+
+async fn get(url: &str, authorization: Option<&str>) -> (u16, serde_json::Value) {
+    let mut req = reqwest::Client::new().get(url);
+    if let Some(value) = authorization {
+        req = req.header("authorization", value);
+    }
+    let res = req.send().await.expect("quickstart answers");
+    let status = res.status().as_u16();
+    let body = res.bytes().await.expect("body");
+    (
+        status,
+        serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn the_printed_curl_commands_work_as_printed() {
+    let qs = start(&[]);
+    let curls: Vec<Curl> = qs.lines.iter().filter_map(|l| parse_curl(l)).collect();
+    assert!(curls.len() >= 8, "{:#?}", qs.lines);
+    for curl in &curls {
+        assert!(
+            curl.url.starts_with(&qs.url),
+            "{} under {}",
+            curl.url,
+            qs.url
+        );
+        let (status, body) = get(&curl.url, curl.authorization.as_deref()).await;
+        assert_eq!(status, curl.expect, "{} -> {body}", curl.url);
+        if curl.url.ends_with("/api/whoami") && status == 200 {
+            assert_eq!(body["subjectType"], "VISITOR");
+            assert_eq!(body["instanceId"], "demo-instance");
+            assert!(body["subjectId"].is_string());
+        }
+        if curl.url.ends_with("instance") && status == 200 {
+            assert_eq!(body["instance"]["instance"]["instanceId"], "demo-instance");
+            assert_eq!(body["caller"]["instanceId"], "demo-instance");
+        }
+    }
+    // Routes not listed but in the contract.
+    let (status, _) = get(&format!("{}/healthz", qs.url), None).await;
+    assert_eq!(status, 200);
+    // A browser preflight carries no token and must succeed.
+    let preflight = reqwest::Client::new()
+        .request(reqwest::Method::OPTIONS, format!("{}/api/instance", qs.url))
+        .header("origin", "https://example.wixsite.com")
+        .header("access-control-request-method", "GET")
+        .header(
+            "access-control-request-headers",
+            "authorization,content-type",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
+    let allowed = preflight.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(
+        allowed.contains("authorization") && allowed.contains("content-type"),
+        "{allowed}"
+    );
+}
+
+#[tokio::test]
+async fn it_runs_against_another_wix_given_credentials() {
+    let wix = MockWix::builder()
+        .app_id("real-app")
+        .app_secret("real-secret")
+        .start()
+        .await
+        .unwrap();
+    let qs = start(&[
+        ("WIX_API_BASE_URL", wix.base_url()),
+        ("WIX_APP_ID", "real-app"),
+        ("WIX_APP_SECRET", "real-secret"),
+        ("WIX_HTTP_TIMEOUT_MS", "2000"),
+        ("WIX_TOKEN_INFO_TTL_SECS", "30"),
+    ]);
+    assert!(
+        !qs.lines.iter().any(|l| l.contains("curl")),
+        "no demo tokens without the mock"
+    );
+    let member = wix.mint(CallerSpec::new(SubjectType::Member).instance("their-instance"));
+    let visitor = wix.mint(CallerSpec::new(SubjectType::Visitor).instance("their-instance"));
+    let (status, body) = get(&format!("{}/api/members/instance", qs.url), Some(&member)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["instance"]["instance"]["instanceId"], "their-instance");
+    let (status, _) = get(&format!("{}/api/members/instance", qs.url), Some(&visitor)).await;
+    assert_eq!(status, 403);
+}
+
+#[test]
+fn a_wix_url_without_credentials_is_a_clear_error() {
+    for (envs, missing) in [
+        (
+            vec![("WIX_API_BASE_URL", "http://127.0.0.1:9")],
+            "WIX_APP_ID",
+        ),
+        (
+            vec![
+                ("WIX_API_BASE_URL", "http://127.0.0.1:9"),
+                ("WIX_APP_ID", "a"),
+            ],
+            "WIX_APP_SECRET",
+        ),
+        (vec![("WIX_HTTP_TIMEOUT_MS", "soon")], "WIX_HTTP_TIMEOUT_MS"),
+    ] {
+        let out = command(&envs).output().expect("runs");
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(missing), "{stderr}");
+    }
+}
