@@ -1,24 +1,135 @@
 //! The two caches: who a caller token belongs to (keyed by the token's
 //! SHA-256, never the token) and the app token per instance.
 //!
-//! Both are bounded [`moka`] caches whose entries expire on their own
-//! schedule. A miss runs one upstream call per key however many requests
-//! wait on it (`try_get_with` coalesces them), and a failed call is never
-//! stored: only Wix's definitive answers are.
+//! Both are one [`FlightCache`]: a bounded [`quick_cache`] (S3-FIFO
+//! eviction, a lock-free-for-readers fast `get`) whose entries carry their
+//! own deadline, plus single flight on misses: however many requests miss
+//! the same key at once, one of them calls Wix and the rest wait for its
+//! answer.
+//!
+//! A failed call is never served from the cache. It is handed to the
+//! requests that were already waiting for it (so an outage does not turn
+//! N waiters into N sequential calls), and every request that starts after
+//! it calls Wix again.
 
-use std::{
-    future::Future,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{future::Future, hash::Hash, sync::Arc, time::Instant};
 
-use moka::{Expiry, future::Cache};
+use quick_cache::sync::{Cache, EntryAction, EntryResult};
 
 use crate::{
     caller::{Caller, ElevatedToken},
     error::{RejectionKind, UpstreamError},
-    token::TokenDigest,
 };
+
+/// A cached value that knows until when it may be served.
+pub(crate) trait Fresh: Clone {
+    fn is_fresh(&self, now: Instant) -> bool;
+}
+
+#[derive(Clone)]
+enum Slot<V> {
+    Ready(V),
+    /// The call failed at `at`: only requests started by then may see it.
+    Failed {
+        at: Instant,
+        error: Arc<UpstreamError>,
+    },
+}
+
+/// A bounded cache with single-flight fills.
+pub(crate) struct FlightCache<K, V> {
+    entries: Cache<K, Slot<V>>,
+}
+
+impl<K, V> FlightCache<K, V>
+where
+    K: Eq + Hash + Clone,
+    V: Fresh,
+{
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            entries: Cache::new(capacity),
+        }
+    }
+
+    /// The hot path: a fresh value, without waiting or allocating.
+    pub(crate) fn get(&self, key: &K, now: Instant) -> Option<V> {
+        match self.entries.get(key)? {
+            Slot::Ready(value) if value.is_fresh(now) => Some(value),
+            _ => None,
+        }
+    }
+
+    /// A fresh value, or `fetch`'s: one fetch per key at a time, its answer
+    /// shared by every request waiting on it. `started` is when the asking
+    /// request began: a failure recorded before it is never returned.
+    pub(crate) async fn get_or_fetch<Fut>(
+        &self,
+        key: &K,
+        started: Instant,
+        fetch: impl FnOnce() -> Fut,
+    ) -> Result<V, Arc<UpstreamError>>
+    where
+        Fut: Future<Output = Result<V, UpstreamError>>,
+    {
+        let entry = self
+            .entries
+            .entry_async(key, |_, slot| match slot {
+                Slot::Ready(value) if value.is_fresh(Instant::now()) => {
+                    EntryAction::Retain(Ok(value.clone()))
+                }
+                Slot::Failed { at, error } if started <= *at => {
+                    EntryAction::Retain(Err(error.clone()))
+                }
+                _ => EntryAction::ReplaceWithGuard,
+            })
+            .await;
+        let guard = match entry {
+            EntryResult::Retained(shared) => return shared,
+            EntryResult::Vacant(guard) | EntryResult::Replaced(guard, _) => Some(guard),
+            // Neither happens with the callback above; fetch without a slot.
+            EntryResult::Removed(..) | EntryResult::Timeout => None,
+        };
+        // If this future is dropped mid-fetch, the guard's drop hands the
+        // fill to the next waiter.
+        let (slot, result) = match fetch().await {
+            Ok(value) => (Slot::Ready(value.clone()), Ok(value)),
+            Err(error) => {
+                let error = Arc::new(error);
+                let at = Instant::now();
+                (
+                    Slot::Failed {
+                        at,
+                        error: error.clone(),
+                    },
+                    Err(error),
+                )
+            }
+        };
+        if let Some(guard) = guard {
+            // Fails only if the entry was replaced meanwhile; nothing to do.
+            let _ = guard.insert(slot);
+        }
+        result
+    }
+
+    /// Store `value` (after a background renewal).
+    pub(crate) fn insert(&self, key: K, value: V) {
+        self.entries.insert(key, Slot::Ready(value));
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+/// What Wix said about a caller token, and until when to believe it.
+#[derive(Clone, Debug)]
+pub(crate) struct CachedVerdict {
+    pub(crate) verdict: Verdict,
+    fresh_until: Instant,
+}
 
 /// What Wix said about a caller token.
 #[derive(Clone, Debug)]
@@ -30,161 +141,128 @@ pub(crate) enum Verdict {
     Refused(RejectionKind),
 }
 
-#[derive(Clone)]
-struct CachedVerdict {
-    verdict: Verdict,
-    ttl: Duration,
+impl CachedVerdict {
+    pub(crate) fn new(verdict: Verdict, now: Instant, ttl: std::time::Duration) -> Self {
+        Self {
+            verdict,
+            fresh_until: now + ttl,
+        }
+    }
 }
 
-struct VerdictExpiry;
+impl Fresh for CachedVerdict {
+    fn is_fresh(&self, now: Instant) -> bool {
+        now < self.fresh_until
+    }
+}
 
-impl Expiry<TokenDigest, CachedVerdict> for VerdictExpiry {
-    fn expire_after_create(
-        &self,
-        _: &TokenDigest,
-        value: &CachedVerdict,
-        _: Instant,
-    ) -> Option<Duration> {
-        Some(value.ttl)
+impl Fresh for ElevatedToken {
+    fn is_fresh(&self, now: Instant) -> bool {
+        self.is_usable_at(now)
     }
 }
 
 /// Caller identities by token digest.
-pub(crate) struct IdentityCache {
-    entries: Cache<TokenDigest, CachedVerdict>,
-    ttl: Duration,
-    refused_ttl: Duration,
-}
-
-impl IdentityCache {
-    pub(crate) fn new(capacity: u64, ttl: Duration, refused_ttl: Duration) -> Self {
-        Self {
-            entries: Cache::builder()
-                .name("wix-elevate identities")
-                .max_capacity(capacity)
-                .expire_after(VerdictExpiry)
-                .build(),
-            ttl,
-            refused_ttl,
-        }
-    }
-
-    pub(crate) async fn get(&self, key: &TokenDigest) -> Option<Verdict> {
-        self.entries.get(key).await.map(|cached| cached.verdict)
-    }
-
-    /// The cached verdict, or `resolve`'s, shared by every concurrent caller
-    /// with the same key. `secs_left` is how long the token stays valid.
-    pub(crate) async fn get_or_resolve<F>(
-        &self,
-        key: TokenDigest,
-        resolve: F,
-    ) -> Result<Verdict, Arc<UpstreamError>>
-    where
-        F: Future<Output = Result<(Verdict, u64), UpstreamError>>,
-    {
-        let cached = self
-            .entries
-            .try_get_with(key, async {
-                let (verdict, secs_left) = resolve.await?;
-                let ttl = match verdict {
-                    Verdict::Valid(_) => self.ttl.min(Duration::from_secs(secs_left)),
-                    Verdict::Refused(_) => self.refused_ttl,
-                };
-                Ok(CachedVerdict { verdict, ttl })
-            })
-            .await?;
-        Ok(cached.verdict)
-    }
-
-    #[cfg(test)]
-    pub(crate) fn entry_count(&self) -> u64 {
-        self.entries.entry_count()
-    }
-
-    #[cfg(test)]
-    pub(crate) async fn flush(&self) {
-        self.entries.run_pending_tasks().await;
-    }
-}
-
-struct TokenExpiry;
-
-impl TokenExpiry {
-    fn until_unusable(token: &ElevatedToken, now: Instant) -> Option<Duration> {
-        Some(token.usable_until().saturating_duration_since(now))
-    }
-}
-
-impl Expiry<Arc<str>, ElevatedToken> for TokenExpiry {
-    fn expire_after_create(
-        &self,
-        _: &Arc<str>,
-        token: &ElevatedToken,
-        now: Instant,
-    ) -> Option<Duration> {
-        Self::until_unusable(token, now)
-    }
-
-    fn expire_after_update(
-        &self,
-        _: &Arc<str>,
-        token: &ElevatedToken,
-        now: Instant,
-        _: Option<Duration>,
-    ) -> Option<Duration> {
-        Self::until_unusable(token, now)
-    }
-}
+pub(crate) type IdentityCache = FlightCache<crate::token::TokenDigest, CachedVerdict>;
 
 /// App tokens by instance id.
-pub(crate) struct AppTokenCache {
-    entries: Cache<Arc<str>, ElevatedToken>,
-}
+pub(crate) type AppTokenCache = FlightCache<Arc<str>, ElevatedToken>;
 
-impl AppTokenCache {
-    pub(crate) fn new(capacity: u64) -> Self {
-        Self {
-            entries: Cache::builder()
-                .name("wix-elevate app tokens")
-                .max_capacity(capacity)
-                .expire_after(TokenExpiry)
-                .build(),
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[derive(Clone, Debug, PartialEq)]
+    struct Until(Instant, u32);
+
+    impl Fresh for Until {
+        fn is_fresh(&self, now: Instant) -> bool {
+            now < self.0
         }
     }
 
-    /// A token still usable at `now`, if cached.
-    pub(crate) async fn get(&self, instance: &Arc<str>, now: Instant) -> Option<ElevatedToken> {
-        let token = self.entries.get(instance).await?;
-        if token.is_usable_at(now) {
-            Some(token)
-        } else {
-            // moka expires it at the same instant; never hand it out meanwhile.
-            self.entries.invalidate(instance).await;
-            None
+    fn failure() -> UpstreamError {
+        UpstreamError::Timeout {
+            endpoint: crate::Endpoint::TokenInfo,
         }
     }
 
-    /// The cached token, or `fetch`'s, with one fetch per instance however
-    /// many requests wait.
-    pub(crate) async fn get_or_fetch<F>(
-        &self,
-        instance: &Arc<str>,
-        fetch: F,
-    ) -> Result<ElevatedToken, Arc<UpstreamError>>
-    where
-        F: Future<Output = Result<ElevatedToken, UpstreamError>>,
-    {
-        self.entries.try_get_with_by_ref(instance, fetch).await
+    #[tokio::test]
+    async fn a_fresh_value_is_served_and_a_stale_one_refetched() {
+        let cache = FlightCache::<u8, Until>::new(8);
+        let now = Instant::now();
+        let later = now + Duration::from_secs(60);
+        let v = cache
+            .get_or_fetch(&1, now, || async { Ok(Until(later, 1)) })
+            .await
+            .unwrap();
+        assert_eq!(v.1, 1);
+        assert_eq!(cache.get(&1, now), Some(Until(later, 1)));
+        assert_eq!(cache.get(&1, later), None, "stale at its deadline");
+        let v = cache
+            .get_or_fetch(&1, now, || async { Ok(Until(later, 2)) })
+            .await
+            .unwrap();
+        assert_eq!(v.1, 1, "still fresh: no refetch");
     }
 
-    /// Replace an instance's token after a renewal.
-    pub(crate) async fn insert(&self, instance: Arc<str>, token: ElevatedToken) {
-        self.entries.insert(instance, token).await;
+    #[tokio::test]
+    async fn a_failure_is_never_served_to_a_later_request() {
+        let cache = FlightCache::<u8, Until>::new(8);
+        let started = Instant::now();
+        assert!(
+            cache
+                .get_or_fetch(&1, started, || async { Err(failure()) })
+                .await
+                .is_err()
+        );
+        assert_eq!(cache.get(&1, Instant::now()), None);
+        let later = Instant::now() + Duration::from_secs(60);
+        let v = cache
+            .get_or_fetch(&1, Instant::now(), || async { Ok(Until(later, 7)) })
+            .await;
+        assert_eq!(v.unwrap().1, 7, "a request after the failure fetched again");
     }
 
-    #[cfg(test)]
-    pub(crate) fn entry_count(&self) -> u64 {
-        self.entries.entry_count()
+    #[tokio::test]
+    async fn waiters_share_one_fetch_and_its_failure() {
+        let cache = Arc::new(FlightCache::<u8, Until>::new(8));
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (release, released) = tokio::sync::watch::channel(false);
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..20)
+            .map(|_| {
+                let (cache, calls, mut released) = (cache.clone(), calls.clone(), released.clone());
+                tokio::spawn(async move {
+                    cache
+                        .get_or_fetch(&1, started, || async move {
+                            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            let _ = released.wait_for(|r| *r).await;
+                            Err::<Until, _>(failure())
+                        })
+                        .await
+                })
+            })
+            .collect();
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        release.send(true).unwrap();
+        for task in tasks {
+            assert!(task.await.unwrap().is_err());
+        }
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn the_cache_is_bounded() {
+        let cache = FlightCache::<u32, Until>::new(100);
+        let later = Instant::now() + Duration::from_secs(60);
+        for i in 0..10_000 {
+            cache.insert(i, Until(later, i));
+        }
+        assert!(cache.len() <= 100, "{}", cache.len());
     }
 }

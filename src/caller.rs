@@ -104,7 +104,10 @@ struct CallerData {
     subject_id: Box<str>,
     instance_id: Arc<str>,
     site_id: Option<Box<str>>,
+    /// Wix's `exp`, Unix seconds.
     expires_at: u64,
+    /// The same moment on the monotonic clock, for the per-request check.
+    live_until: Instant,
 }
 
 impl Caller {
@@ -114,12 +117,17 @@ impl Caller {
         subject_id: impl Into<Box<str>>,
         instance_id: impl Into<Arc<str>>,
     ) -> Self {
+        let now = Instant::now();
+        let far = now
+            .checked_add(Duration::from_secs(100 * 365 * 86_400))
+            .unwrap_or(now);
         Self::from_parts(
             subject_type,
             subject_id.into(),
             instance_id.into(),
             None,
             u64::MAX,
+            far,
         )
     }
 
@@ -129,6 +137,7 @@ impl Caller {
         instance_id: Arc<str>,
         site_id: Option<Box<str>>,
         expires_at: u64,
+        live_until: Instant,
     ) -> Self {
         Caller(Arc::new(CallerData {
             subject_type,
@@ -136,6 +145,7 @@ impl Caller {
             instance_id,
             site_id,
             expires_at,
+            live_until,
         }))
     }
 
@@ -165,12 +175,19 @@ impl Caller {
 
     /// When the caller's token expires (Wix's `exp`).
     pub fn expires_at(&self) -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(self.0.expires_at)
+        UNIX_EPOCH
+            .checked_add(Duration::from_secs(self.0.expires_at))
+            .unwrap_or(UNIX_EPOCH)
     }
 
-    /// Whether the token is still unexpired at `now_unix` seconds.
-    pub(crate) fn is_live(&self, now_unix: u64) -> bool {
-        now_unix < self.0.expires_at
+    /// How long until the token expires, from `now`.
+    pub(crate) fn time_left(&self, now: Instant) -> Duration {
+        self.0.live_until.saturating_duration_since(now)
+    }
+
+    /// Whether the token is still unexpired at `now`.
+    pub(crate) fn is_live(&self, now: Instant) -> bool {
+        now < self.0.live_until
     }
 }
 
@@ -283,10 +300,6 @@ impl ElevatedToken {
     /// When Wix stops accepting this token.
     pub fn expires_at(&self) -> Instant {
         self.0.expires_at
-    }
-
-    pub(crate) fn usable_until(&self) -> Instant {
-        self.0.usable_until
     }
 
     pub(crate) fn is_usable_at(&self, now: Instant) -> bool {

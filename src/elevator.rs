@@ -17,7 +17,7 @@ use http::HeaderMap;
 use secrecy::SecretString;
 
 use crate::{
-    cache::{AppTokenCache, IdentityCache, Verdict},
+    cache::{AppTokenCache, CachedVerdict, IdentityCache, Verdict},
     caller::{Caller, ElevatedToken, SubjectType},
     client::{TokenInfoAnswer, WixClient},
     error::{ConfigError, Rejection, RejectionKind, UpstreamError},
@@ -64,6 +64,8 @@ struct Shared {
     client: WixClient,
     identities: IdentityCache,
     app_tokens: AppTokenCache,
+    identity_ttl: Duration,
+    refused_ttl: Duration,
     max_token_len: usize,
     renew_before: Duration,
     expiry_margin: Duration,
@@ -110,65 +112,100 @@ impl Elevator {
         self.shared.client.http()
     }
 
-    /// Verify the caller of a request and elevate it: the whole work of the
-    /// layer, for uses outside a tower stack.
+    /// Decide from the caches alone, without waiting or allocating: the
+    /// warm path. [`Decision::NeedsWix`] says where [`authorize`](Self::authorize)
+    /// must carry on.
+    pub(crate) fn decide(
+        &self,
+        headers: &HeaderMap,
+        policy: &dyn Policy,
+        now: Instant,
+    ) -> Decision {
+        let shared = &*self.shared;
+        let token = match token::bare_token(headers, shared.max_token_len) {
+            Ok(token) => token,
+            Err(kind) => return Decision::Rejected(kind.into()),
+        };
+        let digest = TokenDigest::of(token);
+        let Some(cached) = shared.identities.get(&digest, now) else {
+            return Decision::NeedsWix(Resume::Identify(digest));
+        };
+        let caller = match check_verdict(cached.verdict, policy, now) {
+            Ok(caller) => caller,
+            Err(rejection) => return Decision::Rejected(rejection),
+        };
+        match self.cached_app_token(caller.instance_key(), now) {
+            Some(token) => Decision::Granted(caller, token),
+            None => Decision::NeedsWix(Resume::Elevate(caller)),
+        }
+    }
+
+    /// Finish what [`decide`](Self::decide) could not: ask Wix, through the
+    /// caches' single flight. `started` is when the request arrived.
     pub(crate) async fn authorize(
         &self,
         headers: &HeaderMap,
         policy: &dyn Policy,
+        resume: Resume,
+        started: Instant,
     ) -> Result<(Caller, ElevatedToken), Rejection> {
-        let token = token::caller_token(headers, self.shared.max_token_len)?;
-        let caller = self.resolve_caller(token).await?;
-        if !policy.allows(&caller) {
-            return Err(RejectionKind::Forbidden.into());
-        }
-        let app_token = self.app_token(caller.instance_key()).await?;
-        Ok((caller, app_token))
-    }
-
-    async fn resolve_caller(&self, token: &str) -> Result<Caller, Rejection> {
         let shared = &*self.shared;
-        let key = TokenDigest::of(token);
-        let verdict = match shared.identities.get(&key).await {
-            Some(verdict) => verdict,
+        let caller = match resume {
+            Resume::Elevate(caller) => caller,
+            Resume::Identify(digest) => {
+                // Checked in full before anything leaves the process.
+                let token = token::caller_token(headers, shared.max_token_len)?;
+                let cached = shared
+                    .identities
+                    .get_or_fetch(&digest, started, || self.ask_token_info(token))
+                    .await
+                    .map_err(Rejection::upstream)?;
+                check_verdict(cached.verdict, policy, Instant::now())?
+            }
+        };
+        let instance = caller.instance_key();
+        let app_token = match self.cached_app_token(instance, Instant::now()) {
+            Some(token) => token,
             None => shared
-                .identities
-                .get_or_resolve(key, self.ask_token_info(token))
+                .app_tokens
+                .get_or_fetch(instance, started, || self.fetch_app_token(instance))
                 .await
                 .map_err(Rejection::upstream)?,
         };
-        match verdict {
-            Verdict::Valid(caller) if caller.is_live(unix_now()) => Ok(caller),
-            Verdict::Valid(_) => Err(RejectionKind::ExpiredToken.into()),
-            Verdict::Refused(kind) => Err(kind.into()),
-        }
+        Ok((caller, app_token))
     }
 
-    /// Ask Wix who `token` is; the verdict and how many seconds it holds.
-    async fn ask_token_info(&self, token: &str) -> Result<(Verdict, u64), UpstreamError> {
-        let now = unix_now();
-        match self.shared.client.token_info(token).await? {
+    /// Ask Wix who `token` is, and for how long to believe the answer.
+    async fn ask_token_info(&self, token: &str) -> Result<CachedVerdict, UpstreamError> {
+        let shared = &*self.shared;
+        let unix_now = unix_now();
+        let now = Instant::now();
+        let verdict = match shared.client.token_info(token).await? {
             TokenInfoAnswer::Refused(status) => {
                 tracing::debug!(target: "wix_elevate", status = status.as_u16(), "Wix Token Info refused the token");
-                Ok((Verdict::Refused(RejectionKind::InvalidToken), 0))
+                return Ok(CachedVerdict::new(
+                    Verdict::Refused(RejectionKind::InvalidToken),
+                    now,
+                    shared.refused_ttl,
+                ));
             }
-            TokenInfoAnswer::Info(info) => Ok(verify(info, &self.shared.app_id, now)),
-        }
+            TokenInfoAnswer::Info(info) => verify(info, &shared.app_id, unix_now, now),
+        };
+        let ttl = match &verdict {
+            Verdict::Valid(caller) => shared.identity_ttl.min(caller.time_left(now)),
+            Verdict::Refused(_) => shared.refused_ttl,
+        };
+        Ok(CachedVerdict::new(verdict, now, ttl))
     }
 
-    async fn app_token(&self, instance: &Arc<str>) -> Result<ElevatedToken, Rejection> {
-        let now = Instant::now();
-        if let Some(token) = self.shared.app_tokens.get(instance, now).await {
-            if token.is_due_for_renewal(now) && token.claim_renewal() {
-                self.renew_in_background(instance, token.clone());
-            }
-            return Ok(token);
+    /// A cached app token usable at `now`; starts its background renewal
+    /// when it is due.
+    fn cached_app_token(&self, instance: &Arc<str>, now: Instant) -> Option<ElevatedToken> {
+        let token = self.shared.app_tokens.get(instance, now)?;
+        if token.is_due_for_renewal(now) && token.claim_renewal() {
+            self.renew_in_background(instance, token.clone());
         }
-        self.shared
-            .app_tokens
-            .get_or_fetch(instance, self.fetch_app_token(instance))
-            .await
-            .map_err(Rejection::upstream)
+        Some(token)
     }
 
     async fn fetch_app_token(&self, instance: &Arc<str>) -> Result<ElevatedToken, UpstreamError> {
@@ -197,7 +234,7 @@ impl Elevator {
         let instance = instance.clone();
         runtime.spawn(async move {
             match this.fetch_app_token(&instance).await {
-                Ok(fresh) => this.shared.app_tokens.insert(instance, fresh).await,
+                Ok(fresh) => this.shared.app_tokens.insert(instance, fresh),
                 Err(error) => {
                     tracing::warn!(target: "wix_elevate", %error, "app token renewal failed; will retry");
                     current.release_renewal();
@@ -217,10 +254,38 @@ impl Elevator {
     }
 }
 
+/// What the caches could not settle, and where to carry on.
+#[derive(Debug)]
+pub(crate) enum Resume {
+    /// Nothing cached for this token (digest).
+    Identify(TokenDigest),
+    /// The caller is known and allowed; its instance has no app token.
+    Elevate(Caller),
+}
+
+/// The outcome of [`Elevator::decide`].
+#[derive(Debug)]
+pub(crate) enum Decision {
+    Granted(Caller, ElevatedToken),
+    Rejected(Rejection),
+    NeedsWix(Resume),
+}
+
+/// A verdict, checked against the clock and the route's policy.
+fn check_verdict(verdict: Verdict, policy: &dyn Policy, now: Instant) -> Result<Caller, Rejection> {
+    match verdict {
+        Verdict::Valid(caller) if !caller.is_live(now) => Err(RejectionKind::ExpiredToken.into()),
+        Verdict::Valid(caller) if !policy.allows(&caller) => Err(RejectionKind::Forbidden.into()),
+        Verdict::Valid(caller) => Ok(caller),
+        Verdict::Refused(kind) => Err(kind.into()),
+    }
+}
+
 /// Check Token Info's answer the way the SDK does (`clientId`, `instanceId`)
-/// plus what it skips (`active`, `exp`).
-fn verify(info: TokenInfo, app_id: &str, now: u64) -> (Verdict, u64) {
-    let refused = |kind| (Verdict::Refused(kind), 0);
+/// plus what it skips (`active`, `exp`). `unix_now` and `now` are the same
+/// moment on the wall and monotonic clocks.
+fn verify(info: TokenInfo, app_id: &str, unix_now: u64, now: Instant) -> Verdict {
+    let refused = Verdict::Refused;
     if info.active != Some(true) {
         return refused(RejectionKind::InvalidToken);
     }
@@ -228,7 +293,7 @@ fn verify(info: TokenInfo, app_id: &str, now: u64) -> (Verdict, u64) {
         Some(exp) if exp > 0 => exp.unsigned_abs(),
         _ => return refused(RejectionKind::InvalidToken),
     };
-    if exp <= now {
+    if exp <= unix_now {
         return refused(RejectionKind::ExpiredToken);
     }
     if info.client_id.as_deref() != Some(app_id) {
@@ -238,14 +303,17 @@ fn verify(info: TokenInfo, app_id: &str, now: u64) -> (Verdict, u64) {
         Some(id) if !id.is_empty() => id,
         _ => return refused(RejectionKind::NoInstance),
     };
-    let caller = Caller::from_parts(
+    let live_until = now
+        .checked_add(Duration::from_secs(exp - unix_now))
+        .unwrap_or(now);
+    Verdict::Valid(Caller::from_parts(
         info.subject_type.unwrap_or(SubjectType::Unknown),
         info.subject_id.unwrap_or_default().into(),
         instance_id.into(),
         info.site_id.map(Into::into),
         exp,
-    );
-    (Verdict::Valid(caller), exp - now)
+        live_until,
+    ))
 }
 
 fn unix_now() -> u64 {
@@ -298,8 +366,8 @@ pub struct ElevatorBuilder {
     http_timeout: Duration,
     token_info_ttl: Duration,
     refused_token_ttl: Duration,
-    max_cached_identities: u64,
-    max_cached_app_tokens: u64,
+    max_cached_identities: usize,
+    max_cached_app_tokens: usize,
     renew_before: Duration,
     expiry_margin: Duration,
     max_token_len: usize,
@@ -334,13 +402,13 @@ impl ElevatorBuilder {
     }
 
     /// Bound on cached caller identities (including refused tokens).
-    pub fn max_cached_identities(mut self, max: u64) -> Self {
+    pub fn max_cached_identities(mut self, max: usize) -> Self {
         self.max_cached_identities = max;
         self
     }
 
     /// Bound on cached app tokens (one per instance).
-    pub fn max_cached_app_tokens(mut self, max: u64) -> Self {
+    pub fn max_cached_app_tokens(mut self, max: usize) -> Self {
         self.max_cached_app_tokens = max;
         self
     }
@@ -391,12 +459,10 @@ impl ElevatorBuilder {
                 app_id: self.app_id.into(),
                 app_secret: self.app_secret,
                 client,
-                identities: IdentityCache::new(
-                    self.max_cached_identities,
-                    self.token_info_ttl,
-                    self.refused_token_ttl,
-                ),
+                identities: IdentityCache::new(self.max_cached_identities),
                 app_tokens: AppTokenCache::new(self.max_cached_app_tokens),
+                identity_ttl: self.token_info_ttl,
+                refused_ttl: self.refused_token_ttl,
                 max_token_len: self.max_token_len,
                 renew_before: self.renew_before,
                 expiry_margin: self.expiry_margin,
@@ -430,17 +496,14 @@ mod tests {
 
     #[test]
     fn verify_accepts_a_good_token() {
-        let (verdict, left) = verify(
-            info(
-                r#"{"active":true,"exp":1800000100,"clientId":"app","instanceId":"i","subjectType":"MEMBER","subjectId":"m"}"#,
-            ),
-            "app",
-            NOW,
-        );
-        let Verdict::Valid(caller) = verdict else {
+        let now = Instant::now();
+        let json = r#"{"active":true,"exp":1800000100,"clientId":"app","instanceId":"i","subjectType":"MEMBER","subjectId":"m"}"#;
+        let Verdict::Valid(caller) = verify(info(json), "app", NOW, now) else {
             panic!("refused")
         };
-        assert_eq!(left, 100);
+        assert_eq!(caller.time_left(now), Duration::from_secs(100));
+        assert!(caller.is_live(now + Duration::from_secs(99)));
+        assert!(!caller.is_live(now + Duration::from_secs(100)));
         assert_eq!(caller.subject_type(), SubjectType::Member);
         assert_eq!(caller.instance_id(), "i");
     }
@@ -482,7 +545,7 @@ mod tests {
             ),
         ];
         for (json, want) in cases {
-            match verify(info(json), "app", NOW).0 {
+            match verify(info(json), "app", NOW, Instant::now()) {
                 Verdict::Refused(kind) => assert_eq!(kind, want, "{json}"),
                 Verdict::Valid(_) => panic!("accepted {json}"),
             }

@@ -1,5 +1,7 @@
-//! [`ResponseFuture`]: authorize (boxed: it awaits caches and Wix), then
-//! poll the inner service's future unboxed.
+//! [`ResponseFuture`]: on the warm path, the inner service's future,
+//! unboxed; a rejection decided from the caches, ready at once; only on a
+//! cache miss, the boxed authorization (it awaits Wix) and then the inner
+//! future.
 
 use std::{
     fmt,
@@ -35,6 +37,7 @@ pin_project! {
     {
         Authorizing { authorization: Authorization<B>, inner: S },
         Calling { #[pin] future: S::Future },
+        Rejected { response: Response<Bytes> },
         Done,
     }
 }
@@ -43,12 +46,24 @@ impl<S, B> ResponseFuture<S, B>
 where
     S: Service<Request<B>>,
 {
-    pub(crate) fn new(authorization: Authorization<B>, inner: S) -> Self {
+    pub(crate) fn authorizing(authorization: Authorization<B>, inner: S) -> Self {
         Self {
             state: State::Authorizing {
                 authorization,
                 inner,
             },
+        }
+    }
+
+    pub(crate) fn calling(future: S::Future) -> Self {
+        Self {
+            state: State::Calling { future },
+        }
+    }
+
+    pub(crate) fn rejected(response: Response<Bytes>) -> Self {
+        Self {
+            state: State::Rejected { response },
         }
     }
 }
@@ -79,6 +94,14 @@ where
                     }
                 }
                 StateProj::Calling { future } => return future.poll(cx),
+                StateProj::Rejected { .. } => {
+                    let StateOwned::Rejected { response } =
+                        state.as_mut().project_replace(State::Done)
+                    else {
+                        unreachable!("the state was Rejected a line above")
+                    };
+                    return Poll::Ready(Ok(response.map(ResBody::from)));
+                }
                 StateProj::Done => panic!("ResponseFuture polled after completion"),
             }
         }

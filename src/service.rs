@@ -4,6 +4,7 @@ use std::{
     fmt, mem,
     sync::Arc,
     task::{Context, Poll},
+    time::Instant,
 };
 
 use bytes::Bytes;
@@ -11,7 +12,13 @@ use http::{Request, Response};
 use tower_service::Service;
 use tracing::Instrument;
 
-use crate::{elevator::Elevator, error::Rejection, future::ResponseFuture, layer::RouteConfig};
+use crate::{
+    caller::{Caller, ElevatedToken},
+    elevator::{Decision, Elevator, Resume},
+    error::Rejection,
+    future::ResponseFuture,
+    layer::RouteConfig,
+};
 
 /// Middleware that authorizes each request before the inner service sees
 /// it. Build it with [`ElevateLayer`](crate::ElevateLayer) or
@@ -115,64 +122,94 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        // Call the instance that `poll_ready` readied, leave a fresh clone:
-        // https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services
-        let clone = self.inner.clone();
-        let inner = mem::replace(&mut self.inner, clone);
-        let config = self.config.clone();
-        let span = tracing::debug_span!(
-            target: "wix_elevate",
-            "wix_elevate.authorize",
-            route = &*config.route_name,
-            policy = config.policy.name(),
-        );
-        ResponseFuture::new(Box::pin(authorize(config, req).instrument(span)), inner)
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let started = Instant::now();
+        let config = &*self.config;
+        match config
+            .elevator
+            .decide(req.headers(), &*config.policy, started)
+        {
+            // Warm path: everything was cached; call the readied service in place.
+            Decision::Granted(caller, token) => {
+                attach(&mut req, caller, token);
+                ResponseFuture::calling(self.inner.call(req))
+            }
+            Decision::Rejected(rejection) => ResponseFuture::rejected(config.reject(rejection)),
+            Decision::NeedsWix(resume) => {
+                // Call the instance that `poll_ready` readied, leave a fresh clone:
+                // https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services
+                let clone = self.inner.clone();
+                let inner = mem::replace(&mut self.inner, clone);
+                let config = self.config.clone();
+                let span = tracing::debug_span!(
+                    target: "wix_elevate",
+                    "wix_elevate.authorize",
+                    route = &*config.route_name,
+                    policy = config.policy.name(),
+                );
+                let authorization = authorize(config, req, resume, started).instrument(span);
+                ResponseFuture::authorizing(Box::pin(authorization), inner)
+            }
+        }
     }
 }
 
-/// The request with its extensions attached, or the rejection response.
+fn attach<B>(req: &mut Request<B>, caller: Caller, token: ElevatedToken) {
+    let extensions = req.extensions_mut();
+    extensions.insert(caller);
+    extensions.insert(token);
+}
+
+/// The cold path: ask Wix (through the caches' single flight), then hand
+/// back the request with its extensions, or the rejection response.
 async fn authorize<B>(
     config: Arc<RouteConfig>,
     mut req: Request<B>,
+    resume: Resume,
+    started: Instant,
 ) -> Result<Request<B>, Response<Bytes>> {
-    match config
+    let outcome = config
         .elevator
-        .authorize(req.headers(), &*config.policy)
-        .await
-    {
+        .authorize(req.headers(), &*config.policy, resume, started)
+        .await;
+    match outcome {
         Ok((caller, token)) => {
-            let extensions = req.extensions_mut();
-            extensions.insert(caller);
-            extensions.insert(token);
+            attach(&mut req, caller, token);
             Ok(req)
         }
-        Err(rejection) => {
-            log_rejection(&rejection);
-            let mut response = config.on_rejection.response(&rejection);
-            response.extensions_mut().insert(rejection);
-            Err(response)
-        }
+        Err(rejection) => Err(config.reject(rejection)),
     }
 }
 
-/// One event per rejection on target `wix_elevate::rejection` (within the
-/// request's span, which names the route and policy): `debug` for a bad
-/// caller, `warn` when Wix failed.
-fn log_rejection(rejection: &Rejection) {
-    let kind = rejection.kind();
-    let status = rejection.status().as_u16();
-    match rejection.upstream_error() {
-        Some(error) => tracing::warn!(
-            target: "wix_elevate::rejection",
-            code = kind.code(),
-            status,
-            endpoint = error.endpoint().as_str(),
-            %error,
-            "request rejected: Wix failed"
-        ),
-        None => {
-            tracing::debug!(target: "wix_elevate::rejection", code = kind.code(), status, "request rejected")
+impl RouteConfig {
+    /// Log `rejection` and build its response, with the rejection in the
+    /// response's extensions.
+    fn reject(&self, rejection: Rejection) -> Response<Bytes> {
+        self.log(&rejection);
+        let mut response = self.on_rejection.response(&rejection);
+        response.extensions_mut().insert(rejection);
+        response
+    }
+
+    /// One event per rejection on target `wix_elevate::rejection`: `debug`
+    /// for a refused caller, `warn` when Wix failed. Never a token.
+    fn log(&self, rejection: &Rejection) {
+        let (route, policy) = (&*self.route_name, self.policy.name());
+        let (code, status) = (rejection.kind().code(), rejection.status().as_u16());
+        match rejection.upstream_error() {
+            Some(error) => tracing::warn!(
+                target: "wix_elevate::rejection",
+                route,
+                policy,
+                code,
+                status,
+                endpoint = error.endpoint().as_str(),
+                %error,
+                "request rejected: Wix failed"
+            ),
+            None => {
+                tracing::debug!(target: "wix_elevate::rejection", route, policy, code, status, "request rejected")
+            }
         }
     }
 }
@@ -301,13 +338,12 @@ mod tests {
                 401
             );
         }
-        elevator.identity_cache().flush().await;
         assert!(
-            elevator.identity_cache().entry_count() <= 64,
+            elevator.identity_cache().len() <= 64,
             "{}",
-            elevator.identity_cache().entry_count()
+            elevator.identity_cache().len()
         );
-        assert_eq!(elevator.app_token_cache().entry_count(), 3);
+        assert_eq!(elevator.app_token_cache().len(), 3);
         assert_eq!(wix.calls(MockEndpoint::CreateAccessToken), 3);
     }
 }
