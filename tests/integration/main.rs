@@ -2,6 +2,7 @@
 
 mod common;
 
+mod bursts;
 mod caller_token;
 mod elevation;
 mod extractors;

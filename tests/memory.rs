@@ -1,0 +1,123 @@
+//! Bytes held per cached identity and per cached app token, and memory
+//! under a flood of distinct tokens, measured by a counting allocator on
+//! this thread (the mock Wix runs on its own runtime thread, so only the
+//! layer's work is counted). Run with `--nocapture` to see the figures.
+
+use std::sync::OnceLock;
+
+use axum::{Router, body::Body, routing::get};
+use http::Request;
+use tower::ServiceExt;
+use wix_elevate::{
+    Elevator, SubjectType,
+    test_util::{CallerSpec, MockWix},
+};
+
+const N: usize = 4_000;
+/// A realistic Wix token length.
+const TOKEN_LEN: usize = 1024;
+
+/// The mock, served by its own runtime on another thread.
+fn wix() -> &'static MockWix {
+    static WIX: OnceLock<(tokio::runtime::Runtime, MockWix)> = OnceLock::new();
+    &WIX.get_or_init(|| {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let wix = rt.block_on(MockWix::start()).unwrap();
+        (rt, wix)
+    })
+    .1
+}
+
+fn tokens(count: usize, instance: impl Fn(usize) -> String) -> Vec<String> {
+    (0..count)
+        .map(|i| {
+            wix().mint(
+                CallerSpec::new(SubjectType::Visitor)
+                    .instance(instance(i))
+                    .token_len(TOKEN_LEN),
+            )
+        })
+        .collect()
+}
+
+/// Bytes still held on this thread after an elevator with room for
+/// `capacity` identities served one request per token.
+fn held_bytes(capacity: usize, tokens: &[String]) -> i64 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut keep = None;
+    let info = allocation_counter::measure(|| {
+        rt.block_on(async {
+            let elevator = Elevator::builder(wix().app_id(), wix().app_secret())
+                .base_url(wix().base_url())
+                .max_cached_identities(capacity)
+                .max_cached_app_tokens(capacity)
+                .build()
+                .unwrap();
+            let app =
+                Router::new().route("/", get(|| async { "ok" }).route_layer(elevator.layer()));
+            for token in tokens {
+                let req = Request::get("/")
+                    .header("authorization", token)
+                    .body(Body::empty())
+                    .unwrap();
+                assert_eq!(app.clone().oneshot(req).await.unwrap().status(), 200);
+            }
+            keep = Some((elevator, app));
+        });
+    });
+    drop(keep);
+    info.bytes_current
+}
+
+#[test]
+fn a_cached_identity_holds_under_512_bytes_and_an_app_token_is_counted() {
+    let one_instance = tokens(N, |_| "memory-shared".into());
+    let per_identity = held_bytes(N, &one_instance) as f64 / N as f64;
+
+    let own_instances = tokens(N, |i| format!("memory-{i}"));
+    let per_pair = held_bytes(N, &own_instances) as f64 / N as f64;
+    let per_app_token = per_pair - per_identity;
+
+    println!("bytes held per cached identity: {per_identity:.0}");
+    println!("bytes held per cached app token: {per_app_token:.0}");
+    assert!(per_identity > 0.0, "the measurement saw the cache");
+    assert!(
+        per_identity < 512.0,
+        "a cached identity holds {per_identity:.0} bytes"
+    );
+    assert!(
+        per_app_token < 1024.0,
+        "a cached app token holds {per_app_token:.0} bytes"
+    );
+}
+
+#[test]
+fn a_flood_of_distinct_tokens_stays_within_the_bounds() {
+    // Past capacity, memory must stop growing: a flood twice as large holds
+    // the same bytes.
+    let capacity = 500;
+    let flood = tokens(4 * capacity, |_| "flood".into());
+    let double_flood = tokens(8 * capacity, |_| "flood".into());
+    let held = held_bytes(capacity, &flood);
+    let held_double = held_bytes(capacity, &double_flood);
+    println!(
+        "bytes held with capacity {capacity}: after {} tokens {held}, after {} tokens {held_double}",
+        flood.len(),
+        double_flood.len()
+    );
+    assert!(
+        (held_double as f64) < 1.1 * held as f64,
+        "memory grew with the flood: {held} -> {held_double}"
+    );
+    assert!(
+        (held as f64) < 2.0 * 1024.0 * capacity as f64,
+        "more than 2 KiB per cache slot: {held}"
+    );
+}
