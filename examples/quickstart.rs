@@ -11,6 +11,12 @@
 //! | `GET /api/instance` | visitors, members, Wix users | the caller and Wix's `GET /apps/v1/instance`, called with the app token |
 //! | `GET /api/members/instance` | members | same |
 //! | `GET /api/dashboard/instance` | Wix users | same |
+//! | `POST /api/members/escalate` | members | tries `POST /members/v1/members`, which the route does not declare: 403, and Wix sees nothing |
+//! | `GET /metrics` | anyone | Prometheus text: requests, cache hits/misses/coalesced waits, Wix calls and latency |
+//!
+//! Each `/instance` route declares `GET /apps/v1/instance` and calls it
+//! through [`WixApi`], which refuses anything a route did not declare and
+//! audits every call (`RUST_LOG=info` shows target `wix_elevate::audit`).
 //!
 //! Environment:
 //!
@@ -25,15 +31,14 @@ use std::{env, error::Error, net::SocketAddr, process::ExitCode, time::Duration}
 
 use axum::{
     Json, Router,
-    extract::State,
-    http::{HeaderValue, StatusCode, header},
-    response::{IntoResponse, Response},
-    routing::get,
+    http::header,
+    routing::{get, post},
 };
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::{Value, json};
 use tower_http::cors::{Any, CorsLayer};
 use wix_elevate::{
-    Caller, ElevatedToken, Elevator, SubjectType, SubjectTypes,
+    Caller, ConfigError, Elevator, SubjectType, SubjectTypes, WixApi, WixApiError,
     test_util::{CallerSpec, MockWix},
 };
 
@@ -76,43 +81,56 @@ impl Settings {
     }
 }
 
-/// The demo app: one elevated layer per route, CORS outside them all so
-/// browser preflights (which carry no token) are answered.
-fn app(elevator: Elevator) -> Router {
+/// The demo app: one elevated layer per route, each declaring the Wix
+/// operations its handler may call; CORS outside them all so browser
+/// preflights (which carry no token) are answered.
+fn app(elevator: &Elevator, metrics: PrometheusHandle) -> Result<Router, ConfigError> {
     let cors = CorsLayer::new()
         .allow_origin(Any)
         .allow_methods(Any)
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]);
-    Router::new()
+    let read_instance = |name: &'static str, who: SubjectTypes| {
+        elevator
+            .layer()
+            .policy(who)
+            .route_name(name)
+            .allow("GET /apps/v1/instance")
+    };
+    Ok(Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/metrics",
+            get(move || std::future::ready(metrics.render())),
+        )
         .route(
             "/api/whoami",
             get(whoami).route_layer(elevator.layer().route_name("whoami")),
         )
         .route(
             "/api/instance",
-            get(instance).route_layer(elevator.layer().route_name("instance")),
+            get(instance).route_layer(read_instance("instance", SubjectTypes::default())?),
         )
         .route(
             "/api/members/instance",
-            get(instance).route_layer(
-                elevator
-                    .layer()
-                    .policy(SubjectTypes::members())
-                    .route_name("members_instance"),
-            ),
+            get(instance).route_layer(read_instance("members_instance", SubjectTypes::members())?),
         )
         .route(
             "/api/dashboard/instance",
-            get(instance).route_layer(
+            get(instance).route_layer(read_instance(
+                "dashboard_instance",
+                SubjectTypes::wix_users(),
+            )?),
+        )
+        .route(
+            "/api/members/escalate",
+            post(escalate).route_layer(
                 elevator
                     .layer()
-                    .policy(SubjectTypes::wix_users())
-                    .route_name("dashboard_instance"),
+                    .policy(SubjectTypes::members())
+                    .route_name("members_escalate"),
             ),
         )
-        .layer(cors)
-        .with_state(elevator)
+        .layer(cors))
 }
 
 fn caller_json(caller: &Caller) -> Value {
@@ -127,46 +145,24 @@ async fn whoami(caller: Caller) -> Json<Value> {
     Json(caller_json(&caller))
 }
 
-/// Calls Wix's Get App Instance with the app token (never returned).
-async fn instance(
-    State(elevator): State<Elevator>,
-    caller: Caller,
-    token: ElevatedToken,
-) -> Response {
-    let sent = elevator
-        .http_client()
-        .get(format!("{}/apps/v1/instance", elevator.base_url()))
-        .header(header::AUTHORIZATION, token.authorization_header())
-        .send()
-        .await;
-    let answer = match sent {
-        Ok(res) if res.status().is_success() => res.bytes().await.ok(),
-        Ok(res) => {
-            tracing::warn!(
-                status = res.status().as_u16(),
-                "Wix Get App Instance failed"
-            );
-            None
-        }
-        Err(error) => {
-            tracing::warn!(%error, "Wix Get App Instance unreachable");
-            None
-        }
-    };
-    match answer.and_then(|body| serde_json::from_slice::<Value>(&body).ok()) {
-        Some(instance) => {
-            Json(json!({ "caller": caller_json(&caller), "instance": instance })).into_response()
-        }
-        None => {
-            let body = r#"{"type":"about:blank","title":"Bad Gateway","status":502,"detail":"The Wix API call failed.","code":"wix_api_failed"}"#;
-            let mut res = (StatusCode::BAD_GATEWAY, body).into_response();
-            res.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/problem+json"),
-            );
-            res
-        }
-    }
+/// Wix's Get App Instance, called with the app token (which never leaves
+/// the server).
+async fn instance(api: WixApi) -> Result<Json<Value>, WixApiError> {
+    let instance: Value = api.get("/apps/v1/instance").await?.json()?;
+    Ok(Json(
+        json!({ "caller": caller_json(api.caller()), "instance": instance }),
+    ))
+}
+
+/// A handler that tries more than its route allows: creating a member. The
+/// route declares no operation, so the call is refused before it leaves.
+async fn escalate(api: WixApi) -> Result<Json<Value>, WixApiError> {
+    let member = json!({ "member": { "loginEmail": "intruder@example.com" } });
+    let created: Value = api
+        .post_json("/members/v1/members", &member)
+        .await?
+        .json()?;
+    Ok(Json(created))
 }
 
 /// Print demo tokens and curl commands; each ends with the status it gets.
@@ -202,6 +198,9 @@ fn print_demo(wix: &MockWix, addr: SocketAddr) {
         }
         None => println!("  curl -s {base}{path}   # expect {expect}"),
     };
+    let curl_post = |path: &str, token: &str, expect: u16| {
+        println!("  curl -s -X POST {base}{path} -H 'Authorization: {token}'   # expect {expect}")
+    };
     curl("/healthz", None, 200);
     curl("/api/whoami", Some(&visitor), 200);
     curl("/api/whoami", None, 401);
@@ -210,10 +209,14 @@ fn print_demo(wix: &MockWix, addr: SocketAddr) {
     curl("/api/members/instance", Some(&visitor), 403);
     curl("/api/dashboard/instance", Some(&user), 200);
     curl("/api/dashboard/instance", Some(&member), 403);
+    curl_post("/api/members/escalate", &member, 403);
+    curl("/metrics", None, 200);
 }
 
 async fn run() -> Result<(), Box<dyn Error>> {
     let settings = Settings::from_env()?;
+    // Metric handles bind when the elevator and layers are built: install first.
+    let metrics = PrometheusBuilder::new().install_recorder()?;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -247,7 +250,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
         print_demo(mock, addr);
     }
     println!("listening on http://{addr}");
-    axum::serve(listener, app(elevator))
+    axum::serve(listener, app(&elevator, metrics)?)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

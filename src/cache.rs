@@ -19,6 +19,7 @@ use quick_cache::sync::{Cache, EntryAction, EntryResult};
 use crate::{
     caller::{Caller, ElevatedToken},
     error::{RejectionKind, UpstreamError},
+    metrics::CacheMetrics,
 };
 
 /// A cached value that knows until when it may be served.
@@ -39,6 +40,7 @@ enum Slot<V> {
 /// A bounded cache with single-flight fills.
 pub(crate) struct FlightCache<K, V> {
     entries: Cache<K, Slot<V>>,
+    metrics: CacheMetrics,
 }
 
 impl<K, V> FlightCache<K, V>
@@ -46,16 +48,20 @@ where
     K: Eq + Hash + Clone,
     V: Fresh,
 {
-    pub(crate) fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize, metrics: CacheMetrics) -> Self {
         Self {
             entries: Cache::new(capacity),
+            metrics,
         }
     }
 
     /// The hot path: a fresh value, without waiting or allocating.
     pub(crate) fn get(&self, key: &K, now: Instant) -> Option<V> {
         match self.entries.get(key)? {
-            Slot::Ready(value) if value.is_fresh(now) => Some(value),
+            Slot::Ready(value) if value.is_fresh(now) => {
+                self.metrics.hit.increment(1);
+                Some(value)
+            }
             _ => None,
         }
     }
@@ -85,11 +91,15 @@ where
             })
             .await;
         let guard = match entry {
-            EntryResult::Retained(shared) => return shared,
+            EntryResult::Retained(shared) => {
+                self.metrics.coalesced.increment(1);
+                return shared;
+            }
             EntryResult::Vacant(guard) | EntryResult::Replaced(guard, _) => Some(guard),
             // Neither happens with the callback above; fetch without a slot.
             EntryResult::Removed(..) | EntryResult::Timeout => None,
         };
+        self.metrics.miss.increment(1);
         // If this future is dropped mid-fetch, the guard's drop hands the
         // fill to the next waiter.
         let (slot, result) = match fetch().await {
@@ -191,7 +201,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_fresh_value_is_served_and_a_stale_one_refetched() {
-        let cache = FlightCache::<u8, Until>::new(8);
+        let cache = FlightCache::<u8, Until>::new(8, CacheMetrics::new("test"));
         let now = Instant::now();
         let later = now + Duration::from_secs(60);
         let v = cache
@@ -210,7 +220,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failure_is_never_served_to_a_later_request() {
-        let cache = FlightCache::<u8, Until>::new(8);
+        let cache = FlightCache::<u8, Until>::new(8, CacheMetrics::new("test"));
         let started = Instant::now();
         assert!(
             cache
@@ -228,7 +238,7 @@ mod tests {
 
     #[tokio::test]
     async fn waiters_share_one_fetch_and_its_failure() {
-        let cache = Arc::new(FlightCache::<u8, Until>::new(8));
+        let cache = Arc::new(FlightCache::<u8, Until>::new(8, CacheMetrics::new("test")));
         let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let (release, released) = tokio::sync::watch::channel(false);
         let started = Instant::now();
@@ -258,7 +268,7 @@ mod tests {
 
     #[test]
     fn the_cache_is_bounded() {
-        let cache = FlightCache::<u32, Until>::new(100);
+        let cache = FlightCache::<u32, Until>::new(100, CacheMetrics::new("test"));
         let later = Instant::now() + Duration::from_secs(60);
         for i in 0..10_000 {
             cache.insert(i, Until(later, i));

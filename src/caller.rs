@@ -173,6 +173,36 @@ impl Caller {
         self.0.site_id.as_deref()
     }
 
+    /// Require that a value taken from the request (a route parameter, a
+    /// query or body field) is the caller's own subject id; otherwise a 403
+    /// [`Rejection`](crate::Rejection), which is also a response.
+    ///
+    /// ```
+    /// use wix_elevate::{Caller, SubjectType};
+    ///
+    /// let me = Caller::new(SubjectType::Member, "m-1", "inst-1");
+    /// assert!(me.require_subject_id("m-1").is_ok());
+    /// assert_eq!(me.require_subject_id("m-2").unwrap_err().status(), 403);
+    /// ```
+    pub fn require_subject_id(&self, id: &str) -> Result<(), crate::Rejection> {
+        self.require(self.subject_id() == id)
+    }
+
+    /// Require that a value taken from the request is the caller's own
+    /// instance id; otherwise a 403 [`Rejection`](crate::Rejection).
+    pub fn require_instance_id(&self, id: &str) -> Result<(), crate::Rejection> {
+        self.require(self.instance_id() == id)
+    }
+
+    fn require(&self, holds: bool) -> Result<(), crate::Rejection> {
+        if holds {
+            Ok(())
+        } else {
+            crate::audit::denied("", "", Some(self), None, "caller_mismatch");
+            Err(crate::Rejection::forbidden(self.clone()))
+        }
+    }
+
     /// When the caller's token expires (Wix's `exp`).
     pub fn expires_at(&self) -> SystemTime {
         UNIX_EPOCH

@@ -5,7 +5,10 @@
 //! before decoding, reads at most [`MAX_BODY`] bytes, and maps every failure
 //! to a typed [`UpstreamError`] whose text holds no token and no body.
 
-use std::time::Duration;
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, StatusCode, header};
@@ -14,6 +17,7 @@ use serde::Serialize;
 
 use crate::{
     error::{ConfigError, Endpoint, UpstreamError},
+    metrics::{CallOutcome, WixMetrics},
     wire::{self, AccessTokenGrant, TokenInfo},
 };
 
@@ -35,8 +39,9 @@ pub(crate) struct AppTokenGrant {
     pub(crate) expires_in: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct WixClient {
+    metrics: Arc<WixMetrics>,
     http: reqwest::Client,
     base_url: Box<str>,
     token_info_url: Box<str>,
@@ -57,7 +62,11 @@ struct CreateAccessTokenRequest<'a> {
 }
 
 impl WixClient {
-    pub(crate) fn new(base_url: &str, timeout: Duration) -> Result<Self, ConfigError> {
+    pub(crate) fn new(
+        base_url: &str,
+        timeout: Duration,
+        metrics: Arc<WixMetrics>,
+    ) -> Result<Self, ConfigError> {
         let base_url = normalize_base_url(base_url)?;
         let http = reqwest::Client::builder()
             .timeout(timeout)
@@ -70,6 +79,7 @@ impl WixClient {
             token_url: format!("{base_url}/oauth2/token").into(),
             base_url: base_url.into(),
             http,
+            metrics,
         })
     }
 
@@ -81,8 +91,24 @@ impl WixClient {
         &self.http
     }
 
+    pub(crate) fn metrics(&self) -> &WixMetrics {
+        &self.metrics
+    }
+
     /// `POST /oauth2/token-info` with the bare caller token.
     pub(crate) async fn token_info(&self, token: &str) -> Result<TokenInfoAnswer, UpstreamError> {
+        let started = Instant::now();
+        let answer = self.ask_token_info(token).await;
+        let outcome = match &answer {
+            Ok(TokenInfoAnswer::Info(_)) => CallOutcome::Ok,
+            Ok(TokenInfoAnswer::Refused(_)) => CallOutcome::ClientError,
+            Err(error) => CallOutcome::of_error(error),
+        };
+        self.metrics.token_info.record(outcome, started.elapsed());
+        answer
+    }
+
+    async fn ask_token_info(&self, token: &str) -> Result<TokenInfoAnswer, UpstreamError> {
         let endpoint = Endpoint::TokenInfo;
         let body = json_body(&TokenInfoRequest { token });
         let response = self.post(endpoint, &self.token_info_url, body).await?;
@@ -101,6 +127,23 @@ impl WixClient {
 
     /// `POST /oauth2/token` with the client-credentials grant.
     pub(crate) async fn create_access_token(
+        &self,
+        app_id: &str,
+        app_secret: &SecretString,
+        instance_id: &str,
+    ) -> Result<AppTokenGrant, UpstreamError> {
+        let started = Instant::now();
+        let grant = self.grant(app_id, app_secret, instance_id).await;
+        let outcome = grant
+            .as_ref()
+            .map_or_else(CallOutcome::of_error, |_| CallOutcome::Ok);
+        self.metrics
+            .create_access_token
+            .record(outcome, started.elapsed());
+        grant
+    }
+
+    async fn grant(
         &self,
         app_id: &str,
         app_secret: &SecretString,
@@ -155,7 +198,27 @@ fn json_body<T: Serialize>(value: &T) -> Bytes {
     serde_json::to_vec(value).unwrap_or_default().into()
 }
 
-fn transport_error(endpoint: Endpoint, source: reqwest::Error) -> UpstreamError {
+impl std::fmt::Debug for WixClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WixClient")
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CallOutcome {
+    pub(crate) fn of_error(error: &UpstreamError) -> Self {
+        match error {
+            UpstreamError::Timeout { .. } => CallOutcome::Timeout,
+            UpstreamError::Transport { .. } => CallOutcome::Transport,
+            UpstreamError::Status { status, .. } => CallOutcome::of_status(*status),
+            UpstreamError::Throttled { .. } => CallOutcome::Throttled,
+            UpstreamError::Malformed { .. } => CallOutcome::Malformed,
+        }
+    }
+}
+
+pub(crate) fn transport_error(endpoint: Endpoint, source: reqwest::Error) -> UpstreamError {
     if source.is_timeout() {
         UpstreamError::Timeout { endpoint }
     } else {
@@ -166,7 +229,7 @@ fn transport_error(endpoint: Endpoint, source: reqwest::Error) -> UpstreamError 
 /// The body of a 200 answer, or the typed error for any other status.
 async fn read_ok_body(
     endpoint: Endpoint,
-    mut response: reqwest::Response,
+    response: reqwest::Response,
 ) -> Result<Bytes, UpstreamError> {
     let status = response.status();
     if status == StatusCode::TOO_MANY_REQUESTS {
@@ -182,14 +245,24 @@ async fn read_ok_body(
             request_id: request_id(response.headers()),
         });
     }
+    read_body(endpoint, response, MAX_BODY).await
+}
+
+/// The whole body, refusing more than `max` bytes.
+pub(crate) async fn read_body(
+    endpoint: Endpoint,
+    mut response: reqwest::Response,
+    max: usize,
+) -> Result<Bytes, UpstreamError> {
+    let too_large = UpstreamError::Malformed {
+        endpoint,
+        reason: "the body is too large",
+    };
     if response
         .content_length()
-        .is_some_and(|len| len > MAX_BODY as u64)
+        .is_some_and(|len| len > max as u64)
     {
-        return Err(UpstreamError::Malformed {
-            endpoint,
-            reason: "the body is too large",
-        });
+        return Err(too_large);
     }
     let mut body = BytesMut::new();
     while let Some(chunk) = response
@@ -197,11 +270,8 @@ async fn read_ok_body(
         .await
         .map_err(|e| transport_error(endpoint, e))?
     {
-        if body.len() + chunk.len() > MAX_BODY {
-            return Err(UpstreamError::Malformed {
-                endpoint,
-                reason: "the body is too large",
-            });
+        if body.len() + chunk.len() > max {
+            return Err(too_large);
         }
         body.extend_from_slice(&chunk);
     }
@@ -220,7 +290,7 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     Some(Duration::from_secs(secs.min(3600)))
 }
 
-fn request_id(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn request_id(headers: &HeaderMap) -> Option<String> {
     let id = headers.get("x-wix-request-id")?.to_str().ok()?;
     (id.len() <= 128).then(|| id.to_owned())
 }

@@ -22,6 +22,7 @@ use crate::{
     client::{TokenInfoAnswer, WixClient},
     error::{ConfigError, Rejection, RejectionKind, UpstreamError},
     layer::ElevateLayer,
+    metrics::{CacheMetrics, WixMetrics},
     policy::Policy,
     token::{self, TokenDigest},
     wire::TokenInfo,
@@ -107,9 +108,14 @@ impl Elevator {
     }
 
     /// The HTTP client used for Wix, with the configured timeouts and no
-    /// redirects. Reuse it for your own Wix API calls.
+    /// redirects. Prefer [`WixApi`](crate::WixApi), which calls only what a
+    /// route declared and audits every call.
     pub fn http_client(&self) -> &reqwest::Client {
         self.shared.client.http()
+    }
+
+    pub(crate) fn client(&self) -> &WixClient {
+        &self.shared.client
     }
 
     /// Decide from the caches alone, without waiting or allocating: the
@@ -275,7 +281,7 @@ pub(crate) enum Decision {
 fn check_verdict(verdict: Verdict, policy: &dyn Policy, now: Instant) -> Result<Caller, Rejection> {
     match verdict {
         Verdict::Valid(caller) if !caller.is_live(now) => Err(RejectionKind::ExpiredToken.into()),
-        Verdict::Valid(caller) if !policy.allows(&caller) => Err(RejectionKind::Forbidden.into()),
+        Verdict::Valid(caller) if !policy.allows(&caller) => Err(Rejection::forbidden(caller)),
         Verdict::Valid(caller) => Ok(caller),
         Verdict::Refused(kind) => Err(kind.into()),
     }
@@ -453,14 +459,24 @@ impl ElevatorBuilder {
                 return Err(ConfigError::Zero(name));
             }
         }
-        let client = WixClient::new(&self.base_url, self.http_timeout)?;
+        let client = WixClient::new(
+            &self.base_url,
+            self.http_timeout,
+            Arc::new(WixMetrics::new()),
+        )?;
         Ok(Elevator {
             shared: Arc::new(Shared {
                 app_id: self.app_id.into(),
                 app_secret: self.app_secret,
                 client,
-                identities: IdentityCache::new(self.max_cached_identities),
-                app_tokens: AppTokenCache::new(self.max_cached_app_tokens),
+                identities: IdentityCache::new(
+                    self.max_cached_identities,
+                    CacheMetrics::new("identity"),
+                ),
+                app_tokens: AppTokenCache::new(
+                    self.max_cached_app_tokens,
+                    CacheMetrics::new("app_token"),
+                ),
                 identity_ttl: self.token_info_ttl,
                 refused_ttl: self.refused_token_ttl,
                 max_token_len: self.max_token_len,

@@ -13,6 +13,8 @@ use std::{fmt, sync::Arc, time::Duration};
 
 use http::StatusCode;
 
+use crate::caller::Caller;
+
 /// Building an [`Elevator`](crate::Elevator) failed.
 ///
 /// # Example
@@ -38,6 +40,12 @@ pub enum ConfigError {
     /// A duration or size setting that must be positive was zero.
     #[error("the setting `{0}` must be greater than zero")]
     Zero(&'static str),
+    /// A declared operation is not `METHOD /path/template` with plain
+    /// segments and `{name}` placeholders.
+    #[error(
+        "invalid Wix operation `{0}`: expected `METHOD /path/{{placeholder}}` with plain segments"
+    )]
+    InvalidOperation(String),
     /// The HTTP client could not be built (for example, no TLS backend).
     #[error("the HTTP client for Wix could not be built")]
     HttpClient(#[source] reqwest::Error),
@@ -51,6 +59,8 @@ pub enum Endpoint {
     TokenInfo,
     /// `POST /oauth2/token`: create the app-identity token.
     CreateAccessToken,
+    /// A Wix API called through [`WixApi`](crate::WixApi).
+    Api,
 }
 
 impl Endpoint {
@@ -63,6 +73,7 @@ impl Endpoint {
         match self {
             Endpoint::TokenInfo => "token_info",
             Endpoint::CreateAccessToken => "create_access_token",
+            Endpoint::Api => "api",
         }
     }
 }
@@ -202,6 +213,25 @@ pub enum RejectionKind {
 }
 
 impl RejectionKind {
+    /// Every kind, in declaration order.
+    pub(crate) const ALL: [RejectionKind; 10] = [
+        RejectionKind::MissingToken,
+        RejectionKind::MalformedToken,
+        RejectionKind::InvalidToken,
+        RejectionKind::ExpiredToken,
+        RejectionKind::ForeignToken,
+        RejectionKind::NoInstance,
+        RejectionKind::Forbidden,
+        RejectionKind::UpstreamFailed,
+        RejectionKind::UpstreamThrottled,
+        RejectionKind::UpstreamTimeout,
+    ];
+
+    /// This kind's position in [`ALL`](Self::ALL).
+    pub(crate) const fn index(self) -> usize {
+        self as usize
+    }
+
     /// The HTTP status this kind is answered with.
     ///
     /// ```
@@ -290,19 +320,39 @@ impl RejectionKind {
 pub struct Rejection {
     kind: RejectionKind,
     source: Option<Arc<UpstreamError>>,
+    caller: Option<Caller>,
 }
 
 impl Rejection {
     /// A rejection of this kind with no upstream cause.
     pub fn new(kind: RejectionKind) -> Self {
-        Self { kind, source: None }
+        Self {
+            kind,
+            source: None,
+            caller: None,
+        }
     }
 
     pub(crate) fn upstream(source: Arc<UpstreamError>) -> Self {
         Self {
             kind: source.rejection_kind(),
             source: Some(source),
+            caller: None,
         }
+    }
+
+    /// The route's policy refused this verified caller.
+    pub(crate) fn forbidden(caller: Caller) -> Self {
+        Self {
+            kind: RejectionKind::Forbidden,
+            source: None,
+            caller: Some(caller),
+        }
+    }
+
+    /// The verified caller, when the rejection is a policy denial.
+    pub fn caller(&self) -> Option<&Caller> {
+        self.caller.as_ref()
     }
 
     /// Why the request was refused.

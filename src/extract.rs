@@ -34,7 +34,11 @@ use axum_core::{
 };
 use http::{HeaderValue, StatusCode, header::CONTENT_TYPE, request::Parts};
 
-use crate::caller::{Caller, ElevatedToken};
+use crate::{
+    api::WixApi,
+    caller::{Caller, ElevatedToken},
+    layer::RouteScope,
+};
 
 /// The rejection of the [`Caller`] and [`ElevatedToken`] extractors: the
 /// route has no [`ElevateLayer`](crate::ElevateLayer). Answers 500.
@@ -122,3 +126,26 @@ macro_rules! extension_extractor {
 
 extension_extractor!(Caller, "Caller");
 extension_extractor!(ElevatedToken, "ElevatedToken");
+
+fn wix_api(parts: &Parts) -> Option<WixApi> {
+    let route = parts.extensions.get::<RouteScope>()?;
+    let caller = parts.extensions.get::<Caller>()?;
+    let token = parts.extensions.get::<ElevatedToken>()?;
+    Some(WixApi::new(route.0.clone(), caller.clone(), token.clone()))
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for WixApi {
+    type Rejection = MissingElevateLayer;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        wix_api(parts).ok_or(MissingElevateLayer { missing: "WixApi" })
+    }
+}
+
+impl<S: Send + Sync> OptionalFromRequestParts<S> for WixApi {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Option<Self>, Self::Rejection> {
+        Ok(wix_api(parts))
+    }
+}

@@ -6,6 +6,9 @@ use tower_layer::Layer;
 
 use crate::{
     elevator::Elevator,
+    error::ConfigError,
+    metrics::RouteMetrics,
+    operation::Operation,
     policy::{Policy, SubjectTypes},
     response::{OnRejection, ProblemJson},
     service::Elevate,
@@ -49,6 +52,8 @@ pub struct ElevateLayer {
     elevator: Elevator,
     policy: Arc<dyn Policy>,
     route_name: Arc<str>,
+    operations: Vec<Operation>,
+    metrics: Arc<RouteMetrics>,
     on_rejection: Arc<dyn OnRejection>,
 }
 
@@ -60,8 +65,38 @@ impl ElevateLayer {
             elevator,
             policy: Arc::new(SubjectTypes::default()),
             route_name: Arc::from(""),
+            operations: Vec::new(),
+            metrics: Arc::new(RouteMetrics::new("")),
             on_rejection: Arc::new(ProblemJson),
         }
+    }
+
+    /// Declare a Wix operation this route's handler may call through
+    /// [`WixApi`](crate::WixApi), as `"METHOD /path/{template}"` (see
+    /// [`Operation`]). A route that declares nothing may call nothing.
+    ///
+    /// ```
+    /// # use wix_elevate::{Elevator, SubjectTypes};
+    /// # fn main() -> Result<(), wix_elevate::ConfigError> {
+    /// # let elevator = Elevator::builder("app", "secret").build()?;
+    /// let layer = elevator
+    ///     .layer()
+    ///     .policy(SubjectTypes::members())
+    ///     .allow("GET /apps/v1/instance")?
+    ///     .allow("GET /members/v1/members/{subjectId}")?;
+    /// assert!(elevator.layer().allow("GET members").is_err());
+    /// # let _ = layer;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn allow(self, operation: &str) -> Result<Self, ConfigError> {
+        Ok(self.allow_operation(operation.parse()?))
+    }
+
+    /// Declare an already-parsed [`Operation`].
+    pub fn allow_operation(mut self, operation: Operation) -> Self {
+        self.operations.push(operation);
+        self
     }
 
     /// Who may call this route. Checked on every request, before elevation.
@@ -70,9 +105,11 @@ impl ElevateLayer {
         self
     }
 
-    /// A name for this route in spans and rejection events.
+    /// A name for this route in spans, audit events and metrics (label
+    /// `route`). Metric handles bind to the recorder installed now.
     pub fn route_name(mut self, name: impl Into<Arc<str>>) -> Self {
         self.route_name = name.into();
+        self.metrics = Arc::new(RouteMetrics::new(&self.route_name));
         self
     }
 
@@ -92,7 +129,9 @@ impl<S> Layer<S> for ElevateLayer {
             RouteConfig {
                 elevator: self.elevator.clone(),
                 policy: self.policy.clone(),
+                metrics: self.metrics.clone(),
                 route_name: self.route_name.clone(),
+                operations: self.operations.clone().into(),
                 on_rejection: self.on_rejection.clone(),
             },
         )
@@ -105,14 +144,22 @@ impl fmt::Debug for ElevateLayer {
             .field("elevator", &self.elevator)
             .field("policy", &self.policy.name())
             .field("route_name", &self.route_name)
+            .field("operations", &self.operations)
             .finish_non_exhaustive()
     }
 }
 
-/// What one route's service shares between its clones.
+/// What one route's service shares between its clones (and, through
+/// [`RouteScope`], its handlers' [`WixApi`](crate::WixApi)).
 pub(crate) struct RouteConfig {
     pub(crate) elevator: Elevator,
     pub(crate) policy: Arc<dyn Policy>,
     pub(crate) route_name: Arc<str>,
+    pub(crate) operations: Arc<[Operation]>,
+    pub(crate) metrics: Arc<RouteMetrics>,
     pub(crate) on_rejection: Arc<dyn OnRejection>,
 }
+
+/// The route's configuration, as a request extension for [`WixApi`](crate::WixApi).
+#[derive(Clone)]
+pub(crate) struct RouteScope(pub(crate) Arc<RouteConfig>);

@@ -82,6 +82,8 @@
 //! | `test-util` | [`test_util::MockWix`], an in-process mock of Wix | no |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod api;
+mod audit;
 mod cache;
 mod caller;
 mod client;
@@ -91,6 +93,8 @@ mod error;
 mod extract;
 mod future;
 mod layer;
+mod metrics;
+mod operation;
 pub mod policy;
 mod response;
 mod service;
@@ -100,6 +104,8 @@ mod wire;
 #[cfg(feature = "test-util")]
 pub mod test_util;
 
+#[doc(inline)]
+pub use api::{WixApi, WixApiError, WixResponse};
 #[doc(inline)]
 pub use caller::{Caller, ElevatedToken, SubjectType};
 #[doc(inline)]
@@ -113,6 +119,8 @@ pub use extract::MissingElevateLayer;
 pub use future::ResponseFuture;
 #[doc(inline)]
 pub use layer::ElevateLayer;
+#[doc(inline)]
+pub use operation::Operation;
 #[doc(inline)]
 pub use policy::{Policy, PolicyExt, SubjectTypes};
 #[doc(inline)]

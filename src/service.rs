@@ -13,11 +13,12 @@ use tower_service::Service;
 use tracing::Instrument;
 
 use crate::{
+    audit,
     caller::{Caller, ElevatedToken},
     elevator::{Decision, Elevator, Resume},
     error::Rejection,
     future::ResponseFuture,
-    layer::RouteConfig,
+    layer::{RouteConfig, RouteScope},
 };
 
 /// Middleware that authorizes each request before the inner service sees
@@ -131,7 +132,8 @@ where
         {
             // Warm path: everything was cached; call the readied service in place.
             Decision::Granted(caller, token) => {
-                attach(&mut req, caller, token);
+                config.metrics.granted();
+                attach(&mut req, caller, token, &self.config);
                 ResponseFuture::calling(self.inner.call(req))
             }
             Decision::Rejected(rejection) => ResponseFuture::rejected(config.reject(rejection)),
@@ -154,10 +156,16 @@ where
     }
 }
 
-fn attach<B>(req: &mut Request<B>, caller: Caller, token: ElevatedToken) {
+fn attach<B>(
+    req: &mut Request<B>,
+    caller: Caller,
+    token: ElevatedToken,
+    config: &Arc<RouteConfig>,
+) {
     let extensions = req.extensions_mut();
     extensions.insert(caller);
     extensions.insert(token);
+    extensions.insert(RouteScope(config.clone()));
 }
 
 /// The cold path: ask Wix (through the caches' single flight), then hand
@@ -174,7 +182,8 @@ async fn authorize<B>(
         .await;
     match outcome {
         Ok((caller, token)) => {
-            attach(&mut req, caller, token);
+            config.metrics.granted();
+            attach(&mut req, caller, token, &config);
             Ok(req)
         }
         Err(rejection) => Err(config.reject(rejection)),
@@ -185,6 +194,16 @@ impl RouteConfig {
     /// Log `rejection` and build its response, with the rejection in the
     /// response's extensions.
     fn reject(&self, rejection: Rejection) -> Response<Bytes> {
+        self.metrics.rejected(rejection.kind());
+        if rejection.kind() == crate::RejectionKind::Forbidden {
+            audit::denied(
+                &self.route_name,
+                self.policy.name(),
+                rejection.caller(),
+                None,
+                "policy_denied",
+            );
+        }
         self.log(&rejection);
         let mut response = self.on_rejection.response(&rejection);
         response.extensions_mut().insert(rejection);

@@ -9,8 +9,10 @@
 //!   ([`RefusedTokenAnswer`]).
 //! * `POST /oauth2/token`: the client-credentials grant; checks the app id
 //!   and secret; app-token lifetime settable per instance.
-//! * `GET /apps/v1/instance`: needs a live app token; caller tokens get 403,
-//!   expired or unknown app tokens 401.
+//! * `GET /apps/v1/instance` and `GET /members/v1/members/{id}`: need a live
+//!   app token; caller tokens get 403, expired or unknown app tokens 401.
+//! * Any other path: 404, counted as [`MockEndpoint::Other`], so a test can
+//!   prove that a call never reached Wix.
 //!
 //! It counts calls per endpoint, per caller token and per instance, adds
 //! latency, and injects [`Fault`]s for a number of calls or until cleared.
@@ -85,6 +87,10 @@ pub enum MockEndpoint {
     CreateAccessToken,
     /// `GET /apps/v1/instance`.
     GetAppInstance,
+    /// `GET /members/v1/members/{id}`.
+    GetMember,
+    /// Any other path (answered 404).
+    Other,
 }
 
 /// How Token Info writes `active`, `exp` and `iat`: Wix's documentation
@@ -385,6 +391,8 @@ impl MockWixBuilder {
             .route("/oauth2/token-info", post(token_info))
             .route("/oauth2/token", post(create_access_token))
             .route("/apps/v1/instance", get(get_app_instance))
+            .route("/members/v1/members/{id}", get(get_member))
+            .fallback(other)
             .with_state(state.clone());
         let task = tokio::spawn(async move {
             // The listener only fails if the runtime shuts down.
@@ -828,6 +836,67 @@ async fn create_access_token(State(state): State<Arc<MockState>>, body: Bytes) -
     )
 }
 
+type WixErrorParts = (StatusCode, &'static str, &'static str);
+
+/// The instance an app token in `Authorization` acts for, or the Wix error
+/// to answer: 403 for a caller token, 401 for an unknown or expired one.
+fn check_app_token(state: &MockState, headers: &HeaderMap) -> Result<String, WixErrorParts> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v))
+        .unwrap_or_default();
+    let inner = state.lock();
+    if inner.callers.contains_key(token) {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "caller identity is not permitted to call this method",
+            "PERMISSION_DENIED",
+        ));
+    }
+    match inner.app_tokens.get(token) {
+        None => Err((
+            StatusCode::UNAUTHORIZED,
+            "invalid access token",
+            "UNAUTHENTICATED",
+        )),
+        Some(record) if record.expires_at <= unix_now() => Err((
+            StatusCode::UNAUTHORIZED,
+            "access token expired",
+            "UNAUTHENTICATED",
+        )),
+        Some(record) => Ok(record.instance_id.clone()),
+    }
+}
+
+async fn get_member(
+    State(state): State<Arc<MockState>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let (_, fault) = state.begin(MockEndpoint::GetMember);
+    state.wait_released(MockEndpoint::GetMember).await;
+    if let Some(response) = apply(Duration::ZERO, fault).await {
+        return response;
+    }
+    match check_app_token(&state, &headers) {
+        Ok(_) => json_response(
+            StatusCode::OK,
+            &json!({ "member": { "id": id, "loginEmail": format!("{id}@example.com"), "status": "APPROVED" } }),
+        ),
+        Err((status, message, code)) => wix_error(status, message, code),
+    }
+}
+
+async fn other(State(state): State<Arc<MockState>>) -> Response {
+    state.begin(MockEndpoint::Other);
+    wix_error(
+        StatusCode::NOT_FOUND,
+        "no such endpoint in the mock",
+        "NOT_FOUND",
+    )
+}
+
 async fn get_app_instance(
     State(state): State<Arc<MockState>>,
     headers: HeaderMap,
@@ -837,38 +906,15 @@ async fn get_app_instance(
     if let Some(response) = apply(Duration::ZERO, fault).await {
         return Ok(response);
     }
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v))
-        .unwrap_or_default();
-    let inner = state.lock();
-    if inner.callers.contains_key(token) {
-        return Ok(wix_error(
-            StatusCode::FORBIDDEN,
-            "caller identity is not permitted to call this method",
-            "PERMISSION_DENIED",
-        ));
-    }
-    let Some(record) = inner.app_tokens.get(token) else {
-        return Ok(wix_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid access token",
-            "UNAUTHENTICATED",
-        ));
+    let instance_id = match check_app_token(&state, &headers) {
+        Ok(instance_id) => instance_id,
+        Err((status, message, code)) => return Ok(wix_error(status, message, code)),
     };
-    if record.expires_at <= unix_now() {
-        return Ok(wix_error(
-            StatusCode::UNAUTHORIZED,
-            "access token expired",
-            "UNAUTHENTICATED",
-        ));
-    }
     Ok(json_response(
         StatusCode::OK,
         &json!({
             "instance": {
-                "instanceId": record.instance_id,
+                "instanceId": instance_id,
                 "appName": "Mock App",
                 "appVersion": "1.0.0",
                 "isFree": true,

@@ -8,6 +8,6 @@ mod elevation;
 mod extractors;
 mod failures;
 mod identity;
+mod least_privilege;
 mod policy;
 mod quickstart;
-mod secrets;

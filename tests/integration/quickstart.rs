@@ -99,6 +99,7 @@ fn start(envs: &[(&str, &str)]) -> Quickstart {
 }
 
 struct Curl {
+    post: bool,
     url: String,
     authorization: Option<String>,
     expect: u16,
@@ -106,6 +107,10 @@ struct Curl {
 
 fn parse_curl(line: &str) -> Option<Curl> {
     let rest = line.trim().strip_prefix("curl -s ")?;
+    let (post, rest) = match rest.strip_prefix("-X POST ") {
+        Some(rest) => (true, rest),
+        None => (false, rest),
+    };
     let (command, expect) = rest.split_once("# expect ")?;
     let url = command.split_whitespace().next()?.to_owned();
     let authorization = command
@@ -113,6 +118,7 @@ fn parse_curl(line: &str) -> Option<Curl> {
         .and_then(|(_, h)| h.split_once('\''))
         .map(|(value, _)| value.to_owned());
     Some(Curl {
+        post,
         url,
         authorization,
         expect: expect.trim().parse().ok()?,
@@ -120,7 +126,15 @@ fn parse_curl(line: &str) -> Option<Curl> {
 }
 
 async fn get(url: &str, authorization: Option<&str>) -> (u16, serde_json::Value) {
-    let mut req = reqwest::Client::new().get(url);
+    send(reqwest::Method::GET, url, authorization).await
+}
+
+async fn send(
+    method: reqwest::Method,
+    url: &str,
+    authorization: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let mut req = reqwest::Client::new().request(method, url);
     if let Some(value) = authorization {
         req = req.header("authorization", value);
     }
@@ -137,7 +151,7 @@ async fn get(url: &str, authorization: Option<&str>) -> (u16, serde_json::Value)
 async fn the_printed_curl_commands_work_as_printed() {
     let qs = start(&[]);
     let curls: Vec<Curl> = qs.lines.iter().filter_map(|l| parse_curl(l)).collect();
-    assert!(curls.len() >= 8, "{:#?}", qs.lines);
+    assert!(curls.len() >= 10, "{:#?}", qs.lines);
     for curl in &curls {
         assert!(
             curl.url.starts_with(&qs.url),
@@ -145,7 +159,12 @@ async fn the_printed_curl_commands_work_as_printed() {
             curl.url,
             qs.url
         );
-        let (status, body) = get(&curl.url, curl.authorization.as_deref()).await;
+        let method = if curl.post {
+            reqwest::Method::POST
+        } else {
+            reqwest::Method::GET
+        };
+        let (status, body) = send(method, &curl.url, curl.authorization.as_deref()).await;
         assert_eq!(status, curl.expect, "{} -> {body}", curl.url);
         if curl.url.ends_with("/api/whoami") && status == 200 {
             assert_eq!(body["subjectType"], "VISITOR");
@@ -157,6 +176,24 @@ async fn the_printed_curl_commands_work_as_printed() {
             assert_eq!(body["caller"]["instanceId"], "demo-instance");
         }
     }
+    // The escalation attempt is a fixed problem document.
+    let escalate = curls.iter().find(|c| c.post).expect("an escalation curl");
+    let (_, body) = send(
+        reqwest::Method::POST,
+        &escalate.url,
+        escalate.authorization.as_deref(),
+    )
+    .await;
+    assert_eq!(body["code"], "operation_not_declared", "{body}");
+    // Metrics moved.
+    let metrics = reqwest::get(format!("{}/metrics", qs.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("wix_elevate_requests_total"), "{metrics}");
+    assert!(metrics.contains("wix_elevate_wix_calls_total"), "{metrics}");
     // Routes not listed but in the contract.
     let (status, _) = get(&format!("{}/healthz", qs.url), None).await;
     assert_eq!(status, 200);
@@ -210,6 +247,20 @@ async fn it_runs_against_another_wix_given_credentials() {
     assert_eq!(body["instance"]["instance"]["instanceId"], "their-instance");
     let (status, _) = get(&format!("{}/api/members/instance", qs.url), Some(&visitor)).await;
     assert_eq!(status, 403);
+    // The escalation attempt never reaches Wix.
+    let (status, body) = send(
+        reqwest::Method::POST,
+        &format!("{}/api/members/escalate", qs.url),
+        Some(&member),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["code"], "operation_not_declared");
+    assert_eq!(wix.calls(wix_elevate::test_util::MockEndpoint::Other), 0);
+    assert_eq!(
+        wix.calls(wix_elevate::test_util::MockEndpoint::GetAppInstance),
+        1
+    );
 }
 
 #[test]

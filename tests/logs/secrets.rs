@@ -1,50 +1,20 @@
 //! Rule 8: no token and no app secret in any log line (at TRACE), `Debug`
 //! output, error body or response.
 
-use std::{
-    io::Write,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::time::Duration;
 
 use tower::ServiceExt;
-use tracing_subscriber::fmt::MakeWriter;
 use wix_elevate::{
     SubjectType,
     test_util::{CallerSpec, Fault, MockEndpoint},
 };
 
-use crate::common::harness_with;
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
+use crate::{Captured, common::harness_with};
 
 #[tokio::test]
 async fn no_secret_reaches_logs_debug_output_or_responses() {
     let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(captured.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = captured.install(tracing::Level::TRACE);
 
     let h = harness_with(|b| b.http_timeout(Duration::from_millis(300))).await;
     h.wix
@@ -129,7 +99,7 @@ async fn no_secret_reaches_logs_debug_output_or_responses() {
         token_debug
     );
     drop(_guard);
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
 
     // The capture really saw the layer at work (so this test can fail).
     assert!(logs.contains("wix_elevate"), "nothing captured:\n{logs}");

@@ -1,0 +1,152 @@
+//! Counters and histograms through the [`metrics`] facade.
+//!
+//! | name | kind | labels |
+//! |---|---|---|
+//! | `wix_elevate_requests_total` | counter | `route`, `outcome` (`granted` or the rejection code), `status` |
+//! | `wix_elevate_cache_total` | counter | `cache` (`identity`, `app_token`), `result` (`hit`, `miss`, `coalesced`) |
+//! | `wix_elevate_wix_calls_total` | counter | `endpoint` (`token_info`, `create_access_token`, `api`), `outcome` |
+//! | `wix_elevate_wix_call_duration_seconds` | histogram | `endpoint` |
+//!
+//! Every handle is registered when an [`Elevator`](crate::Elevator) or a
+//! route's layer is built, so install your recorder before building them.
+//! On the request path each one is then a single atomic update.
+
+use std::time::Duration;
+
+use metrics::{Counter, Histogram, counter, histogram};
+
+use crate::error::{Endpoint, RejectionKind};
+
+/// Per-cache counters.
+pub(crate) struct CacheMetrics {
+    pub(crate) hit: Counter,
+    pub(crate) miss: Counter,
+    pub(crate) coalesced: Counter,
+}
+
+impl CacheMetrics {
+    pub(crate) fn new(cache: &'static str) -> Self {
+        let result = |result: &'static str| counter!("wix_elevate_cache_total", "cache" => cache, "result" => result);
+        Self {
+            hit: result("hit"),
+            miss: result("miss"),
+            coalesced: result("coalesced"),
+        }
+    }
+}
+
+/// How a call to Wix ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CallOutcome {
+    Ok,
+    ClientError,
+    ServerError,
+    Throttled,
+    Timeout,
+    Transport,
+    Malformed,
+}
+
+impl CallOutcome {
+    const ALL: [CallOutcome; 7] = [
+        CallOutcome::Ok,
+        CallOutcome::ClientError,
+        CallOutcome::ServerError,
+        CallOutcome::Throttled,
+        CallOutcome::Timeout,
+        CallOutcome::Transport,
+        CallOutcome::Malformed,
+    ];
+
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            CallOutcome::Ok => "ok",
+            CallOutcome::ClientError => "client_error",
+            CallOutcome::ServerError => "server_error",
+            CallOutcome::Throttled => "throttled",
+            CallOutcome::Timeout => "timeout",
+            CallOutcome::Transport => "transport",
+            CallOutcome::Malformed => "malformed",
+        }
+    }
+
+    pub(crate) fn of_status(status: http::StatusCode) -> Self {
+        match status.as_u16() {
+            200..=299 => CallOutcome::Ok,
+            429 => CallOutcome::Throttled,
+            400..=499 => CallOutcome::ClientError,
+            _ => CallOutcome::ServerError,
+        }
+    }
+}
+
+/// Per-endpoint call counters and latency.
+pub(crate) struct CallMetrics {
+    calls: [Counter; 7],
+    latency: Histogram,
+}
+
+impl CallMetrics {
+    fn new(endpoint: Endpoint) -> Self {
+        let name = endpoint.as_str();
+        Self {
+            calls: CallOutcome::ALL.map(|outcome| {
+                counter!("wix_elevate_wix_calls_total", "endpoint" => name, "outcome" => outcome.as_str())
+            }),
+            latency: histogram!("wix_elevate_wix_call_duration_seconds", "endpoint" => name),
+        }
+    }
+
+    pub(crate) fn record(&self, outcome: CallOutcome, elapsed: Duration) {
+        self.calls[outcome as usize].increment(1);
+        self.latency.record(elapsed.as_secs_f64());
+    }
+}
+
+/// Everything an [`Elevator`](crate::Elevator) counts.
+pub(crate) struct WixMetrics {
+    pub(crate) token_info: CallMetrics,
+    pub(crate) create_access_token: CallMetrics,
+    pub(crate) api: CallMetrics,
+}
+
+impl WixMetrics {
+    pub(crate) fn new() -> Self {
+        Self {
+            token_info: CallMetrics::new(Endpoint::TokenInfo),
+            create_access_token: CallMetrics::new(Endpoint::CreateAccessToken),
+            api: CallMetrics::new(Endpoint::Api),
+        }
+    }
+}
+
+/// Per-route request counters.
+pub(crate) struct RouteMetrics {
+    granted: Counter,
+    rejected: [Counter; RejectionKind::ALL.len()],
+}
+
+impl RouteMetrics {
+    pub(crate) fn new(route: &str) -> Self {
+        let route = route.to_owned();
+        Self {
+            granted: counter!("wix_elevate_requests_total", "route" => route.clone(), "outcome" => "granted", "status" => "200"),
+            rejected: RejectionKind::ALL.map(|kind| {
+                counter!(
+                    "wix_elevate_requests_total",
+                    "route" => route.clone(),
+                    "outcome" => kind.code(),
+                    "status" => kind.status().as_str().to_owned()
+                )
+            }),
+        }
+    }
+
+    pub(crate) fn granted(&self) {
+        self.granted.increment(1);
+    }
+
+    pub(crate) fn rejected(&self, kind: RejectionKind) {
+        self.rejected[kind.index()].increment(1);
+    }
+}
