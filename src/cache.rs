@@ -69,11 +69,15 @@ where
     /// A fresh value, or `fetch`'s: one fetch per key at a time, its answer
     /// shared by every request waiting on it. `started` is when the asking
     /// request began: a failure recorded before it is never returned.
+    ///
+    /// If the fetch fails and the value it was replacing passes `stale_ok`
+    /// (degraded mode), that value is kept and returned instead.
     pub(crate) async fn get_or_fetch<Fut>(
         &self,
         key: &K,
         started: Instant,
         fetch: impl FnOnce() -> Fut,
+        stale_ok: impl Fn(&V, Instant) -> bool,
     ) -> Result<V, Arc<UpstreamError>>
     where
         Fut: Future<Output = Result<V, UpstreamError>>,
@@ -90,31 +94,38 @@ where
                 _ => EntryAction::ReplaceWithGuard,
             })
             .await;
-        let guard = match entry {
+        let (guard, previous) = match entry {
             EntryResult::Retained(shared) => {
                 self.metrics.coalesced.increment(1);
                 return shared;
             }
-            EntryResult::Vacant(guard) | EntryResult::Replaced(guard, _) => Some(guard),
+            EntryResult::Vacant(guard) => (Some(guard), None),
+            EntryResult::Replaced(guard, previous) => (Some(guard), Some(previous)),
             // Neither happens with the callback above; fetch without a slot.
-            EntryResult::Removed(..) | EntryResult::Timeout => None,
+            EntryResult::Removed(..) | EntryResult::Timeout => (None, None),
         };
         self.metrics.miss.increment(1);
         // If this future is dropped mid-fetch, the guard's drop hands the
         // fill to the next waiter.
         let (slot, result) = match fetch().await {
             Ok(value) => (Slot::Ready(value.clone()), Ok(value)),
-            Err(error) => {
-                let error = Arc::new(error);
-                let at = Instant::now();
-                (
-                    Slot::Failed {
-                        at,
-                        error: error.clone(),
-                    },
-                    Err(error),
-                )
-            }
+            Err(error) => match previous {
+                Some(Slot::Ready(stale)) if stale_ok(&stale, Instant::now()) => {
+                    tracing::warn!(target: "wix_elevate", %error, "Wix failed; serving a stale entry (degraded mode)");
+                    (Slot::Ready(stale.clone()), Ok(stale))
+                }
+                _ => {
+                    let error = Arc::new(error);
+                    let at = Instant::now();
+                    (
+                        Slot::Failed {
+                            at,
+                            error: error.clone(),
+                        },
+                        Err(error),
+                    )
+                }
+            },
         };
         if let Some(guard) = guard {
             // Fails only if the entry was replaced meanwhile; nothing to do.
@@ -157,6 +168,13 @@ impl CachedVerdict {
             verdict,
             fresh_until: now + ttl,
         }
+    }
+
+    /// Servable in degraded mode: a valid, unexpired identity at most
+    /// `grace` past its TTL.
+    pub(crate) fn is_servable_stale(&self, now: Instant, grace: std::time::Duration) -> bool {
+        matches!(&self.verdict, Verdict::Valid(caller) if caller.is_live(now))
+            && now < self.fresh_until + grace
     }
 }
 
@@ -205,14 +223,14 @@ mod tests {
         let now = Instant::now();
         let later = now + Duration::from_secs(60);
         let v = cache
-            .get_or_fetch(&1, now, || async { Ok(Until(later, 1)) })
+            .get_or_fetch(&1, now, || async { Ok(Until(later, 1)) }, |_, _| false)
             .await
             .unwrap();
         assert_eq!(v.1, 1);
         assert_eq!(cache.get(&1, now), Some(Until(later, 1)));
         assert_eq!(cache.get(&1, later), None, "stale at its deadline");
         let v = cache
-            .get_or_fetch(&1, now, || async { Ok(Until(later, 2)) })
+            .get_or_fetch(&1, now, || async { Ok(Until(later, 2)) }, |_, _| false)
             .await
             .unwrap();
         assert_eq!(v.1, 1, "still fresh: no refetch");
@@ -224,14 +242,19 @@ mod tests {
         let started = Instant::now();
         assert!(
             cache
-                .get_or_fetch(&1, started, || async { Err(failure()) })
+                .get_or_fetch(&1, started, || async { Err(failure()) }, |_, _| false)
                 .await
                 .is_err()
         );
         assert_eq!(cache.get(&1, Instant::now()), None);
         let later = Instant::now() + Duration::from_secs(60);
         let v = cache
-            .get_or_fetch(&1, Instant::now(), || async { Ok(Until(later, 7)) })
+            .get_or_fetch(
+                &1,
+                Instant::now(),
+                || async { Ok(Until(later, 7)) },
+                |_, _| false,
+            )
             .await;
         assert_eq!(v.unwrap().1, 7, "a request after the failure fetched again");
     }
@@ -247,11 +270,16 @@ mod tests {
                 let (cache, calls, mut released) = (cache.clone(), calls.clone(), released.clone());
                 tokio::spawn(async move {
                     cache
-                        .get_or_fetch(&1, started, || async move {
-                            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                            let _ = released.wait_for(|r| *r).await;
-                            Err::<Until, _>(failure())
-                        })
+                        .get_or_fetch(
+                            &1,
+                            started,
+                            || async move {
+                                calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                                let _ = released.wait_for(|r| *r).await;
+                                Err::<Until, _>(failure())
+                            },
+                            |_, _| false,
+                        )
                         .await
                 })
             })

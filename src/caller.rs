@@ -101,7 +101,7 @@ pub struct Caller(Arc<CallerData>);
 
 struct CallerData {
     subject_type: SubjectType,
-    subject_id: Box<str>,
+    subject_id: Arc<str>,
     instance_id: Arc<str>,
     site_id: Option<Box<str>>,
     /// Wix's `exp`, Unix seconds.
@@ -114,7 +114,7 @@ impl Caller {
     /// A caller with these identifiers, no site id and no expiry.
     pub fn new(
         subject_type: SubjectType,
-        subject_id: impl Into<Box<str>>,
+        subject_id: impl Into<Arc<str>>,
         instance_id: impl Into<Arc<str>>,
     ) -> Self {
         let now = Instant::now();
@@ -133,7 +133,7 @@ impl Caller {
 
     pub(crate) fn from_parts(
         subject_type: SubjectType,
-        subject_id: Box<str>,
+        subject_id: Arc<str>,
         instance_id: Arc<str>,
         site_id: Option<Box<str>>,
         expires_at: u64,
@@ -166,6 +166,10 @@ impl Caller {
 
     pub(crate) fn instance_key(&self) -> &Arc<str> {
         &self.0.instance_id
+    }
+
+    pub(crate) fn subject_key(&self) -> &Arc<str> {
+        &self.0.subject_id
     }
 
     /// The site the token was issued for, when Wix said.

@@ -18,6 +18,7 @@ use serde::Serialize;
 use crate::{
     error::{ConfigError, Endpoint, UpstreamError},
     metrics::{CallOutcome, WixMetrics},
+    upstream::{GuardSettings, UpstreamGuard},
     wire::{self, AccessTokenGrant, TokenInfo},
 };
 
@@ -42,6 +43,7 @@ pub(crate) struct AppTokenGrant {
 #[derive(Clone)]
 pub(crate) struct WixClient {
     metrics: Arc<WixMetrics>,
+    guard: Arc<UpstreamGuard>,
     http: reqwest::Client,
     base_url: Box<str>,
     token_info_url: Box<str>,
@@ -65,6 +67,7 @@ impl WixClient {
     pub(crate) fn new(
         base_url: &str,
         timeout: Duration,
+        guard: GuardSettings,
         metrics: Arc<WixMetrics>,
     ) -> Result<Self, ConfigError> {
         let base_url = normalize_base_url(base_url)?;
@@ -80,6 +83,7 @@ impl WixClient {
             base_url: base_url.into(),
             http,
             metrics,
+            guard: Arc::new(UpstreamGuard::new(guard)),
         })
     }
 
@@ -95,8 +99,21 @@ impl WixClient {
         &self.metrics
     }
 
-    /// `POST /oauth2/token-info` with the bare caller token.
-    pub(crate) async fn token_info(&self, token: &str) -> Result<TokenInfoAnswer, UpstreamError> {
+    /// `POST /oauth2/token-info` with the bare caller token, guarded and
+    /// retried until `deadline`.
+    pub(crate) async fn token_info(
+        &self,
+        token: &str,
+        deadline: Instant,
+    ) -> Result<TokenInfoAnswer, UpstreamError> {
+        self.guard
+            .call(Endpoint::TokenInfo, deadline, || {
+                self.token_info_attempt(token)
+            })
+            .await
+    }
+
+    async fn token_info_attempt(&self, token: &str) -> Result<TokenInfoAnswer, UpstreamError> {
         let started = Instant::now();
         let answer = self.ask_token_info(token).await;
         let outcome = match &answer {
@@ -125,8 +142,23 @@ impl WixClient {
             })
     }
 
-    /// `POST /oauth2/token` with the client-credentials grant.
+    /// `POST /oauth2/token` with the client-credentials grant, guarded and
+    /// retried until `deadline`.
     pub(crate) async fn create_access_token(
+        &self,
+        app_id: &str,
+        app_secret: &SecretString,
+        instance_id: &str,
+        deadline: Instant,
+    ) -> Result<AppTokenGrant, UpstreamError> {
+        self.guard
+            .call(Endpoint::CreateAccessToken, deadline, || {
+                self.create_access_token_attempt(app_id, app_secret, instance_id)
+            })
+            .await
+    }
+
+    async fn create_access_token_attempt(
         &self,
         app_id: &str,
         app_secret: &SecretString,
@@ -214,6 +246,10 @@ impl CallOutcome {
             UpstreamError::Status { status, .. } => CallOutcome::of_status(*status),
             UpstreamError::Throttled { .. } => CallOutcome::Throttled,
             UpstreamError::Malformed { .. } => CallOutcome::Malformed,
+            // Never recorded: these mean no call was made.
+            UpstreamError::CircuitOpen { .. } | UpstreamError::Overloaded { .. } => {
+                CallOutcome::Transport
+            }
         }
     }
 }

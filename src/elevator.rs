@@ -24,7 +24,9 @@ use crate::{
     layer::ElevateLayer,
     metrics::{CacheMetrics, WixMetrics},
     policy::Policy,
+    rate_limit::CallerRateLimit,
     token::{self, TokenDigest},
+    upstream::GuardSettings,
     wire::TokenInfo,
 };
 
@@ -70,6 +72,8 @@ struct Shared {
     max_token_len: usize,
     renew_before: Duration,
     expiry_margin: Duration,
+    auth_deadline: Duration,
+    stale_identity_grace: Option<Duration>,
 }
 
 impl Elevator {
@@ -87,6 +91,14 @@ impl Elevator {
             renew_before: Duration::from_secs(5 * 60),
             expiry_margin: Duration::from_secs(30),
             max_token_len: token::DEFAULT_MAX_TOKEN_LEN,
+            auth_deadline: Duration::from_secs(10),
+            guard: GuardSettings {
+                breaker_threshold: 5,
+                breaker_cooldown: Duration::from_secs(5),
+                max_in_flight: 64,
+                max_queue_wait: Duration::from_secs(1),
+            },
+            stale_identity_grace: None,
         }
     }
 
@@ -124,7 +136,7 @@ impl Elevator {
     pub(crate) fn decide(
         &self,
         headers: &HeaderMap,
-        policy: &dyn Policy,
+        rules: RouteRules<'_>,
         now: Instant,
     ) -> Decision {
         let shared = &*self.shared;
@@ -136,7 +148,7 @@ impl Elevator {
         let Some(cached) = shared.identities.get(&digest, now) else {
             return Decision::NeedsWix(Resume::Identify(digest));
         };
-        let caller = match check_verdict(cached.verdict, policy, now) {
+        let caller = match rules.check(cached.verdict, now) {
             Ok(caller) => caller,
             Err(rejection) => return Decision::Rejected(rejection),
         };
@@ -151,9 +163,26 @@ impl Elevator {
     pub(crate) async fn authorize(
         &self,
         headers: &HeaderMap,
-        policy: &dyn Policy,
+        rules: RouteRules<'_>,
         resume: Resume,
         started: Instant,
+    ) -> Result<(Caller, ElevatedToken), Rejection> {
+        let deadline = started + self.shared.auth_deadline;
+        let authorization = self.authorize_until(headers, rules, resume, started, deadline);
+        match tokio::time::timeout_at(deadline.into(), authorization).await {
+            Ok(outcome) => outcome,
+            // Waiting on another request's call counts against this deadline too.
+            Err(_) => Err(RejectionKind::UpstreamTimeout.into()),
+        }
+    }
+
+    async fn authorize_until(
+        &self,
+        headers: &HeaderMap,
+        rules: RouteRules<'_>,
+        resume: Resume,
+        started: Instant,
+        deadline: Instant,
     ) -> Result<(Caller, ElevatedToken), Rejection> {
         let shared = &*self.shared;
         let caller = match resume {
@@ -161,12 +190,18 @@ impl Elevator {
             Resume::Identify(digest) => {
                 // Checked in full before anything leaves the process.
                 let token = token::caller_token(headers, shared.max_token_len)?;
+                let grace = shared.stale_identity_grace;
                 let cached = shared
                     .identities
-                    .get_or_fetch(&digest, started, || self.ask_token_info(token))
+                    .get_or_fetch(
+                        &digest,
+                        started,
+                        || self.ask_token_info(token, deadline),
+                        |stale, now| grace.is_some_and(|grace| stale.is_servable_stale(now, grace)),
+                    )
                     .await
                     .map_err(Rejection::upstream)?;
-                check_verdict(cached.verdict, policy, Instant::now())?
+                rules.check(cached.verdict, Instant::now())?
             }
         };
         let instance = caller.instance_key();
@@ -174,7 +209,13 @@ impl Elevator {
             Some(token) => token,
             None => shared
                 .app_tokens
-                .get_or_fetch(instance, started, || self.fetch_app_token(instance))
+                .get_or_fetch(
+                    instance,
+                    started,
+                    || self.fetch_app_token(instance, deadline),
+                    // Never an app token past its expiry, degraded or not.
+                    |_, _| false,
+                )
                 .await
                 .map_err(Rejection::upstream)?,
         };
@@ -182,11 +223,15 @@ impl Elevator {
     }
 
     /// Ask Wix who `token` is, and for how long to believe the answer.
-    async fn ask_token_info(&self, token: &str) -> Result<CachedVerdict, UpstreamError> {
+    async fn ask_token_info(
+        &self,
+        token: &str,
+        deadline: Instant,
+    ) -> Result<CachedVerdict, UpstreamError> {
         let shared = &*self.shared;
         let unix_now = unix_now();
         let now = Instant::now();
-        let verdict = match shared.client.token_info(token).await? {
+        let verdict = match shared.client.token_info(token, deadline).await? {
             TokenInfoAnswer::Refused(status) => {
                 tracing::debug!(target: "wix_elevate", status = status.as_u16(), "Wix Token Info refused the token");
                 return Ok(CachedVerdict::new(
@@ -214,11 +259,15 @@ impl Elevator {
         Some(token)
     }
 
-    async fn fetch_app_token(&self, instance: &Arc<str>) -> Result<ElevatedToken, UpstreamError> {
+    async fn fetch_app_token(
+        &self,
+        instance: &Arc<str>,
+        deadline: Instant,
+    ) -> Result<ElevatedToken, UpstreamError> {
         let shared = &*self.shared;
         let grant = shared
             .client
-            .create_access_token(&shared.app_id, &shared.app_secret, instance)
+            .create_access_token(&shared.app_id, &shared.app_secret, instance, deadline)
             .await?;
         Ok(ElevatedToken::issued(
             grant.access_token,
@@ -239,7 +288,8 @@ impl Elevator {
         let this = self.clone();
         let instance = instance.clone();
         runtime.spawn(async move {
-            match this.fetch_app_token(&instance).await {
+            let deadline = Instant::now() + this.shared.auth_deadline;
+            match this.fetch_app_token(&instance, deadline).await {
                 Ok(fresh) => this.shared.app_tokens.insert(instance, fresh),
                 Err(error) => {
                     tracing::warn!(target: "wix_elevate", %error, "app token renewal failed; will retry");
@@ -277,13 +327,32 @@ pub(crate) enum Decision {
     NeedsWix(Resume),
 }
 
-/// A verdict, checked against the clock and the route's policy.
-fn check_verdict(verdict: Verdict, policy: &dyn Policy, now: Instant) -> Result<Caller, Rejection> {
-    match verdict {
-        Verdict::Valid(caller) if !caller.is_live(now) => Err(RejectionKind::ExpiredToken.into()),
-        Verdict::Valid(caller) if !policy.allows(&caller) => Err(Rejection::forbidden(caller)),
-        Verdict::Valid(caller) => Ok(caller),
-        Verdict::Refused(kind) => Err(kind.into()),
+/// What a route checks about every verified caller, cached or not.
+#[derive(Clone, Copy)]
+pub(crate) struct RouteRules<'a> {
+    pub(crate) policy: &'a dyn Policy,
+    pub(crate) rate_limit: Option<&'a CallerRateLimit>,
+}
+
+impl RouteRules<'_> {
+    /// A verdict, checked against the clock, the policy and the rate limit.
+    fn check(self, verdict: Verdict, now: Instant) -> Result<Caller, Rejection> {
+        let caller = match verdict {
+            Verdict::Valid(caller) if !caller.is_live(now) => {
+                return Err(RejectionKind::ExpiredToken.into());
+            }
+            Verdict::Valid(caller) => caller,
+            Verdict::Refused(kind) => return Err(kind.into()),
+        };
+        if !self.policy.allows(&caller) {
+            return Err(Rejection::forbidden(caller));
+        }
+        if let Some(limit) = self.rate_limit
+            && let Err(wait) = limit.check(&caller)
+        {
+            return Err(Rejection::rate_limited(caller, wait));
+        }
+        Ok(caller)
     }
 }
 
@@ -377,6 +446,9 @@ pub struct ElevatorBuilder {
     renew_before: Duration,
     expiry_margin: Duration,
     max_token_len: usize,
+    auth_deadline: Duration,
+    guard: GuardSettings,
+    stale_identity_grace: Option<Duration>,
 }
 
 impl ElevatorBuilder {
@@ -440,6 +512,48 @@ impl ElevatorBuilder {
         self
     }
 
+    /// The overall deadline for authenticating one request, all Wix calls
+    /// and retries included (each call also has
+    /// [`http_timeout`](Self::http_timeout)). Past it: 504.
+    pub fn auth_deadline(mut self, deadline: Duration) -> Self {
+        self.auth_deadline = deadline;
+        self
+    }
+
+    /// Open the circuit after this many consecutive failed Wix calls.
+    pub fn breaker_threshold(mut self, failures: u32) -> Self {
+        self.guard.breaker_threshold = failures;
+        self
+    }
+
+    /// How long an open circuit refuses calls (503 at once) before one probe.
+    pub fn breaker_cooldown(mut self, cooldown: Duration) -> Self {
+        self.guard.breaker_cooldown = cooldown;
+        self
+    }
+
+    /// At most this many calls to Wix in flight at once.
+    pub fn max_concurrent_wix_calls(mut self, max: usize) -> Self {
+        self.guard.max_in_flight = max;
+        self
+    }
+
+    /// How long a call waits for a free slot (never past its deadline)
+    /// before the request is answered 503.
+    pub fn max_queue_wait(mut self, wait: Duration) -> Self {
+        self.guard.max_queue_wait = wait;
+        self
+    }
+
+    /// Degraded mode (off by default): while Wix is failing, keep serving a
+    /// verified identity whose cache TTL has passed, for at most `grace`
+    /// past that TTL and never past the token's own `exp`. App tokens are
+    /// never used past their expiry.
+    pub fn serve_stale_identities_for(mut self, grace: Duration) -> Self {
+        self.stale_identity_grace = Some(grace);
+        self
+    }
+
     /// Check the settings and build the elevator.
     pub fn build(self) -> Result<Elevator, ConfigError> {
         if self.app_id.trim().is_empty() {
@@ -454,6 +568,9 @@ impl ElevatorBuilder {
             ("max_cached_identities", self.max_cached_identities == 0),
             ("max_cached_app_tokens", self.max_cached_app_tokens == 0),
             ("max_token_len", self.max_token_len == 0),
+            ("auth_deadline", self.auth_deadline.is_zero()),
+            ("breaker_threshold", self.guard.breaker_threshold == 0),
+            ("max_concurrent_wix_calls", self.guard.max_in_flight == 0),
         ] {
             if zero {
                 return Err(ConfigError::Zero(name));
@@ -462,6 +579,7 @@ impl ElevatorBuilder {
         let client = WixClient::new(
             &self.base_url,
             self.http_timeout,
+            self.guard,
             Arc::new(WixMetrics::new()),
         )?;
         Ok(Elevator {
@@ -482,6 +600,8 @@ impl ElevatorBuilder {
                 max_token_len: self.max_token_len,
                 renew_before: self.renew_before,
                 expiry_margin: self.expiry_margin,
+                auth_deadline: self.auth_deadline,
+                stale_identity_grace: self.stale_identity_grace,
             }),
         })
     }

@@ -138,6 +138,20 @@ pub enum UpstreamError {
         /// What was wrong, in fixed words (never the body's content).
         reason: &'static str,
     },
+    /// Wix failed repeatedly; calls are refused until the cool-down ends.
+    #[error("Wix {endpoint} is failing; calls are paused (circuit open)")]
+    CircuitOpen {
+        /// The endpoint not called.
+        endpoint: Endpoint,
+        /// When a call will be tried again.
+        retry_after: Duration,
+    },
+    /// Too many calls to Wix were in flight for too long.
+    #[error("too many Wix calls in flight; {endpoint} was not called")]
+    Overloaded {
+        /// The endpoint not called.
+        endpoint: Endpoint,
+    },
 }
 
 impl UpstreamError {
@@ -154,7 +168,20 @@ impl UpstreamError {
             | UpstreamError::Transport { endpoint, .. }
             | UpstreamError::Status { endpoint, .. }
             | UpstreamError::Throttled { endpoint, .. }
-            | UpstreamError::Malformed { endpoint, .. } => *endpoint,
+            | UpstreamError::Malformed { endpoint, .. }
+            | UpstreamError::CircuitOpen { endpoint, .. }
+            | UpstreamError::Overloaded { endpoint } => *endpoint,
+        }
+    }
+
+    /// Worth another attempt within the deadline: connection failures,
+    /// dropped connections, timeouts of one attempt, and 502/503/504.
+    /// (429 is retried only when its `Retry-After` fits; 4xx never.)
+    pub(crate) fn is_transient(&self) -> bool {
+        match self {
+            UpstreamError::Transport { .. } | UpstreamError::Timeout { .. } => true,
+            UpstreamError::Status { status, .. } => matches!(status.as_u16(), 502..=504),
+            _ => false,
         }
     }
 
@@ -162,9 +189,21 @@ impl UpstreamError {
         match self {
             UpstreamError::Timeout { .. } => RejectionKind::UpstreamTimeout,
             UpstreamError::Throttled { .. } => RejectionKind::UpstreamThrottled,
+            UpstreamError::CircuitOpen { .. } | UpstreamError::Overloaded { .. } => {
+                RejectionKind::UpstreamUnavailable
+            }
             UpstreamError::Transport { .. }
             | UpstreamError::Status { .. }
             | UpstreamError::Malformed { .. } => RejectionKind::UpstreamFailed,
+        }
+    }
+
+    /// How long a caller should wait, when Wix said or the breaker knows.
+    pub(crate) fn retry_after(&self) -> Option<Duration> {
+        match self {
+            UpstreamError::Throttled { retry_after, .. } => *retry_after,
+            UpstreamError::CircuitOpen { retry_after, .. } => Some(*retry_after),
+            _ => None,
         }
     }
 }
@@ -176,8 +215,9 @@ impl UpstreamError {
 /// | [`MissingToken`](Self::MissingToken), [`MalformedToken`](Self::MalformedToken), [`InvalidToken`](Self::InvalidToken), [`ExpiredToken`](Self::ExpiredToken), [`ForeignToken`](Self::ForeignToken), [`NoInstance`](Self::NoInstance) | 401 |
 /// | [`Forbidden`](Self::Forbidden) | 403 |
 /// | [`UpstreamFailed`](Self::UpstreamFailed) | 502 |
-/// | [`UpstreamThrottled`](Self::UpstreamThrottled) | 503 |
+/// | [`UpstreamThrottled`](Self::UpstreamThrottled), [`UpstreamUnavailable`](Self::UpstreamUnavailable) | 503 |
 /// | [`UpstreamTimeout`](Self::UpstreamTimeout) | 504 |
+/// | [`RateLimited`](Self::RateLimited) | 429 |
 ///
 /// ```
 /// use http::StatusCode;
@@ -208,13 +248,18 @@ pub enum RejectionKind {
     UpstreamFailed,
     /// Wix answered 429.
     UpstreamThrottled,
-    /// Wix did not answer in time.
+    /// Wix did not answer in time, or the request's authentication deadline
+    /// passed.
     UpstreamTimeout,
+    /// Wix is failing (circuit open) or too many calls to it are in flight.
+    UpstreamUnavailable,
+    /// This caller exceeded the route's rate limit.
+    RateLimited,
 }
 
 impl RejectionKind {
     /// Every kind, in declaration order.
-    pub(crate) const ALL: [RejectionKind; 10] = [
+    pub(crate) const ALL: [RejectionKind; 12] = [
         RejectionKind::MissingToken,
         RejectionKind::MalformedToken,
         RejectionKind::InvalidToken,
@@ -225,6 +270,8 @@ impl RejectionKind {
         RejectionKind::UpstreamFailed,
         RejectionKind::UpstreamThrottled,
         RejectionKind::UpstreamTimeout,
+        RejectionKind::UpstreamUnavailable,
+        RejectionKind::RateLimited,
     ];
 
     /// This kind's position in [`ALL`](Self::ALL).
@@ -248,8 +295,11 @@ impl RejectionKind {
             | RejectionKind::NoInstance => StatusCode::UNAUTHORIZED,
             RejectionKind::Forbidden => StatusCode::FORBIDDEN,
             RejectionKind::UpstreamFailed => StatusCode::BAD_GATEWAY,
-            RejectionKind::UpstreamThrottled => StatusCode::SERVICE_UNAVAILABLE,
+            RejectionKind::UpstreamThrottled | RejectionKind::UpstreamUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             RejectionKind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            RejectionKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -271,6 +321,8 @@ impl RejectionKind {
             RejectionKind::UpstreamFailed => "upstream_failed",
             RejectionKind::UpstreamThrottled => "upstream_throttled",
             RejectionKind::UpstreamTimeout => "upstream_timeout",
+            RejectionKind::UpstreamUnavailable => "upstream_unavailable",
+            RejectionKind::RateLimited => "rate_limited",
         }
     }
 
@@ -294,6 +346,8 @@ impl RejectionKind {
             RejectionKind::UpstreamFailed => "Wix could not authorize the request.",
             RejectionKind::UpstreamThrottled => "Wix is throttling requests; retry later.",
             RejectionKind::UpstreamTimeout => "Wix did not answer in time.",
+            RejectionKind::UpstreamUnavailable => "Wix is unavailable; retry later.",
+            RejectionKind::RateLimited => "Too many requests from this caller; retry later.",
         }
     }
 
@@ -321,6 +375,7 @@ pub struct Rejection {
     kind: RejectionKind,
     source: Option<Arc<UpstreamError>>,
     caller: Option<Caller>,
+    retry_after: Option<Duration>,
 }
 
 impl Rejection {
@@ -330,14 +385,26 @@ impl Rejection {
             kind,
             source: None,
             caller: None,
+            retry_after: None,
         }
     }
 
     pub(crate) fn upstream(source: Arc<UpstreamError>) -> Self {
         Self {
             kind: source.rejection_kind(),
+            retry_after: source.retry_after(),
             source: Some(source),
             caller: None,
+        }
+    }
+
+    /// The caller exceeded the route's rate limit; retry after `after`.
+    pub(crate) fn rate_limited(caller: Caller, after: Duration) -> Self {
+        Self {
+            kind: RejectionKind::RateLimited,
+            source: None,
+            caller: Some(caller),
+            retry_after: Some(after),
         }
     }
 
@@ -347,6 +414,7 @@ impl Rejection {
             kind: RejectionKind::Forbidden,
             source: None,
             caller: Some(caller),
+            retry_after: None,
         }
     }
 
@@ -370,19 +438,16 @@ impl Rejection {
         self.source.as_deref()
     }
 
-    /// How long the caller should wait before retrying, for 503s.
-    ///
-    /// Wix's own `Retry-After` when it sent one, else one second.
+    /// How long the caller should wait before retrying, for 503s and 429s:
+    /// Wix's own `Retry-After`, the breaker's cool-down or the rate limit's
+    /// wait when known, else one second.
     pub fn retry_after(&self) -> Option<Duration> {
-        match (self.kind, self.upstream_error()) {
-            (
-                RejectionKind::UpstreamThrottled,
-                Some(UpstreamError::Throttled {
-                    retry_after: Some(after),
-                    ..
-                }),
-            ) => Some(*after),
-            (RejectionKind::UpstreamThrottled, _) => Some(Duration::from_secs(1)),
+        match self.kind {
+            RejectionKind::UpstreamThrottled
+            | RejectionKind::UpstreamUnavailable
+            | RejectionKind::RateLimited => {
+                Some(self.retry_after.unwrap_or(Duration::from_secs(1)))
+            }
             _ => None,
         }
     }

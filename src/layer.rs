@@ -1,15 +1,16 @@
 //! [`ElevateLayer`]: per-route configuration of the middleware.
 
-use std::{fmt, sync::Arc};
+use std::{fmt, num::NonZeroU32, sync::Arc};
 
 use tower_layer::Layer;
 
 use crate::{
-    elevator::Elevator,
+    elevator::{Elevator, RouteRules},
     error::ConfigError,
     metrics::RouteMetrics,
     operation::Operation,
     policy::{Policy, SubjectTypes},
+    rate_limit::CallerRateLimit,
     response::{OnRejection, ProblemJson},
     service::Elevate,
 };
@@ -53,6 +54,7 @@ pub struct ElevateLayer {
     policy: Arc<dyn Policy>,
     route_name: Arc<str>,
     operations: Vec<Operation>,
+    rate_limit: Option<Arc<CallerRateLimit>>,
     metrics: Arc<RouteMetrics>,
     on_rejection: Arc<dyn OnRejection>,
 }
@@ -66,6 +68,7 @@ impl ElevateLayer {
             policy: Arc::new(SubjectTypes::default()),
             route_name: Arc::from(""),
             operations: Vec::new(),
+            rate_limit: None,
             metrics: Arc::new(RouteMetrics::new("")),
             on_rejection: Arc::new(ProblemJson),
         }
@@ -91,6 +94,26 @@ impl ElevateLayer {
     /// ```
     pub fn allow(self, operation: &str) -> Result<Self, ConfigError> {
         Ok(self.allow_operation(operation.parse()?))
+    }
+
+    /// Allow each caller (instance and subject, whatever token it holds)
+    /// at most `per_minute` requests per minute on this route, in bursts of
+    /// as many. Beyond it: 429 with `Retry-After`; other callers are
+    /// unaffected. Anyone can obtain a visitor token, so an elevated visitor
+    /// route wants this.
+    ///
+    /// ```
+    /// # use wix_elevate::Elevator;
+    /// # let elevator = Elevator::builder("app", "secret").build().unwrap();
+    /// let layer = elevator.layer().rate_limit_per_caller(60).unwrap();
+    /// assert!(elevator.layer().rate_limit_per_caller(0).is_err());
+    /// # let _ = layer;
+    /// ```
+    pub fn rate_limit_per_caller(mut self, per_minute: u32) -> Result<Self, ConfigError> {
+        let per_minute =
+            NonZeroU32::new(per_minute).ok_or(ConfigError::Zero("rate_limit_per_caller"))?;
+        self.rate_limit = Some(Arc::new(CallerRateLimit::per_minute(per_minute)));
+        Ok(self)
     }
 
     /// Declare an already-parsed [`Operation`].
@@ -132,9 +155,19 @@ impl<S> Layer<S> for ElevateLayer {
                 metrics: self.metrics.clone(),
                 route_name: self.route_name.clone(),
                 operations: self.operations.clone().into(),
+                rate_limit: self.rate_limit.clone(),
                 on_rejection: self.on_rejection.clone(),
             },
         )
+    }
+}
+
+impl RouteConfig {
+    pub(crate) fn rules(&self) -> RouteRules<'_> {
+        RouteRules {
+            policy: &*self.policy,
+            rate_limit: self.rate_limit.as_deref(),
+        }
     }
 }
 
@@ -156,6 +189,7 @@ pub(crate) struct RouteConfig {
     pub(crate) policy: Arc<dyn Policy>,
     pub(crate) route_name: Arc<str>,
     pub(crate) operations: Arc<[Operation]>,
+    pub(crate) rate_limit: Option<Arc<CallerRateLimit>>,
     pub(crate) metrics: Arc<RouteMetrics>,
     pub(crate) on_rejection: Arc<dyn OnRejection>,
 }

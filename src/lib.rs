@@ -96,9 +96,11 @@ mod layer;
 mod metrics;
 mod operation;
 pub mod policy;
+mod rate_limit;
 mod response;
 mod service;
 mod token;
+mod upstream;
 mod wire;
 
 #[cfg(feature = "test-util")]

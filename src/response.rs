@@ -115,7 +115,7 @@ impl axum_core::response::IntoResponse for Rejection {
 mod tests {
     use super::*;
 
-    const ALL: [RejectionKind; 10] = [
+    const ALL: [RejectionKind; 12] = [
         RejectionKind::MissingToken,
         RejectionKind::MalformedToken,
         RejectionKind::InvalidToken,
@@ -126,6 +126,8 @@ mod tests {
         RejectionKind::UpstreamFailed,
         RejectionKind::UpstreamThrottled,
         RejectionKind::UpstreamTimeout,
+        RejectionKind::UpstreamUnavailable,
+        RejectionKind::RateLimited,
     ];
 
     #[test]

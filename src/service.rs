@@ -128,7 +128,7 @@ where
         let config = &*self.config;
         match config
             .elevator
-            .decide(req.headers(), &*config.policy, started)
+            .decide(req.headers(), config.rules(), started)
         {
             // Warm path: everything was cached; call the readied service in place.
             Decision::Granted(caller, token) => {
@@ -178,7 +178,7 @@ async fn authorize<B>(
 ) -> Result<Request<B>, Response<Bytes>> {
     let outcome = config
         .elevator
-        .authorize(req.headers(), &*config.policy, resume, started)
+        .authorize(req.headers(), config.rules(), resume, started)
         .await;
     match outcome {
         Ok((caller, token)) => {

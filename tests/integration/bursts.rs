@@ -111,9 +111,10 @@ async fn waiters_share_a_failure_instead_of_retrying_one_by_one() {
     let token = h
         .wix
         .mint(CallerSpec::new(SubjectType::Member).instance("burst-fail"));
+    // A 500 is not retried, so every call counted below is a separate flight.
     h.wix.fail(
         MockEndpoint::TokenInfo,
-        wix_elevate::test_util::Fault::Status(503),
+        wix_elevate::test_util::Fault::Status(500),
     );
     h.wix.hold(MockEndpoint::TokenInfo);
     let statuses = burst(h.app.clone(), vec![token; 100], async || {

@@ -11,3 +11,4 @@ mod identity;
 mod least_privilege;
 mod policy;
 mod quickstart;
+mod resilience;

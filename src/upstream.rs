@@ -1,0 +1,389 @@
+//! Guarding calls to Wix: a circuit breaker, a cap on calls in flight, and
+//! retries with jittered backoff, all within the request's deadline.
+//!
+//! * **Retries.** Transient failures (connection errors, dropped
+//!   connections, an attempt's timeout, 502/503/504) are retried with full
+//!   jitter backoff (50 ms doubling to 1 s, at most [`MAX_ATTEMPTS`]), as
+//!   long as the wait fits before the deadline. A 429 is retried only when
+//!   its `Retry-After` fits; 4xx never.
+//! * **Circuit breaker.** After `threshold` consecutive failed attempts,
+//!   calls are refused at once for the cool-down (503 with `Retry-After`),
+//!   then exactly one probe goes through: success closes the circuit,
+//!   failure opens it again.
+//! * **Bounded concurrency.** At most `max_in_flight` calls; a caller beyond
+//!   it waits at most `max_queue_wait` (and never past its deadline), then
+//!   gets 503.
+
+use std::{
+    future::Future,
+    hash::{BuildHasher, RandomState},
+    sync::{
+        Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use tokio::sync::Semaphore;
+
+use crate::error::{Endpoint, UpstreamError};
+
+/// Attempts per call, the first included.
+pub(crate) const MAX_ATTEMPTS: u32 = 4;
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// How the guard behaves; see the module docs.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct GuardSettings {
+    pub(crate) breaker_threshold: u32,
+    pub(crate) breaker_cooldown: Duration,
+    pub(crate) max_in_flight: usize,
+    pub(crate) max_queue_wait: Duration,
+}
+
+pub(crate) struct UpstreamGuard {
+    breaker: Breaker,
+    permits: Semaphore,
+    max_queue_wait: Duration,
+    jitter: Jitter,
+}
+
+impl UpstreamGuard {
+    pub(crate) fn new(settings: GuardSettings) -> Self {
+        Self {
+            breaker: Breaker::new(settings.breaker_threshold, settings.breaker_cooldown),
+            permits: Semaphore::new(settings.max_in_flight),
+            max_queue_wait: settings.max_queue_wait,
+            jitter: Jitter::default(),
+        }
+    }
+
+    /// Run `attempt` under the breaker, the concurrency cap and the retry
+    /// policy, giving up at `deadline`.
+    pub(crate) async fn call<T, Fut>(
+        &self,
+        endpoint: Endpoint,
+        deadline: Instant,
+        mut attempt: impl FnMut() -> Fut,
+    ) -> Result<T, UpstreamError>
+    where
+        Fut: Future<Output = Result<T, UpstreamError>>,
+    {
+        let admission = self.breaker.admit(Instant::now()).map_err(|retry_after| {
+            UpstreamError::CircuitOpen {
+                endpoint,
+                retry_after,
+            }
+        })?;
+        let probe = ProbeGuard {
+            breaker: &self.breaker,
+            probing: admission == Admission::Probe,
+        };
+        let queue_deadline = deadline.min(Instant::now() + self.max_queue_wait);
+        let _permit =
+            match tokio::time::timeout_at(queue_deadline.into(), self.permits.acquire()).await {
+                Ok(Ok(permit)) => permit,
+                _ => return Err(UpstreamError::Overloaded { endpoint }),
+            };
+
+        let mut backoff = FIRST_BACKOFF;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let result = match tokio::time::timeout_at(deadline.into(), attempt()).await {
+                Ok(result) => result,
+                Err(_) => Err(UpstreamError::Timeout { endpoint }),
+            };
+            let error = match result {
+                Ok(value) => {
+                    probe.settle(&self.breaker, true);
+                    return Ok(value);
+                }
+                Err(error) => error,
+            };
+            probe.settle(&self.breaker, false);
+            let wait = match &error {
+                UpstreamError::Throttled {
+                    retry_after: Some(after),
+                    ..
+                } => *after,
+                e if e.is_transient() => self.jitter.up_to(backoff),
+                _ => return Err(error),
+            };
+            let out_of_time = Instant::now() + wait >= deadline;
+            if probe.probing
+                || attempts >= MAX_ATTEMPTS
+                || out_of_time
+                || self.breaker.is_open(Instant::now())
+            {
+                return Err(error);
+            }
+            tracing::debug!(target: "wix_elevate", %error, attempt = attempts, wait_ms = wait.as_millis() as u64, "retrying Wix call");
+            tokio::time::sleep(wait).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+}
+
+/// Full jitter: a uniform pick in `[0, max]`, from a per-process random key.
+#[derive(Default)]
+struct Jitter {
+    key: RandomState,
+    counter: AtomicU64,
+}
+
+impl Jitter {
+    fn up_to(&self, max: Duration) -> Duration {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let random = self.key.hash_one(n);
+        let nanos = u64::try_from(max.as_nanos()).unwrap_or(u64::MAX);
+        Duration::from_nanos(random % nanos.max(1))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Admission {
+    Normal,
+    Probe,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Closed { failures: u32 },
+    Open { until: Instant },
+    HalfOpen { probing: bool },
+}
+
+/// Consecutive-failure circuit breaker with a single half-open probe.
+pub(crate) struct Breaker {
+    threshold: u32,
+    cooldown: Duration,
+    state: Mutex<State>,
+}
+
+impl Breaker {
+    pub(crate) fn new(threshold: u32, cooldown: Duration) -> Self {
+        Self {
+            threshold,
+            cooldown,
+            state: Mutex::new(State::Closed { failures: 0 }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// May a call go out now? `Err` holds how long until one may.
+    fn admit(&self, now: Instant) -> Result<Admission, Duration> {
+        let mut state = self.lock();
+        match *state {
+            State::Closed { .. } => Ok(Admission::Normal),
+            State::Open { until } if now < until => Err(until - now),
+            State::Open { .. } | State::HalfOpen { probing: false } => {
+                *state = State::HalfOpen { probing: true };
+                Ok(Admission::Probe)
+            }
+            State::HalfOpen { probing: true } => Err(self.cooldown),
+        }
+    }
+
+    fn record(&self, ok: bool, now: Instant) {
+        let mut state = self.lock();
+        *state = match (*state, ok) {
+            (_, true) => State::Closed { failures: 0 },
+            (State::Closed { failures }, false) if failures + 1 < self.threshold => State::Closed {
+                failures: failures + 1,
+            },
+            (_, false) => {
+                tracing::warn!(target: "wix_elevate", cooldown_ms = self.cooldown.as_millis() as u64, "Wix is failing: circuit open");
+                State::Open {
+                    until: now + self.cooldown,
+                }
+            }
+        };
+    }
+
+    fn is_open(&self, now: Instant) -> bool {
+        matches!(*self.lock(), State::Open { until } if now < until)
+    }
+
+    /// A probe ended without an outcome (its request was dropped).
+    fn abandon_probe(&self) {
+        let mut state = self.lock();
+        if *state == (State::HalfOpen { probing: true }) {
+            *state = State::HalfOpen { probing: false };
+        }
+    }
+}
+
+/// Records attempt outcomes; frees the half-open slot if dropped unsettled.
+struct ProbeGuard<'a> {
+    breaker: &'a Breaker,
+    probing: bool,
+}
+
+impl ProbeGuard<'_> {
+    fn settle(&self, breaker: &Breaker, ok: bool) {
+        breaker.record(ok, Instant::now());
+    }
+}
+
+impl Drop for ProbeGuard<'_> {
+    fn drop(&mut self) {
+        if self.probing {
+            self.breaker.abandon_probe();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU32;
+
+    use super::*;
+
+    fn settings() -> GuardSettings {
+        GuardSettings {
+            breaker_threshold: 3,
+            breaker_cooldown: Duration::from_millis(200),
+            max_in_flight: 2,
+            max_queue_wait: Duration::from_millis(50),
+        }
+    }
+
+    fn transient() -> UpstreamError {
+        UpstreamError::Status {
+            endpoint: Endpoint::TokenInfo,
+            status: http::StatusCode::BAD_GATEWAY,
+            request_id: None,
+        }
+    }
+
+    #[test]
+    fn the_breaker_opens_after_consecutive_failures_and_probes_once() {
+        let breaker = Breaker::new(3, Duration::from_secs(10));
+        let now = Instant::now();
+        for _ in 0..2 {
+            breaker.record(false, now);
+            assert_eq!(breaker.admit(now), Ok(Admission::Normal));
+        }
+        breaker.record(false, now);
+        assert!(breaker.admit(now).is_err(), "open after 3");
+        let later = now + Duration::from_secs(11);
+        assert_eq!(breaker.admit(later), Ok(Admission::Probe));
+        assert!(breaker.admit(later).is_err(), "one probe at a time");
+        breaker.record(false, later);
+        assert!(breaker.admit(later).is_err(), "a failed probe reopens");
+        let much_later = later + Duration::from_secs(11);
+        assert_eq!(breaker.admit(much_later), Ok(Admission::Probe));
+        breaker.record(true, much_later);
+        assert_eq!(
+            breaker.admit(much_later),
+            Ok(Admission::Normal),
+            "a good probe closes"
+        );
+    }
+
+    #[test]
+    fn a_success_resets_the_failure_count() {
+        let breaker = Breaker::new(3, Duration::from_secs(10));
+        let now = Instant::now();
+        breaker.record(false, now);
+        breaker.record(false, now);
+        breaker.record(true, now);
+        breaker.record(false, now);
+        breaker.record(false, now);
+        assert_eq!(breaker.admit(now), Ok(Admission::Normal));
+    }
+
+    #[test]
+    fn an_abandoned_probe_frees_the_half_open_slot() {
+        let breaker = Breaker::new(1, Duration::ZERO);
+        let now = Instant::now();
+        breaker.record(false, now);
+        assert_eq!(breaker.admit(now), Ok(Admission::Probe));
+        breaker.abandon_probe();
+        assert_eq!(breaker.admit(now), Ok(Admission::Probe));
+    }
+
+    #[tokio::test]
+    async fn transient_failures_are_retried_then_succeed() {
+        let guard = UpstreamGuard::new(settings());
+        let attempts = AtomicU32::new(0);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let result = guard
+            .call(Endpoint::TokenInfo, deadline, || {
+                let n = attempts.fetch_add(1, Ordering::SeqCst);
+                async move { if n < 2 { Err(transient()) } else { Ok(n) } }
+            })
+            .await;
+        assert_eq!(result.unwrap(), 2);
+        assert_eq!(attempts.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn client_errors_and_malformed_answers_are_not_retried() {
+        let guard = UpstreamGuard::new(settings());
+        let attempts = AtomicU32::new(0);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let result: Result<(), _> = guard
+            .call(Endpoint::TokenInfo, deadline, || {
+                attempts.fetch_add(1, Ordering::SeqCst);
+                async {
+                    Err(UpstreamError::Status {
+                        endpoint: Endpoint::TokenInfo,
+                        status: http::StatusCode::BAD_REQUEST,
+                        request_id: None,
+                    })
+                }
+            })
+            .await;
+        assert!(result.is_err());
+        assert_eq!(attempts.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_longer_than_the_deadline_is_not_waited_for() {
+        let guard = UpstreamGuard::new(settings());
+        let attempts = AtomicU32::new(0);
+        let deadline = Instant::now() + Duration::from_millis(500);
+        let result: Result<(), _> = guard
+            .call(Endpoint::TokenInfo, deadline, || {
+                attempts.fetch_add(1, Ordering::SeqCst);
+                async {
+                    Err(UpstreamError::Throttled {
+                        endpoint: Endpoint::TokenInfo,
+                        retry_after: Some(Duration::from_secs(30)),
+                    })
+                }
+            })
+            .await;
+        assert!(matches!(result, Err(UpstreamError::Throttled { .. })));
+        assert_eq!(attempts.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn callers_beyond_the_cap_wait_a_bounded_time_then_are_refused() {
+        let guard = UpstreamGuard::new(settings());
+        let (release, released) = tokio::sync::watch::channel(false);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let hold = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|r| *r).await;
+            Ok::<_, UpstreamError>(())
+        };
+        let first = guard.call(Endpoint::TokenInfo, deadline, || hold(released.clone()));
+        let second = guard.call(Endpoint::TokenInfo, deadline, || hold(released.clone()));
+        let third = guard.call(Endpoint::TokenInfo, deadline, || hold(released.clone()));
+        let (first, second, third) = tokio::join!(first, second, async {
+            let refused = third.await;
+            release.send(true).unwrap();
+            refused
+        });
+        assert!(first.is_ok() && second.is_ok());
+        assert!(matches!(third, Err(UpstreamError::Overloaded { .. })));
+    }
+}
