@@ -25,6 +25,12 @@
 //! * `BIND_ADDR` (default `127.0.0.1:3000`).
 //! * `WIX_HTTP_TIMEOUT_MS`: timeout of each Wix call (default 5000).
 //! * `WIX_TOKEN_INFO_TTL_SECS`: identity cache TTL (default 60).
+//! * `WIX_DEADLINE_MS`: overall deadline of one request's authentication,
+//!   retries included (default 10000).
+//! * `WIX_BREAKER_COOLDOWN_MS`: how long the circuit stays open after
+//!   repeated Wix failures (default 5000).
+//! * `RATE_LIMIT_PER_CALLER_PER_MIN`: per-caller limit on every `/api/`
+//!   route (unset: no limit).
 //! * `RUST_LOG`: tracing filter (default `info`).
 
 use std::{env, error::Error, net::SocketAddr, process::ExitCode, time::Duration};
@@ -38,7 +44,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::{Value, json};
 use tower_http::cors::{Any, CorsLayer};
 use wix_elevate::{
-    Caller, ConfigError, Elevator, SubjectType, SubjectTypes, WixApi, WixApiError,
+    Caller, ConfigError, ElevateLayer, Elevator, SubjectType, SubjectTypes, WixApi, WixApiError,
     test_util::{CallerSpec, MockWix},
 };
 
@@ -48,6 +54,9 @@ struct Settings {
     bind: String,
     http_timeout: Duration,
     token_info_ttl: Duration,
+    deadline: Duration,
+    breaker_cooldown: Duration,
+    per_caller_per_min: Option<u32>,
 }
 
 impl Settings {
@@ -77,25 +86,40 @@ impl Settings {
             bind: var("BIND_ADDR").unwrap_or_else(|| "127.0.0.1:3000".into()),
             http_timeout: Duration::from_millis(number("WIX_HTTP_TIMEOUT_MS", 5000)?),
             token_info_ttl: Duration::from_secs(number("WIX_TOKEN_INFO_TTL_SECS", 60)?),
+            deadline: Duration::from_millis(number("WIX_DEADLINE_MS", 10_000)?),
+            breaker_cooldown: Duration::from_millis(number("WIX_BREAKER_COOLDOWN_MS", 5_000)?),
+            per_caller_per_min: match var("RATE_LIMIT_PER_CALLER_PER_MIN") {
+                None => None,
+                Some(_) => Some(
+                    u32::try_from(number("RATE_LIMIT_PER_CALLER_PER_MIN", 0)?)
+                        .map_err(|_| "RATE_LIMIT_PER_CALLER_PER_MIN is too large".to_owned())?,
+                ),
+            },
         })
     }
 }
 
 /// The demo app: one elevated layer per route, each declaring the Wix
-/// operations its handler may call; CORS outside them all so browser
-/// preflights (which carry no token) are answered.
-fn app(elevator: &Elevator, metrics: PrometheusHandle) -> Result<Router, ConfigError> {
+/// operations its handler may call (and, with `RATE_LIMIT_PER_CALLER_PER_MIN`,
+/// limiting each caller); CORS outside them all so browser preflights (which
+/// carry no token) are answered.
+fn app(
+    elevator: &Elevator,
+    metrics: PrometheusHandle,
+    per_caller_per_min: Option<u32>,
+) -> Result<Router, ConfigError> {
     let cors = CorsLayer::new()
         .allow_origin(Any)
         .allow_methods(Any)
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]);
-    let read_instance = |name: &'static str, who: SubjectTypes| {
-        elevator
-            .layer()
-            .policy(who)
-            .route_name(name)
-            .allow("GET /apps/v1/instance")
+    let layer = |name: &'static str, who: SubjectTypes| -> Result<ElevateLayer, ConfigError> {
+        let layer = elevator.layer().policy(who).route_name(name);
+        match per_caller_per_min {
+            Some(limit) => layer.rate_limit_per_caller(limit),
+            None => Ok(layer),
+        }
     };
+    let reads_instance = |name, who| layer(name, who)?.allow("GET /apps/v1/instance");
     Ok(Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route(
@@ -104,31 +128,27 @@ fn app(elevator: &Elevator, metrics: PrometheusHandle) -> Result<Router, ConfigE
         )
         .route(
             "/api/whoami",
-            get(whoami).route_layer(elevator.layer().route_name("whoami")),
+            get(whoami).route_layer(layer("whoami", SubjectTypes::default())?),
         )
         .route(
             "/api/instance",
-            get(instance).route_layer(read_instance("instance", SubjectTypes::default())?),
+            get(instance).route_layer(reads_instance("instance", SubjectTypes::default())?),
         )
         .route(
             "/api/members/instance",
-            get(instance).route_layer(read_instance("members_instance", SubjectTypes::members())?),
+            get(instance).route_layer(reads_instance("members_instance", SubjectTypes::members())?),
         )
         .route(
             "/api/dashboard/instance",
-            get(instance).route_layer(read_instance(
+            get(instance).route_layer(reads_instance(
                 "dashboard_instance",
                 SubjectTypes::wix_users(),
             )?),
         )
+        // Declares nothing: its handler's attempt to create a member is refused.
         .route(
             "/api/members/escalate",
-            post(escalate).route_layer(
-                elevator
-                    .layer()
-                    .policy(SubjectTypes::members())
-                    .route_name("members_escalate"),
-            ),
+            post(escalate).route_layer(layer("members_escalate", SubjectTypes::members())?),
         )
         .layer(cors))
 }
@@ -240,6 +260,8 @@ async fn run() -> Result<(), Box<dyn Error>> {
         .base_url(base_url)
         .http_timeout(settings.http_timeout)
         .token_info_ttl(settings.token_info_ttl)
+        .auth_deadline(settings.deadline)
+        .breaker_cooldown(settings.breaker_cooldown)
         .build()?;
 
     let listener = tokio::net::TcpListener::bind(&settings.bind)
@@ -250,11 +272,14 @@ async fn run() -> Result<(), Box<dyn Error>> {
         print_demo(mock, addr);
     }
     println!("listening on http://{addr}");
-    axum::serve(listener, app(&elevator, metrics)?)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    axum::serve(
+        listener,
+        app(&elevator, metrics, settings.per_caller_per_min)?,
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
     Ok(())
 }
 

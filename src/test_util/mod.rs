@@ -290,6 +290,7 @@ struct Inner {
     refused: RefusedTokenAnswer,
     latency: Duration,
     minted: u64,
+    raw_token_info: Option<Bytes>,
 }
 
 struct MockState {
@@ -385,6 +386,7 @@ impl MockWixBuilder {
                 refused: RefusedTokenAnswer::default(),
                 latency: Duration::ZERO,
                 minted: 0,
+                raw_token_info: None,
             }),
         });
         let router = Router::new()
@@ -505,6 +507,12 @@ impl MockWix {
     /// What Token Info answers for unknown or revoked tokens.
     pub fn set_refused_token_answer(&self, answer: RefusedTokenAnswer) {
         self.state.lock().refused = answer;
+    }
+
+    /// Answer every Token Info call with status 200 and exactly this body
+    /// (`None` restores normal answers): for testing malformed answers.
+    pub fn set_token_info_body(&self, body: Option<Bytes>) {
+        self.state.lock().raw_token_info = body;
     }
 
     /// Delay every answer of the OAuth endpoints by `latency`.
@@ -731,6 +739,14 @@ async fn token_info(State(state): State<Arc<MockState>>, body: Bytes) -> Respons
         );
     };
     let inner = state.lock();
+    if let Some(body) = &inner.raw_token_info {
+        let mut response = Response::new(Body::from(body.clone()));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        return response;
+    }
     let Some(minted) = inner.callers.get(&token) else {
         return match inner.refused {
             RefusedTokenAnswer::Status(code) => wix_error(

@@ -14,7 +14,10 @@ use wix_elevate::{
     test_util::{CallerSpec, MockWix},
 };
 
-const ENV: [&str; 7] = [
+const ENV: [&str; 10] = [
+    "WIX_DEADLINE_MS",
+    "WIX_BREAKER_COOLDOWN_MS",
+    "RATE_LIMIT_PER_CALLER_PER_MIN",
     "WIX_API_BASE_URL",
     "WIX_APP_ID",
     "WIX_APP_SECRET",
@@ -261,6 +264,66 @@ async fn it_runs_against_another_wix_given_credentials() {
         wix.calls(wix_elevate::test_util::MockEndpoint::GetAppInstance),
         1
     );
+}
+
+#[tokio::test]
+async fn the_resilience_knobs_apply() {
+    let wix = MockWix::builder()
+        .app_id("real-app")
+        .app_secret("real-secret")
+        .start()
+        .await
+        .unwrap();
+    let qs = start(&[
+        ("WIX_API_BASE_URL", wix.base_url()),
+        ("WIX_APP_ID", "real-app"),
+        ("WIX_APP_SECRET", "real-secret"),
+        ("WIX_DEADLINE_MS", "300"),
+        ("WIX_BREAKER_COOLDOWN_MS", "60000"),
+        ("RATE_LIMIT_PER_CALLER_PER_MIN", "2"),
+    ]);
+    // The per-caller limit on /api/ routes.
+    let member = wix.mint(CallerSpec::new(SubjectType::Member));
+    for _ in 0..2 {
+        assert_eq!(
+            get(&format!("{}/api/whoami", qs.url), Some(&member))
+                .await
+                .0,
+            200
+        );
+    }
+    let (status, body) = get(&format!("{}/api/whoami", qs.url), Some(&member)).await;
+    assert_eq!(status, 429, "{body}");
+    // The deadline: a hanging Wix answers 504 within it.
+    wix.fail(
+        wix_elevate::test_util::MockEndpoint::TokenInfo,
+        wix_elevate::test_util::Fault::Hang,
+    );
+    let started = std::time::Instant::now();
+    let (status, _) = get(
+        &format!("{}/api/whoami", qs.url),
+        Some(&wix.mint(CallerSpec::new(SubjectType::Member))),
+    )
+    .await;
+    assert_eq!(status, 504);
+    assert!(started.elapsed() < Duration::from_secs(3));
+    // The breaker: after repeated failures, 503 at once for the cool-down.
+    wix.fail(
+        wix_elevate::test_util::MockEndpoint::TokenInfo,
+        wix_elevate::test_util::Fault::Status(503),
+    );
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(
+            get(
+                &format!("{}/api/whoami", qs.url),
+                Some(&wix.mint(CallerSpec::new(SubjectType::Member))),
+            )
+            .await
+            .0,
+        );
+    }
+    assert_eq!(statuses.last(), Some(&503), "{statuses:?}");
 }
 
 #[test]

@@ -1,0 +1,153 @@
+//! Hostile input, as property tests: any header value and any Wix answer.
+//! No panic, no handler call; a 4xx for any malformed caller token, a 502
+//! for any malformed Token Info answer.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicUsize, Ordering},
+};
+
+use axum::{Router, body::Body, routing::get};
+use bytes::Bytes;
+use http::{HeaderValue, Request};
+use proptest::prelude::*;
+use tower::ServiceExt;
+use wix_elevate::{
+    Elevator, SubjectType,
+    test_util::{CallerSpec, MockEndpoint, MockWix},
+};
+
+struct Rig {
+    rt: tokio::runtime::Runtime,
+    wix: MockWix,
+    app: Router,
+    handler_calls: Arc<AtomicUsize>,
+}
+
+fn rig() -> Rig {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let wix = rt.block_on(MockWix::start()).unwrap();
+    let elevator = Elevator::builder(wix.app_id(), wix.app_secret())
+        .base_url(wix.base_url())
+        .max_token_len(512)
+        .breaker_threshold(u32::MAX)
+        .build()
+        .unwrap();
+    let handler_calls = Arc::new(AtomicUsize::new(0));
+    let calls = handler_calls.clone();
+    let app = Router::new().route(
+        "/",
+        get(move || {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async { "ran" }
+        })
+        .route_layer(elevator.layer()),
+    );
+    Rig {
+        rt,
+        wix,
+        app,
+        handler_calls,
+    }
+}
+
+impl Rig {
+    fn status(&self, authorization: Option<HeaderValue>) -> u16 {
+        let mut req = Request::get("/").body(Body::empty()).unwrap();
+        if let Some(value) = authorization {
+            req.headers_mut().insert("authorization", value);
+        }
+        self.rt
+            .block_on(self.app.clone().oneshot(req))
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+}
+
+/// Byte strings that are legal header values (visible ASCII, space, tab,
+/// obs-text), biased towards the interesting ones.
+fn header_bytes() -> impl Strategy<Value = Vec<u8>> {
+    let byte = prop_oneof![
+        4 => proptest::sample::select(b"Bb eEaArRiI -._~+/=\t,;\"'\\:@%".to_vec()),
+        2 => 0x21u8..0x7f,
+        1 => 0x80u8..=0xff,
+    ];
+    prop_oneof![
+        proptest::collection::vec(byte.clone(), 0..64),
+        proptest::collection::vec(byte, 500..600),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_authorization_header_is_refused_without_running_the_handler(bytes in header_bytes()) {
+        thread_local!(static RIG: Rig = rig());
+        RIG.with(|rig| {
+            let Ok(value) = HeaderValue::from_bytes(&bytes) else { return Ok(()) };
+            let status = rig.status(Some(value));
+            prop_assert_eq!(status, 401, "{:?}", String::from_utf8_lossy(&bytes));
+            prop_assert_eq!(rig.handler_calls.load(Ordering::SeqCst), 0);
+            Ok(())
+        })?;
+    }
+
+    #[test]
+    fn any_malformed_token_info_answer_is_a_502(body in malformed_token_info()) {
+        thread_local!(static RIG: Rig = rig());
+        RIG.with(|rig| {
+            rig.wix.set_token_info_body(Some(Bytes::from(body.clone())));
+            let token = rig.wix.mint(CallerSpec::new(SubjectType::Member));
+            let before = rig.wix.calls(MockEndpoint::TokenInfo);
+            let status = rig.status(Some(HeaderValue::from_str(&token).unwrap()));
+            prop_assert_eq!(status, 502, "{:?}", String::from_utf8_lossy(&body));
+            prop_assert!(rig.wix.calls(MockEndpoint::TokenInfo) > before);
+            prop_assert_eq!(rig.handler_calls.load(Ordering::SeqCst), 0);
+            Ok(())
+        })?;
+    }
+}
+
+/// Bodies that are not a Token Info object: not JSON, not an object, or an
+/// object whose documented fields have impossible types.
+fn malformed_token_info() -> impl Strategy<Value = Vec<u8>> {
+    let wrong_value = prop_oneof![
+        Just("[]".to_owned()),
+        Just("{}".to_owned()),
+        Just("\"maybe\"".to_owned()),
+        Just("1.5".to_owned()),
+        Just("-1e400".to_owned()),
+        "[a-z]{1,8}".prop_map(|s| format!("\"{s}x\"")),
+    ];
+    let field = proptest::sample::select(vec![
+        "active",
+        "exp",
+        "iat",
+        "subjectType",
+        "instanceId",
+        "clientId",
+        "subjectId",
+        "siteId",
+    ]);
+    prop_oneof![
+        // Not JSON at all, or JSON but not an object.
+        "[^{ \t\r\n][ -~]{0,40}".prop_map(String::into_bytes),
+        proptest::collection::vec(any::<u8>(), 0..64)
+            .prop_filter("not an object", |b| b.trim_ascii_start().first()
+                != Some(&b'{')),
+        // An object with one field of an impossible type.
+        (field, wrong_value).prop_filter_map("a type the field cannot take", |(field, value)| {
+            let impossible = match field {
+                "active" => value != "{}",
+                "exp" | "iat" => true,
+                _ => !value.starts_with('"'),
+            };
+            impossible.then(|| format!(r#"{{"{field}":{value}}}"#).into_bytes())
+        }),
+    ]
+}
