@@ -345,19 +345,6 @@ impl axum_core::response::IntoResponse for WixApiError {
         if status.is_server_error() {
             tracing::warn!(target: "wix_elevate::api", error = %self, "Wix API call failed");
         }
-        let body = format!(
-            r#"{{"type":"about:blank","title":"{}","status":{},"detail":"{}","code":"{}"}}"#,
-            status.canonical_reason().unwrap_or("Error"),
-            status.as_u16(),
-            self.detail(),
-            self.code(),
-        );
-        let mut response = axum_core::response::Response::new(axum_core::body::Body::from(body));
-        *response.status_mut() = status;
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
-        response
+        crate::response::problem(status, self.detail(), self.code())
     }
 }

@@ -30,6 +30,9 @@ use crate::{
     wire::TokenInfo,
 };
 
+/// How long a failed background renewal waits before another may start.
+const RENEWAL_RETRY_PAUSE: Duration = Duration::from_secs(1);
+
 /// Wix's production API.
 pub const WIX_API_BASE_URL: &str = "https://www.wixapis.com";
 
@@ -293,6 +296,10 @@ impl Elevator {
                 Ok(fresh) => this.shared.app_tokens.insert(instance, fresh),
                 Err(error) => {
                     tracing::warn!(target: "wix_elevate", %error, "app token renewal failed; will retry");
+                    // At most one attempt per second per instance while Wix fails;
+                    // the current token stays in use until it is no longer usable.
+                    let pause = error.retry_after().unwrap_or(RENEWAL_RETRY_PAUSE).min(RENEWAL_RETRY_PAUSE * 10);
+                    tokio::time::sleep(pause).await;
                     current.release_renewal();
                 }
             }

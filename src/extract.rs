@@ -28,11 +28,10 @@
 use std::{convert::Infallible, fmt};
 
 use axum_core::{
-    body::Body,
     extract::{FromRequestParts, OptionalFromRequestParts},
     response::{IntoResponse, Response},
 };
-use http::{HeaderValue, StatusCode, header::CONTENT_TYPE, request::Parts};
+use http::{StatusCode, request::Parts};
 
 use crate::{
     api::WixApi,
@@ -83,17 +82,11 @@ impl std::error::Error for MissingElevateLayer {}
 impl IntoResponse for MissingElevateLayer {
     fn into_response(self) -> Response {
         tracing::error!(target: "wix_elevate::rejection", missing = self.missing, "{self}");
-        let body = format!(
-            r#"{{"type":"about:blank","title":"Internal Server Error","status":500,"detail":"Server misconfiguration: the route lacks wix_elevate::ElevateLayer ({} missing).","code":"missing_elevate_layer"}}"#,
-            self.missing
-        );
-        let mut response = Response::new(Body::from(body));
-        *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-        response.headers_mut().insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
-        response
+        crate::response::problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Server misconfiguration: the route lacks wix_elevate::ElevateLayer.",
+            "missing_elevate_layer",
+        )
     }
 }
 

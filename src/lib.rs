@@ -63,8 +63,10 @@
 //! | 401 | no token, malformed header, Wix refuses the token, inactive, expired, another app's, no instance | `MissingToken`, `MalformedToken`, `InvalidToken`, `ExpiredToken`, `ForeignToken`, `NoInstance` |
 //! | 403 | the route's policy denies the caller | `Forbidden` |
 //! | 502 | Wix answered 5xx, an unexpected status, a malformed body, or dropped the connection | `UpstreamFailed` |
-//! | 503 | Wix answered 429 (`Retry-After` is forwarded) | `UpstreamThrottled` |
-//! | 504 | a Wix call exceeded the timeout | `UpstreamTimeout` |
+//! | 429 | the caller exceeded the route's rate limit (`Retry-After` set) | `RateLimited` |
+//! | 503 | Wix answered 429 beyond the request's deadline (`Retry-After` forwarded) | `UpstreamThrottled` |
+//! | 503 | circuit open after repeated Wix failures, or too many Wix calls in flight | `UpstreamUnavailable` |
+//! | 504 | a Wix call exceeded its timeout, or the request's deadline passed | `UpstreamTimeout` |
 //!
 //! Bodies are fixed `application/problem+json` documents ([`ProblemJson`]);
 //! the typed [`Rejection`] goes into the response's extensions and a

@@ -32,11 +32,11 @@
 
 use bytes::Bytes;
 use http::{
-    HeaderValue, Response,
+    HeaderValue, Response, StatusCode,
     header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE},
 };
 
-use crate::error::{Rejection, RejectionKind};
+use crate::error::Rejection;
 
 /// Turns a [`Rejection`] into the response sent to the client.
 pub trait OnRejection: Send + Sync + 'static {
@@ -68,13 +68,8 @@ impl OnRejection for ProblemJson {
 
 pub(crate) fn problem_response(rejection: &Rejection) -> Response<Bytes> {
     let kind = rejection.kind();
-    let mut response = Response::new(Bytes::from(problem_body(kind)));
-    *response.status_mut() = kind.status();
+    let mut response: Response<Bytes> = problem(kind.status(), kind.detail(), kind.code());
     let headers = response.headers_mut();
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("application/problem+json"),
-    );
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if kind.status() == http::StatusCode::UNAUTHORIZED {
         let challenge = if kind.token_was_sent() {
@@ -90,16 +85,29 @@ pub(crate) fn problem_response(rejection: &Rejection) -> Response<Bytes> {
     response
 }
 
-/// The fixed problem document for `kind`.
-pub(crate) fn problem_body(kind: RejectionKind) -> String {
-    let status = kind.status();
+/// An RFC 9457 problem document. `detail` and `code` are fixed text of
+/// ours (no quotes or backslashes), never upstream or caller data.
+pub(crate) fn problem_document(status: StatusCode, detail: &str, code: &str) -> String {
     format!(
-        r#"{{"type":"about:blank","title":"{}","status":{},"detail":"{}","code":"{}"}}"#,
+        r#"{{"type":"about:blank","title":"{}","status":{},"detail":"{detail}","code":"{code}"}}"#,
         status.canonical_reason().unwrap_or("Error"),
         status.as_u16(),
-        kind.detail(),
-        kind.code(),
     )
+}
+
+/// A response carrying a problem document.
+pub(crate) fn problem<B: From<String>>(
+    status: StatusCode,
+    detail: &str,
+    code: &str,
+) -> Response<B> {
+    let mut response = Response::new(B::from(problem_document(status, detail, code)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    response
 }
 
 #[cfg(feature = "axum")]
@@ -114,26 +122,14 @@ impl axum_core::response::IntoResponse for Rejection {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const ALL: [RejectionKind; 12] = [
-        RejectionKind::MissingToken,
-        RejectionKind::MalformedToken,
-        RejectionKind::InvalidToken,
-        RejectionKind::ExpiredToken,
-        RejectionKind::ForeignToken,
-        RejectionKind::NoInstance,
-        RejectionKind::Forbidden,
-        RejectionKind::UpstreamFailed,
-        RejectionKind::UpstreamThrottled,
-        RejectionKind::UpstreamTimeout,
-        RejectionKind::UpstreamUnavailable,
-        RejectionKind::RateLimited,
-    ];
+    use crate::RejectionKind;
 
     #[test]
     fn every_body_is_valid_json_matching_the_status() {
-        for kind in ALL {
-            let body: serde_json::Value = serde_json::from_str(&problem_body(kind)).unwrap();
+        for kind in RejectionKind::ALL {
+            let body: serde_json::Value =
+                serde_json::from_str(&problem_document(kind.status(), kind.detail(), kind.code()))
+                    .unwrap();
             assert_eq!(body["status"], kind.status().as_u16());
             assert_eq!(body["code"], kind.code());
             assert_eq!(body["detail"], kind.detail());

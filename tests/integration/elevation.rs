@@ -80,44 +80,6 @@ async fn one_app_token_per_instance_across_callers() {
 }
 
 #[tokio::test]
-async fn concurrent_callers_of_one_instance_share_one_create_access_token_call() {
-    let h = harness().await;
-    let tokens: Vec<String> = (0..50)
-        .map(|_| {
-            h.wix
-                .mint(CallerSpec::new(SubjectType::Member).instance("burst"))
-        })
-        .collect();
-    h.wix.hold(MockEndpoint::CreateAccessToken);
-    let requests: Vec<_> = tokens
-        .into_iter()
-        .map(|token| {
-            let app = h.app.clone();
-            tokio::spawn(async move {
-                let req = http::Request::get("/whoami")
-                    .header("authorization", token)
-                    .body(axum::body::Body::empty())
-                    .unwrap();
-                app.oneshot(req).await.unwrap().status()
-            })
-        })
-        .collect();
-    // Every caller is verified (50 Token Info calls) while elevation is held.
-    h.wix.wait_for_calls(MockEndpoint::TokenInfo, 50).await;
-    h.wix
-        .wait_for_calls(MockEndpoint::CreateAccessToken, 1)
-        .await;
-    for _ in 0..200 {
-        tokio::task::yield_now().await;
-    }
-    h.wix.release(MockEndpoint::CreateAccessToken);
-    for request in requests {
-        assert_eq!(request.await.unwrap(), 200);
-    }
-    assert_eq!(h.wix.access_token_calls_for("burst"), 1);
-}
-
-#[tokio::test]
 async fn an_app_token_due_for_renewal_is_renewed_in_the_background() {
     // Lifetime 4 s: renewal window opens after 2 s, hard margin 0.4 s.
     let h = harness().await;

@@ -163,40 +163,6 @@ async fn refused_tokens_are_remembered_briefly() {
 }
 
 #[tokio::test]
-async fn concurrent_first_requests_with_one_token_share_one_token_info_call() {
-    let h = harness().await;
-    let token = h.mint(SubjectType::Visitor);
-    h.wix.hold(MockEndpoint::TokenInfo);
-    let requests: Vec<_> = (0..50)
-        .map(|_| {
-            let app = h.app.clone();
-            let token = token.clone();
-            tokio::spawn(async move {
-                use tower::ServiceExt;
-                let req = http::Request::get("/whoami")
-                    .header("authorization", token)
-                    .body(axum::body::Body::empty())
-                    .unwrap();
-                app.oneshot(req).await.unwrap().status()
-            })
-        })
-        .collect();
-    // Let every request reach the layer while Token Info is held.
-    h.wix.wait_for_calls(MockEndpoint::TokenInfo, 1).await;
-    for _ in 0..200 {
-        tokio::task::yield_now().await;
-    }
-    assert_eq!(h.wix.calls(MockEndpoint::TokenInfo), 1);
-    h.wix.release(MockEndpoint::TokenInfo);
-    for request in requests {
-        assert_eq!(request.await.unwrap(), 200);
-    }
-    assert_eq!(h.wix.calls(MockEndpoint::TokenInfo), 1);
-    assert_eq!(h.wix.calls(MockEndpoint::CreateAccessToken), 1);
-    assert_eq!(h.handler_calls(), 50);
-}
-
-#[tokio::test]
 async fn the_instance_comes_from_token_info_only() {
     let h = harness().await;
     let token = h

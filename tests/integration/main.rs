@@ -13,3 +13,4 @@ mod least_privilege;
 mod policy;
 mod quickstart;
 mod resilience;
+mod scoped_app;

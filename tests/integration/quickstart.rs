@@ -101,6 +101,25 @@ fn start(envs: &[(&str, &str)]) -> Quickstart {
     }
 }
 
+/// A mock standing in for real Wix, with its own credentials, and the
+/// quickstart pointed at it with `WIX_API_BASE_URL` plus `extra` settings.
+async fn start_against_another_wix(extra: &[(&str, &str)]) -> (MockWix, Quickstart) {
+    let wix = MockWix::builder()
+        .app_id("real-app")
+        .app_secret("real-secret")
+        .start()
+        .await
+        .unwrap();
+    let mut envs = vec![
+        ("WIX_API_BASE_URL", wix.base_url()),
+        ("WIX_APP_ID", "real-app"),
+        ("WIX_APP_SECRET", "real-secret"),
+    ];
+    envs.extend_from_slice(extra);
+    let qs = start(&envs);
+    (wix, qs)
+}
+
 struct Curl {
     post: bool,
     url: String,
@@ -226,19 +245,11 @@ async fn the_printed_curl_commands_work_as_printed() {
 
 #[tokio::test]
 async fn it_runs_against_another_wix_given_credentials() {
-    let wix = MockWix::builder()
-        .app_id("real-app")
-        .app_secret("real-secret")
-        .start()
-        .await
-        .unwrap();
-    let qs = start(&[
-        ("WIX_API_BASE_URL", wix.base_url()),
-        ("WIX_APP_ID", "real-app"),
-        ("WIX_APP_SECRET", "real-secret"),
+    let (wix, qs) = start_against_another_wix(&[
         ("WIX_HTTP_TIMEOUT_MS", "2000"),
         ("WIX_TOKEN_INFO_TTL_SECS", "30"),
-    ]);
+    ])
+    .await;
     assert!(
         !qs.lines.iter().any(|l| l.contains("curl")),
         "no demo tokens without the mock"
@@ -268,20 +279,12 @@ async fn it_runs_against_another_wix_given_credentials() {
 
 #[tokio::test]
 async fn the_resilience_knobs_apply() {
-    let wix = MockWix::builder()
-        .app_id("real-app")
-        .app_secret("real-secret")
-        .start()
-        .await
-        .unwrap();
-    let qs = start(&[
-        ("WIX_API_BASE_URL", wix.base_url()),
-        ("WIX_APP_ID", "real-app"),
-        ("WIX_APP_SECRET", "real-secret"),
+    let (wix, qs) = start_against_another_wix(&[
         ("WIX_DEADLINE_MS", "300"),
         ("WIX_BREAKER_COOLDOWN_MS", "60000"),
         ("RATE_LIMIT_PER_CALLER_PER_MIN", "2"),
-    ]);
+    ])
+    .await;
     // The per-caller limit on /api/ routes.
     let member = wix.mint(CallerSpec::new(SubjectType::Member));
     for _ in 0..2 {

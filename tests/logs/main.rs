@@ -6,6 +6,9 @@
 #[allow(dead_code)]
 mod common;
 
+#[path = "../integration/scoped_app.rs"]
+mod scoped_app;
+
 mod audit;
 mod secrets;
 
