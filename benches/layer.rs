@@ -73,8 +73,12 @@ async fn call(router: &Router, token: &str) {
 fn warm_path(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
     let (wix, elevator) = rt.block_on(setup());
     let token = wix.mint(CallerSpec::new(SubjectType::Member).token_len(TOKEN_LEN));
-    let without = Router::new().route("/", get(handler));
-    let with = Router::new().route("/", get(handler).route_layer(elevator.layer()));
+    // `with_state` finalizes the routes as `axum::serve` does, so route
+    // layers are applied once, not on every call.
+    let without: Router = Router::new().route("/", get(handler)).with_state(());
+    let with: Router = Router::new()
+        .route("/", get(handler).route_layer(elevator.layer()))
+        .with_state(());
     rt.block_on(call(&with, &token));
 
     let mut group = c.benchmark_group("warm_path");
@@ -156,7 +160,9 @@ fn vs_naive(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
     let naive = Router::new()
         .route("/", get(naive_handler))
         .with_state(state);
-    let with = Router::new().route("/", get(handler).route_layer(elevator.layer()));
+    let with: Router = Router::new()
+        .route("/", get(handler).route_layer(elevator.layer()))
+        .with_state(());
     rt.block_on(call(&with, &token));
 
     let mut group = c.benchmark_group("vs_naive");
@@ -203,7 +209,9 @@ async fn burst(router: &Router, tokens: &[String]) {
 
 fn bursts(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
     let (wix, elevator) = rt.block_on(setup());
-    let with = Router::new().route("/", get(handler).route_layer(elevator.layer()));
+    let with: Router = Router::new()
+        .route("/", get(handler).route_layer(elevator.layer()))
+        .with_state(());
     let mut group = c.benchmark_group("burst_1000");
     group.sample_size(10);
     let mut instance = 0u64;
