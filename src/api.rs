@@ -118,8 +118,8 @@ impl WixApi {
         let Some(operation) = declared else {
             let refused = format!("{method} {bare_path}");
             audit::denied(
-                route_name,
-                policy,
+                Some(route_name),
+                Some(policy),
                 Some(&self.caller),
                 Some(&refused),
                 "operation_not_declared",

@@ -38,11 +38,12 @@ pub(crate) fn wix_call(
     );
 }
 
-/// A caller refused: by the route's policy, or a Wix call the route did not
-/// declare.
+/// A caller refused: by the route's policy, a Wix call the route did not
+/// declare, or (from a handler, where route and policy are not known) a
+/// request value that is not the caller's own.
 pub(crate) fn denied(
-    route: &str,
-    policy: &str,
+    route: Option<&str>,
+    policy: Option<&str>,
     caller: Option<&Caller>,
     operation: Option<&dyn std::fmt::Display>,
     outcome: &str,

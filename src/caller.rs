@@ -202,7 +202,7 @@ impl Caller {
         if holds {
             Ok(())
         } else {
-            crate::audit::denied("", "", Some(self), None, "caller_mismatch");
+            crate::audit::denied(None, None, Some(self), None, "caller_mismatch");
             Err(crate::Rejection::forbidden(self.clone()))
         }
     }

@@ -56,6 +56,21 @@
 //! # }
 //! ```
 //!
+//! ## Least privilege, audit, metrics, resilience
+//!
+//! * A route declares the Wix operations its handler may call
+//!   ([`ElevateLayer::allow`]); handlers call Wix through [`WixApi`], which
+//!   refuses anything undeclared before any traffic. Templates can be bound
+//!   to the caller (`{subjectId}`, `{instanceId}`; see [`Operation`]).
+//! * Every elevated call and every denial is an audit event on target
+//!   `wix_elevate::audit`; counters and histograms go through the `metrics`
+//!   facade (install a recorder before building the [`Elevator`]).
+//! * Each request's authentication has a deadline; transient Wix failures are
+//!   retried with jitter inside it; a circuit breaker answers 503 at once while
+//!   Wix is down; calls in flight are capped; routes can rate-limit each caller
+//!   ([`ElevateLayer::rate_limit_per_caller`]); degraded mode is opt-in
+//!   ([`ElevatorBuilder::serve_stale_identities_for`]).
+//!
 //! ## How errors map to statuses
 //!
 //! | status | when | [`RejectionKind`] |

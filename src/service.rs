@@ -197,8 +197,8 @@ impl RouteConfig {
         self.metrics.rejected(rejection.kind());
         if rejection.kind() == crate::RejectionKind::Forbidden {
             audit::denied(
-                &self.route_name,
-                self.policy.name(),
+                Some(&self.route_name),
+                Some(self.policy.name()),
                 rejection.caller(),
                 None,
                 "policy_denied",
