@@ -308,32 +308,42 @@ pub enum WixApiError {
 impl WixApiError {
     /// The status this error answers with.
     pub fn status(&self) -> StatusCode {
-        match self {
-            WixApiError::Undeclared { .. } => StatusCode::FORBIDDEN,
-            WixApiError::Upstream(UpstreamError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
-            WixApiError::Body => StatusCode::INTERNAL_SERVER_ERROR,
-            WixApiError::Wix { .. } | WixApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
-        }
+        self.describe().0
     }
 
     /// A stable code for the problem body.
     pub fn code(&self) -> &'static str {
-        match self {
-            WixApiError::Undeclared { .. } => "operation_not_declared",
-            WixApiError::Wix { .. } => "wix_api_error",
-            WixApiError::Upstream(UpstreamError::Timeout { .. }) => "upstream_timeout",
-            WixApiError::Upstream(_) => "upstream_failed",
-            WixApiError::Body => "request_body",
-        }
+        self.describe().1
     }
 
-    fn detail(&self) -> &'static str {
+    /// Status, code and fixed detail text, in one place.
+    fn describe(&self) -> (StatusCode, &'static str, &'static str) {
         match self {
-            WixApiError::Undeclared { .. } => "This endpoint may not perform that Wix operation.",
-            WixApiError::Wix { .. } => "A Wix API call failed.",
-            WixApiError::Upstream(UpstreamError::Timeout { .. }) => "Wix did not answer in time.",
-            WixApiError::Upstream(_) => "Wix could not be reached or sent an unreadable answer.",
-            WixApiError::Body => "The request to Wix could not be built.",
+            WixApiError::Undeclared { .. } => (
+                StatusCode::FORBIDDEN,
+                "operation_not_declared",
+                "This endpoint may not perform that Wix operation.",
+            ),
+            WixApiError::Wix { .. } => (
+                StatusCode::BAD_GATEWAY,
+                "wix_api_error",
+                "A Wix API call failed.",
+            ),
+            WixApiError::Upstream(UpstreamError::Timeout { .. }) => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                "Wix did not answer in time.",
+            ),
+            WixApiError::Upstream(_) => (
+                StatusCode::BAD_GATEWAY,
+                "upstream_failed",
+                "Wix could not be reached or sent an unreadable answer.",
+            ),
+            WixApiError::Body => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "request_body",
+                "The request to Wix could not be built.",
+            ),
         }
     }
 }
@@ -345,6 +355,7 @@ impl axum_core::response::IntoResponse for WixApiError {
         if status.is_server_error() {
             tracing::warn!(target: "wix_elevate::api", error = %self, "Wix API call failed");
         }
-        crate::response::problem(status, self.detail(), self.code())
+        let (_, code, detail) = self.describe();
+        crate::response::problem(status, detail, code)
     }
 }

@@ -5,10 +5,7 @@
 //! before decoding, reads at most [`MAX_BODY`] bytes, and maps every failure
 //! to a typed [`UpstreamError`] whose text holds no token and no body.
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, StatusCode, header};
@@ -40,10 +37,9 @@ pub(crate) struct AppTokenGrant {
     pub(crate) expires_in: Duration,
 }
 
-#[derive(Clone)]
 pub(crate) struct WixClient {
-    metrics: Arc<WixMetrics>,
-    guard: Arc<UpstreamGuard>,
+    metrics: WixMetrics,
+    guard: UpstreamGuard,
     http: reqwest::Client,
     base_url: Box<str>,
     token_info_url: Box<str>,
@@ -68,7 +64,7 @@ impl WixClient {
         base_url: &str,
         timeout: Duration,
         guard: GuardSettings,
-        metrics: Arc<WixMetrics>,
+        metrics: WixMetrics,
     ) -> Result<Self, ConfigError> {
         let base_url = normalize_base_url(base_url)?;
         let http = reqwest::Client::builder()
@@ -83,7 +79,7 @@ impl WixClient {
             base_url: base_url.into(),
             http,
             metrics,
-            guard: Arc::new(UpstreamGuard::new(guard)),
+            guard: UpstreamGuard::new(guard),
         })
     }
 

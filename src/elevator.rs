@@ -587,7 +587,7 @@ impl ElevatorBuilder {
             &self.base_url,
             self.http_timeout,
             self.guard,
-            Arc::new(WixMetrics::new()),
+            WixMetrics::new(),
         )?;
         Ok(Elevator {
             shared: Arc::new(Shared {

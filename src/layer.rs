@@ -55,7 +55,8 @@ pub struct ElevateLayer {
     route_name: Arc<str>,
     operations: Vec<Operation>,
     rate_limit: Option<Arc<CallerRateLimit>>,
-    metrics: Arc<RouteMetrics>,
+    /// Registered by `route_name`; unnamed routes register when layered.
+    metrics: Option<Arc<RouteMetrics>>,
     on_rejection: Arc<dyn OnRejection>,
 }
 
@@ -69,7 +70,7 @@ impl ElevateLayer {
             route_name: Arc::from(""),
             operations: Vec::new(),
             rate_limit: None,
-            metrics: Arc::new(RouteMetrics::new("")),
+            metrics: None,
             on_rejection: Arc::new(ProblemJson),
         }
     }
@@ -132,7 +133,7 @@ impl ElevateLayer {
     /// `route`). Metric handles bind to the recorder installed now.
     pub fn route_name(mut self, name: impl Into<Arc<str>>) -> Self {
         self.route_name = name.into();
-        self.metrics = Arc::new(RouteMetrics::new(&self.route_name));
+        self.metrics = Some(Arc::new(RouteMetrics::new(&self.route_name)));
         self
     }
 
@@ -152,7 +153,10 @@ impl<S> Layer<S> for ElevateLayer {
             RouteConfig {
                 elevator: self.elevator.clone(),
                 policy: self.policy.clone(),
-                metrics: self.metrics.clone(),
+                metrics: self
+                    .metrics
+                    .clone()
+                    .unwrap_or_else(|| Arc::new(RouteMetrics::new(&self.route_name))),
                 route_name: self.route_name.clone(),
                 operations: self.operations.clone().into(),
                 rate_limit: self.rate_limit.clone(),

@@ -48,11 +48,7 @@ impl CallerRateLimit {
         let key = (caller.instance_key().clone(), caller.subject_key().clone());
         self.limiter
             .check_key(&key)
-            .map_err(|not_until| not_until.wait_time_from(self.limiter_clock_now()))
-    }
-
-    fn limiter_clock_now(&self) -> <DefaultClock as Clock>::Instant {
-        DefaultClock::default().now()
+            .map_err(|not_until| not_until.wait_time_from(self.limiter.clock().now()))
     }
 
     #[cfg(test)]

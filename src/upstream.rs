@@ -97,12 +97,12 @@ impl UpstreamGuard {
             };
             let error = match result {
                 Ok(value) => {
-                    probe.settle(&self.breaker, true);
+                    probe.settle(true);
                     return Ok(value);
                 }
                 Err(error) => error,
             };
-            probe.settle(&self.breaker, false);
+            probe.settle(false);
             let wait = match &error {
                 UpstreamError::Throttled {
                     retry_after: Some(after),
@@ -227,8 +227,8 @@ struct ProbeGuard<'a> {
 }
 
 impl ProbeGuard<'_> {
-    fn settle(&self, breaker: &Breaker, ok: bool) {
-        breaker.record(ok, Instant::now());
+    fn settle(&self, ok: bool) {
+        self.breaker.record(ok, Instant::now());
     }
 }
 
