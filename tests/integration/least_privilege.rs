@@ -123,5 +123,8 @@ async fn metrics_move_with_requests_cache_and_wix_calls() {
         assert!(text.contains(expected), "missing `{expected}` in\n{text}");
     }
     // Named routes register their series once, under their name only.
-    assert!(!text.contains("route=\"\""), "series for an empty route name:\n{text}");
+    assert!(
+        !text.contains("route=\"\""),
+        "series for an empty route name:\n{text}"
+    );
 }
