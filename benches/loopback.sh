@@ -3,13 +3,13 @@
 # (warm), 64 connections, measured with wrk in alternating rounds so that
 # drift on a shared machine hits both sides alike.
 #
-#   bash benches/loopback.sh            # 5 rounds of 10 s per route
+#   bash benches/loopback.sh            # 10 rounds of 5 s per route
 #   ROUNDS=3 SECONDS_PER_RUN=5 bash benches/loopback.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ROUNDS=${ROUNDS:-5}
-SECONDS_PER_RUN=${SECONDS_PER_RUN:-10}
+ROUNDS=${ROUNDS:-10}
+SECONDS_PER_RUN=${SECONDS_PER_RUN:-5}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
 
@@ -37,12 +37,17 @@ rps() { # route -> requests per second
 curl -sf -o /dev/null -H "Authorization: $token" "$url/elevated"
 rps /elevated >/dev/null
 
+# Alternate the order each round, so neither route always runs second.
+ratios=()
 plain_sum=0; elevated_sum=0
 for round in $(seq 1 "$ROUNDS"); do
-  p=$(rps /plain); e=$(rps /elevated)
-  printf 'round %d: plain %10.0f req/s   elevated %10.0f req/s   ratio %.3f\n' "$round" "$p" "$e" "$(echo "$e / $p" | bc -l)"
+  if [ $((round % 2)) -eq 1 ]; then p=$(rps /plain); e=$(rps /elevated); else e=$(rps /elevated); p=$(rps /plain); fi
+  ratio=$(echo "$e / $p" | bc -l)
+  ratios+=("$ratio")
+  printf 'round %2d: plain %10.0f req/s   elevated %10.0f req/s   ratio %.3f\n' "$round" "$p" "$e" "$ratio"
   plain_sum=$(echo "$plain_sum + $p" | bc -l); elevated_sum=$(echo "$elevated_sum + $e" | bc -l)
 done
-printf 'mean over %d rounds: plain %.0f req/s, elevated %.0f req/s, elevated/plain = %.3f\n' \
+median=$(printf '%s\n' "${ratios[@]}" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}')
+printf 'over %d rounds: plain %.0f req/s, elevated %.0f req/s on average; elevated/plain = %.3f (ratio of means), %.3f (median of round ratios)\n' \
   "$ROUNDS" "$(echo "$plain_sum / $ROUNDS" | bc -l)" "$(echo "$elevated_sum / $ROUNDS" | bc -l)" \
-  "$(echo "$elevated_sum / $plain_sum" | bc -l)"
+  "$(echo "$elevated_sum / $plain_sum" | bc -l)" "$median"

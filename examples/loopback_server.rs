@@ -32,7 +32,14 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let elevator = Elevator::builder(wix.app_id(), wix.app_secret())
         .base_url(wix.base_url())
         .build()?;
-    let token = wix.mint(CallerSpec::new(SubjectType::Member).token_len(1024));
+    let token = wix.mint(
+        CallerSpec::new(SubjectType::Member).token_len(
+            std::env::var("TOKEN_LEN")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1024),
+        ),
+    );
     let token_file = env::var("TOKEN_FILE").unwrap_or_else(|_| "target/loopback-token".into());
     std::fs::write(&token_file, &token)?;
     let bind = env::var("BIND_ADDR").unwrap_or_else(|_| "127.0.0.1:0".into());

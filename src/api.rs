@@ -56,13 +56,18 @@ const MAX_API_BODY: usize = 4 * 1024 * 1024;
 /// operations the route declared. Extract it in a handler (feature `axum`).
 #[derive(Clone)]
 pub struct WixApi {
-    route: Arc<RouteConfig>,
+    /// `None` on a route that declared no operation: every call is refused.
+    route: Option<Arc<RouteConfig>>,
     caller: Caller,
     token: ElevatedToken,
 }
 
 impl WixApi {
-    pub(crate) fn new(route: Arc<RouteConfig>, caller: Caller, token: ElevatedToken) -> Self {
+    pub(crate) fn new(
+        route: Option<Arc<RouteConfig>>,
+        caller: Caller,
+        token: ElevatedToken,
+    ) -> Self {
         Self {
             route,
             caller,
@@ -77,7 +82,7 @@ impl WixApi {
 
     /// The operations this route declared.
     pub fn operations(&self) -> &[Operation] {
-        &self.route.operations
+        self.route.as_ref().map_or(&[], |route| &route.operations)
     }
 
     /// `GET` a path under the Wix API base URL (a query string is allowed).
@@ -102,24 +107,20 @@ impl WixApi {
         path: &str,
         json: Option<Bytes>,
     ) -> Result<WixResponse, WixApiError> {
-        let route = &*self.route;
-        let (route_name, policy) = (&*route.route_name, route.policy.name());
+        let route = self.route.as_deref();
         let (bare_path, query) = path.split_once('?').unwrap_or((path, ""));
-        let declared = query
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && b != b'#')
-            .then(|| {
-                route
-                    .operations
-                    .iter()
+        let declared = route
+            .filter(|_| query.bytes().all(|b| b.is_ascii_graphic() && b != b'#'))
+            .and_then(|route| {
+                (route.operations.iter())
                     .find(|op| op.matches(&method, bare_path, &self.caller))
-            })
-            .flatten();
-        let Some(operation) = declared else {
+                    .map(|operation| (route, operation))
+            });
+        let Some((route, operation)) = declared else {
             let refused = format!("{method} {bare_path}");
             audit::denied(
-                Some(route_name),
-                Some(policy),
+                route.map(|route| &*route.route_name),
+                route.map(|route| route.policy.name()),
                 Some(&self.caller),
                 Some(&refused),
                 "operation_not_declared",
@@ -131,7 +132,7 @@ impl WixApi {
         };
 
         let started = Instant::now();
-        let result = self.call(method, path, json).await;
+        let result = self.call(route, method, path, json).await;
         let elapsed = started.elapsed();
         let (outcome, status) = match &result {
             Ok(response) => (CallOutcome::Ok, Some(response.status.as_u16())),
@@ -148,8 +149,8 @@ impl WixApi {
             .api
             .record(outcome, elapsed);
         audit::wix_call(
-            route_name,
-            policy,
+            &route.route_name,
+            route.policy.name(),
             &self.caller,
             operation,
             outcome.as_str(),
@@ -161,12 +162,13 @@ impl WixApi {
 
     async fn call(
         &self,
+        route: &RouteConfig,
         method: Method,
         path: &str,
         json: Option<Bytes>,
     ) -> Result<WixResponse, WixApiError> {
         let endpoint = Endpoint::Api;
-        let client = self.route.elevator.client();
+        let client = route.elevator.client();
         let mut request = client
             .http()
             .request(method, format!("{}{path}", client.base_url()))
@@ -210,7 +212,7 @@ impl fmt::Debug for WixApi {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WixApi")
             .field("caller", &self.caller)
-            .field("operations", &self.route.operations)
+            .field("operations", &self.operations())
             .finish_non_exhaustive()
     }
 }

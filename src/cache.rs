@@ -1,5 +1,5 @@
 //! The two caches: who a caller token belongs to (keyed by the token's
-//! SHA-256, never the token) and the app token per instance.
+//! keyed digest, never the token) and the app token per instance.
 //!
 //! Both are one [`FlightCache`]: a bounded [`quick_cache`] (S3-FIFO
 //! eviction, a lock-free-for-readers fast `get`) whose entries carry their

@@ -25,7 +25,7 @@ use crate::{
     metrics::{CacheMetrics, WixMetrics},
     policy::Policy,
     rate_limit::CallerRateLimit,
-    token::{self, TokenDigest},
+    token::{self, TokenDigest, TokenHasher},
     upstream::GuardSettings,
     wire::TokenInfo,
 };
@@ -68,6 +68,8 @@ struct Shared {
     app_id: Box<str>,
     app_secret: SecretString,
     client: WixClient,
+    /// Keys the identity cache: tokens are looked up by their keyed digest.
+    token_hasher: TokenHasher,
     identities: IdentityCache,
     app_tokens: AppTokenCache,
     identity_ttl: Duration,
@@ -147,7 +149,7 @@ impl Elevator {
             Ok(token) => token,
             Err(kind) => return Decision::Rejected(kind.into()),
         };
-        let digest = TokenDigest::of(token);
+        let digest = shared.token_hasher.digest(token);
         let Some(cached) = shared.identities.get(&digest, now) else {
             return Decision::NeedsWix(Resume::Identify(digest));
         };
@@ -594,6 +596,7 @@ impl ElevatorBuilder {
                 app_id: self.app_id.into(),
                 app_secret: self.app_secret,
                 client,
+                token_hasher: TokenHasher::random()?,
                 identities: IdentityCache::new(
                     self.max_cached_identities,
                     CacheMetrics::new("identity"),

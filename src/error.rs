@@ -46,6 +46,10 @@ pub enum ConfigError {
         "invalid Wix operation `{0}`: expected `METHOD /path/{{placeholder}}` with plain segments"
     )]
     InvalidOperation(String),
+    /// The operating system's random number generator failed, so no secret
+    /// key could be drawn for the identity cache.
+    #[error("the operating system's random number generator failed")]
+    Randomness(#[source] std::io::Error),
     /// The HTTP client could not be built (for example, no TLS backend).
     #[error("the HTTP client for Wix could not be built")]
     HttpClient(#[source] reqwest::Error),

@@ -121,10 +121,14 @@ extension_extractor!(Caller, "Caller");
 extension_extractor!(ElevatedToken, "ElevatedToken");
 
 fn wix_api(parts: &Parts) -> Option<WixApi> {
-    let route = parts.extensions.get::<RouteScope>()?;
     let caller = parts.extensions.get::<Caller>()?;
     let token = parts.extensions.get::<ElevatedToken>()?;
-    Some(WixApi::new(route.0.clone(), caller.clone(), token.clone()))
+    // Absent on a route that declared no operation (see `service::attach`).
+    let route = parts
+        .extensions
+        .get::<RouteScope>()
+        .map(|scope| scope.0.clone());
+    Some(WixApi::new(route, caller.clone(), token.clone()))
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for WixApi {
