@@ -54,6 +54,9 @@ const MAX_API_BODY: usize = 4 * 1024 * 1024;
 
 /// A Wix API client acting with the caller's elevated token, limited to the
 /// operations the route declared. Extract it in a handler (feature `axum`).
+///
+/// On a route that declared no operation it refuses every call, before
+/// any traffic (and its audit events then name no route or policy).
 #[derive(Clone)]
 pub struct WixApi {
     /// `None` on a route that declared no operation: every call is refused.
