@@ -1,15 +1,16 @@
 //! Bytes held per cached identity and per cached app token, and memory
 //! under a flood of distinct tokens, measured by a counting allocator on
 //! this thread (the mock Wix runs on its own runtime thread, so only the
-//! layer's work is counted). Run with `--nocapture` to see the figures.
+//! layer's work is counted), and allocations on the warm path. Run with
+//! `--nocapture` to see the figures.
 
-use std::sync::OnceLock;
+use std::{sync::OnceLock, time::Duration};
 
 use axum::{Router, body::Body, routing::get};
 use http::Request;
-use tower::ServiceExt;
+use tower::{ServiceExt, util::MapRequestLayer};
 use wix_elevate::{
-    Elevator, SubjectType,
+    Caller, ElevatedToken, Elevator, SubjectType,
     test_util::{CallerSpec, MockWix},
 };
 
@@ -119,5 +120,54 @@ fn a_flood_of_distinct_tokens_stays_within_the_bounds() {
     assert!(
         (held as f64) < 2.0 * 1024.0 * capacity as f64,
         "more than 2 KiB per cache slot: {held}"
+    );
+}
+
+#[test]
+fn a_warm_request_allocates_no_more_than_any_layer_that_attaches_two_extensions() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let elevator = Elevator::builder(wix().app_id(), wix().app_secret())
+        .base_url(wix().base_url())
+        .build()
+        .unwrap();
+    let token = tokens(1, |_| "memory-warm".into()).remove(0);
+    // The least any route layer does to hand a handler a caller and a token.
+    let (caller, app_token) = (
+        Caller::new(SubjectType::Member, "floor", "floor"),
+        ElevatedToken::new("floor", "floor", Duration::from_secs(3600)),
+    );
+    let floor = MapRequestLayer::new(move |mut req: Request<Body>| {
+        req.extensions_mut().insert(caller.clone());
+        req.extensions_mut().insert(app_token.clone());
+        req
+    });
+    let handler = || async { "ok" };
+    let elevated: Router = Router::new()
+        .route("/", get(handler).route_layer(elevator.layer()))
+        .with_state(());
+    let floor: Router = Router::new()
+        .route("/", get(handler).route_layer(floor))
+        .with_state(());
+    let allocations = |router: &Router| {
+        let req = Request::get("/")
+            .header("authorization", &token)
+            .body(Body::empty())
+            .unwrap();
+        let router = router.clone();
+        allocation_counter::measure(|| {
+            let res = rt.block_on(router.oneshot(req)).unwrap();
+            assert_eq!(res.status(), 200);
+        })
+        .count_total
+    };
+    allocations(&elevated); // warm both caches
+    let (elevated, floor) = (allocations(&elevated), allocations(&floor));
+    println!("allocations per warm request: elevated {elevated}, floor {floor}");
+    assert!(
+        elevated <= floor,
+        "the warm path allocates beyond its two extensions: {elevated} vs {floor}"
     );
 }
