@@ -12,6 +12,7 @@ use aes::{
 };
 use http::{HeaderMap, header::AUTHORIZATION};
 use polyval::{Polyval, universal_hash::UniversalHash};
+use zeroize::Zeroizing;
 
 use crate::error::{ConfigError, RejectionKind};
 
@@ -125,16 +126,20 @@ pub(crate) struct TokenHasher {
 impl TokenHasher {
     /// A hasher with fresh keys from the operating system's CSPRNG.
     pub(crate) fn random() -> Result<Self, ConfigError> {
-        let mut h = [0; 16];
-        // `H = 0` would give every token the same digest (odds 2^-128).
-        while h == [0; 16] {
-            getrandom::fill(&mut h).map_err(|e| ConfigError::Randomness(e.into()))?;
+        // Wiped when dropped, on every path: the keys then live only in
+        // the cipher and the hash, which wipe themselves.
+        let (mut h, mut k) = (Zeroizing::new([0; 16]), Zeroizing::new([0; 16]));
+        getrandom::fill(&mut *h).map_err(|e| ConfigError::Randomness(e.into()))?;
+        getrandom::fill(&mut *k).map_err(|e| ConfigError::Randomness(e.into()))?;
+        // `H = 0` would give every token the same digest. A working CSPRNG
+        // draws it with odds of 2^-128, so take it for a broken one.
+        if *h == [0; 16] {
+            let zero = std::io::Error::other("the random key came out all zero");
+            return Err(ConfigError::Randomness(zero));
         }
-        let mut k = [0; 16];
-        getrandom::fill(&mut k).map_err(|e| ConfigError::Randomness(e.into()))?;
         Ok(Self {
-            polyval: Polyval::new(&h.into()),
-            cipher: Aes128::new(&k.into()),
+            polyval: Polyval::new(&(*h).into()),
+            cipher: Aes128::new(&(*k).into()),
         })
     }
 
