@@ -40,7 +40,8 @@ pub(crate) fn wix_call(
 
 /// A caller refused: by the route's policy, a Wix call the route did not
 /// declare, or (from a handler, where route and policy are not known) a
-/// request value that is not the caller's own.
+/// request value that is not the caller's own. A route that declares no
+/// operation does not attach its scope, so its refusals carry neither.
 pub(crate) fn denied(
     route: Option<&str>,
     policy: Option<&str>,
