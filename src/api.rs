@@ -36,7 +36,7 @@
 use std::{fmt, sync::Arc, time::Instant};
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, StatusCode, header};
+use http::{Extensions, HeaderValue, Method, StatusCode, header};
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{
@@ -44,7 +44,7 @@ use crate::{
     caller::{Caller, ElevatedToken},
     client::{self, transport_error},
     error::{Endpoint, UpstreamError},
-    layer::RouteConfig,
+    layer::{RouteConfig, RouteScope},
     metrics::CallOutcome,
     operation::Operation,
 };
@@ -66,16 +66,23 @@ pub struct WixApi {
 }
 
 impl WixApi {
-    pub(crate) fn new(
-        route: Option<Arc<RouteConfig>>,
-        caller: Caller,
-        token: ElevatedToken,
-    ) -> Self {
-        Self {
-            route,
-            caller,
-            token,
-        }
+    /// The client for a request the layer authorized, read from its
+    /// extensions; `None` if no [`ElevateLayer`](crate::ElevateLayer) ran.
+    /// For plain tower services; axum handlers extract `WixApi` directly.
+    ///
+    /// ```
+    /// use wix_elevate::WixApi;
+    ///
+    /// let req = http::Request::new(());
+    /// assert!(WixApi::from_extensions(req.extensions()).is_none(), "no layer ran");
+    /// ```
+    pub fn from_extensions(extensions: &Extensions) -> Option<Self> {
+        Some(Self {
+            // Absent on a route that declared no operation (see `service::attach`).
+            route: extensions.get::<RouteScope>().map(|scope| scope.0.clone()),
+            caller: extensions.get::<Caller>()?.clone(),
+            token: extensions.get::<ElevatedToken>()?.clone(),
+        })
     }
 
     /// The caller this client acts for.

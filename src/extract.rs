@@ -36,7 +36,6 @@ use http::{StatusCode, request::Parts};
 use crate::{
     api::WixApi,
     caller::{Caller, ElevatedToken},
-    layer::RouteScope,
 };
 
 /// The rejection of the [`Caller`] and [`ElevatedToken`] extractors: the
@@ -120,22 +119,11 @@ macro_rules! extension_extractor {
 extension_extractor!(Caller, "Caller");
 extension_extractor!(ElevatedToken, "ElevatedToken");
 
-fn wix_api(parts: &Parts) -> Option<WixApi> {
-    let caller = parts.extensions.get::<Caller>()?;
-    let token = parts.extensions.get::<ElevatedToken>()?;
-    // Absent on a route that declared no operation (see `service::attach`).
-    let route = parts
-        .extensions
-        .get::<RouteScope>()
-        .map(|scope| scope.0.clone());
-    Some(WixApi::new(route, caller.clone(), token.clone()))
-}
-
 impl<S: Send + Sync> FromRequestParts<S> for WixApi {
     type Rejection = MissingElevateLayer;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        wix_api(parts).ok_or(MissingElevateLayer { missing: "WixApi" })
+        WixApi::from_extensions(&parts.extensions).ok_or(MissingElevateLayer { missing: "WixApi" })
     }
 }
 
@@ -143,6 +131,6 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for WixApi {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Option<Self>, Self::Rejection> {
-        Ok(wix_api(parts))
+        Ok(WixApi::from_extensions(&parts.extensions))
     }
 }

@@ -26,7 +26,9 @@ use crate::{
 /// [`Elevate::layer`].
 ///
 /// On success the request reaches `inner` with a [`Caller`](crate::Caller)
-/// and an [`ElevatedToken`](crate::ElevatedToken) in its extensions. On any
+/// and an [`ElevatedToken`](crate::ElevatedToken) in its extensions
+/// ([`WixApi::from_extensions`](crate::WixApi::from_extensions) turns them
+/// into the route's Wix client). On any
 /// failure `inner` is not called: the response is the rejection's (see
 /// [`OnRejection`](crate::OnRejection)), never a service error.
 ///
@@ -305,6 +307,23 @@ mod tests {
         assert!(req.extensions().get::<crate::Caller>().is_some());
         send.send_response(Response::new(Bytes::from_static(b"ok")));
         assert_eq!(response.await.unwrap().unwrap().into_body(), "ok");
+    }
+
+    #[tokio::test]
+    async fn a_plain_tower_service_gets_the_routes_wix_client_from_the_extensions() {
+        let (wix, elevator) = setup().await;
+        let declared = |req: Request<Bytes>| async move {
+            let api = crate::WixApi::from_extensions(req.extensions()).expect("layer ran");
+            let body = Bytes::from(api.operations().len().to_string());
+            Ok::<_, Infallible>(Response::new(body))
+        };
+        let token = wix.mint(CallerSpec::new(SubjectType::Member));
+        let scoped = elevator.layer().allow("GET /apps/v1/instance").unwrap();
+        for (layer, operations) in [(scoped, "1"), (elevator.layer(), "0")] {
+            let service = tower_layer::Layer::layer(&layer, service_fn(declared));
+            let res = service.oneshot(request(Some(&token))).await.unwrap();
+            assert_eq!(res.into_body(), operations);
+        }
     }
 
     #[tokio::test]
