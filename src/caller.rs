@@ -16,6 +16,9 @@ use std::{
 use http::HeaderValue;
 use secrecy::{ExposeSecret, SecretString};
 
+/// "Forever", for values made without an expiry.
+const CENTURY: Duration = Duration::from_secs(100 * 365 * 86_400);
+
 /// The kind of identity a Wix access token was issued to (`subjectType`).
 ///
 /// ```
@@ -118,9 +121,7 @@ impl Caller {
         instance_id: impl Into<Arc<str>>,
     ) -> Self {
         let now = Instant::now();
-        let far = now
-            .checked_add(Duration::from_secs(100 * 365 * 86_400))
-            .unwrap_or(now);
+        let far = now.checked_add(CENTURY).unwrap_or(now);
         Self::from_parts(
             subject_type,
             subject_id.into(),
@@ -300,7 +301,9 @@ impl ElevatedToken {
         margin: Duration,
     ) -> Self {
         let now = Instant::now();
-        let expires_at = now + lifetime;
+        // Never a panic on a huge lifetime: it saturates at a century.
+        let lifetime = lifetime.min(CENTURY);
+        let expires_at = now.checked_add(lifetime).unwrap_or(now);
         let mut header =
             HeaderValue::from_str(&token).unwrap_or_else(|_| HeaderValue::from_static(""));
         header.set_sensitive(true);
@@ -309,8 +312,12 @@ impl ElevatedToken {
             secret: SecretString::from(token),
             instance_id,
             expires_at,
-            renew_at: expires_at - renew_before.min(lifetime / 2),
-            usable_until: expires_at - margin.min(lifetime / 10),
+            renew_at: expires_at
+                .checked_sub(renew_before.min(lifetime / 2))
+                .unwrap_or(now),
+            usable_until: expires_at
+                .checked_sub(margin.min(lifetime / 10))
+                .unwrap_or(now),
             renewal_claimed: AtomicBool::new(false),
         }))
     }

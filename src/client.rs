@@ -5,7 +5,10 @@
 //! before decoding, reads at most [`MAX_BODY`] bytes, and maps every failure
 //! to a typed [`UpstreamError`] whose text holds no token and no body.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, Instant},
+};
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, StatusCode, header};
@@ -27,7 +30,8 @@ const MAX_BODY: usize = 64 * 1024;
 pub(crate) enum TokenInfoAnswer {
     /// 200 with a well-formed body (still to be validated).
     Info(TokenInfo),
-    /// A 4xx other than 429: Wix refuses the token.
+    /// 400, 401, 403 or 404: Wix refuses the token. Any other 4xx is a
+    /// failure of the call, never a verdict on the token.
     Refused(StatusCode),
 }
 
@@ -37,8 +41,31 @@ pub(crate) struct AppTokenGrant {
     pub(crate) expires_in: Duration,
 }
 
+/// The longest app-token lifetime believed, whatever Wix says (it documents
+/// 4 hours).
+pub(crate) const MAX_APP_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// Whether a Token Info status is Wix's verdict that the token is no good.
+/// Every other 4xx (408, 409, 425, 429, ...) says nothing about the token.
+fn is_refusal(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 400 | 401 | 403 | 404)
+}
+
+/// The lifetime to believe for a grant's `expires_in`: positive seconds,
+/// clamped to [`MAX_APP_TOKEN_LIFETIME`]; `None` when Wix's value is
+/// missing, zero, negative or unreadable (the caller then uses its
+/// fallback).
+fn believed_lifetime(expires_in: Option<i64>) -> Option<Duration> {
+    let secs = u64::try_from(expires_in?).ok().filter(|secs| *secs > 0)?;
+    Some(Duration::from_secs(secs).min(MAX_APP_TOKEN_LIFETIME))
+}
+
 pub(crate) struct WixClient {
     metrics: WixMetrics,
+    /// App-token lifetime assumed when Wix's `expires_in` is unusable.
+    fallback_lifetime: Duration,
+    /// Set once the fallback lifetime was first needed (warned once).
+    warned_fallback: AtomicBool,
     guard: UpstreamGuard,
     http: reqwest::Client,
     base_url: Box<str>,
@@ -64,6 +91,7 @@ impl WixClient {
         base_url: &str,
         timeout: Duration,
         guard: GuardSettings,
+        fallback_lifetime: Duration,
         metrics: WixMetrics,
     ) -> Result<Self, ConfigError> {
         let base_url = normalize_base_url(base_url)?;
@@ -79,6 +107,8 @@ impl WixClient {
             base_url: base_url.into(),
             http,
             metrics,
+            fallback_lifetime,
+            warned_fallback: AtomicBool::new(false),
             guard: UpstreamGuard::new(guard),
         })
     }
@@ -126,7 +156,7 @@ impl WixClient {
         let body = json_body(&TokenInfoRequest { token });
         let response = self.post(endpoint, &self.token_info_url, body).await?;
         let status = response.status();
-        if status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS {
+        if is_refusal(status) {
             return Ok(TokenInfoAnswer::Refused(status));
         }
         let body = read_ok_body(endpoint, response).await?;
@@ -194,10 +224,16 @@ impl WixClient {
         {
             return Err(malformed("access_token is empty or not header-safe"));
         }
-        let expires_in = match grant.expires_in {
-            Some(secs) if secs > 0 => Duration::from_secs(secs.unsigned_abs()),
-            _ => return Err(malformed("expires_in is missing or not positive")),
-        };
+        let expires_in = believed_lifetime(grant.expires_in).unwrap_or_else(|| {
+            if !self.warned_fallback.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    target: "wix_elevate",
+                    fallback_secs = self.fallback_lifetime.as_secs(),
+                    "Wix Create Access Token sent no usable expires_in; assuming the fallback lifetime (warned once)"
+                );
+            }
+            self.fallback_lifetime
+        });
         Ok(AppTokenGrant {
             access_token: grant.access_token,
             expires_in,
@@ -370,6 +406,33 @@ mod tests {
         ] {
             assert!(normalize_base_url(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn only_400_401_403_and_404_refuse_a_token() {
+        for code in [400, 401, 403, 404] {
+            assert!(is_refusal(StatusCode::from_u16(code).unwrap()), "{code}");
+        }
+        for code in [
+            402, 405, 408, 409, 410, 418, 422, 425, 429, 451, 499, 200, 500,
+        ] {
+            assert!(!is_refusal(StatusCode::from_u16(code).unwrap()), "{code}");
+        }
+    }
+
+    #[test]
+    fn grant_lifetimes_are_positive_and_clamped() {
+        assert_eq!(
+            believed_lifetime(Some(14_400)),
+            Some(Duration::from_secs(14_400))
+        );
+        assert_eq!(
+            believed_lifetime(Some(i64::MAX)),
+            Some(MAX_APP_TOKEN_LIFETIME)
+        );
+        assert_eq!(believed_lifetime(Some(0)), None);
+        assert_eq!(believed_lifetime(Some(-5)), None);
+        assert_eq!(believed_lifetime(None), None);
     }
 
     #[test]

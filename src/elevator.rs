@@ -104,6 +104,7 @@ impl Elevator {
                 max_queue_wait: Duration::from_secs(1),
             },
             stale_identity_grace: None,
+            fallback_lifetime: Duration::from_secs(3600),
         }
     }
 
@@ -387,12 +388,16 @@ fn verify(info: TokenInfo, app_id: &str, unix_now: u64, now: Instant) -> Verdict
         Some(id) if !id.is_empty() => id,
         _ => return refused(RejectionKind::NoInstance),
     };
+    let subject_id = match info.subject_id {
+        Some(id) if !id.is_empty() => id,
+        _ => return refused(RejectionKind::NoSubject),
+    };
     let live_until = now
         .checked_add(Duration::from_secs(exp - unix_now))
         .unwrap_or(now);
     Verdict::Valid(Caller::from_parts(
         info.subject_type.unwrap_or(SubjectType::Unknown),
-        info.subject_id.unwrap_or_default().into(),
+        subject_id.into(),
         instance_id.into(),
         info.site_id.map(Into::into),
         exp,
@@ -431,6 +436,7 @@ impl fmt::Debug for Elevator {
 /// | [`app_token_renew_before`](Self::app_token_renew_before) | 5 min before expiry |
 /// | [`app_token_expiry_margin`](Self::app_token_expiry_margin) | 30 s |
 /// | [`max_token_len`](Self::max_token_len) | 8 KiB |
+/// | [`app_token_fallback_lifetime`](Self::app_token_fallback_lifetime) | 1 h (when Wix's `expires_in` is unusable) |
 ///
 /// ```
 /// # use std::time::Duration;
@@ -458,7 +464,12 @@ pub struct ElevatorBuilder {
     auth_deadline: Duration,
     guard: GuardSettings,
     stale_identity_grace: Option<Duration>,
+    fallback_lifetime: Duration,
 }
+
+/// The longest any duration setting may be: longer ones are a mistake, and
+/// would overflow clock arithmetic at the extreme.
+const MAX_SETTING: Duration = Duration::from_secs(24 * 3600);
 
 impl ElevatorBuilder {
     /// Where Wix's API lives (the mock's URL in tests).
@@ -563,7 +574,21 @@ impl ElevatorBuilder {
         self
     }
 
+    /// The app-token lifetime to assume when Wix's Create Access Token
+    /// answer has no usable `expires_in` (missing, zero, negative, or
+    /// Duration-style like `"14400s"`); warned about once. Default 1 hour,
+    /// well under Wix's documented 4. Lifetimes Wix states are believed up
+    /// to 24 hours.
+    pub fn app_token_fallback_lifetime(mut self, lifetime: Duration) -> Self {
+        self.fallback_lifetime = lifetime;
+        self
+    }
+
     /// Check the settings and build the elevator.
+    ///
+    /// Every duration must be at most 24 hours, and those that must be
+    /// positive are; anything else is a [`ConfigError`], never a panic
+    /// later.
     pub fn build(self) -> Result<Elevator, ConfigError> {
         if self.app_id.trim().is_empty() {
             return Err(ConfigError::EmptyAppId);
@@ -580,15 +605,39 @@ impl ElevatorBuilder {
             ("auth_deadline", self.auth_deadline.is_zero()),
             ("breaker_threshold", self.guard.breaker_threshold == 0),
             ("max_concurrent_wix_calls", self.guard.max_in_flight == 0),
+            (
+                "app_token_fallback_lifetime",
+                self.fallback_lifetime.is_zero(),
+            ),
         ] {
             if zero {
                 return Err(ConfigError::Zero(name));
+            }
+        }
+        for (name, duration) in [
+            ("http_timeout", self.http_timeout),
+            ("token_info_ttl", self.token_info_ttl),
+            ("refused_token_ttl", self.refused_token_ttl),
+            ("app_token_renew_before", self.renew_before),
+            ("app_token_expiry_margin", self.expiry_margin),
+            ("auth_deadline", self.auth_deadline),
+            ("breaker_cooldown", self.guard.breaker_cooldown),
+            ("max_queue_wait", self.guard.max_queue_wait),
+            (
+                "serve_stale_identities_for",
+                self.stale_identity_grace.unwrap_or_default(),
+            ),
+            ("app_token_fallback_lifetime", self.fallback_lifetime),
+        ] {
+            if duration > MAX_SETTING {
+                return Err(ConfigError::TooLong(name));
             }
         }
         let client = WixClient::new(
             &self.base_url,
             self.http_timeout,
             self.guard,
+            self.fallback_lifetime,
             WixMetrics::new(),
         )?;
         Ok(Elevator {
@@ -689,6 +738,14 @@ mod tests {
                 r#"{"active":true,"exp":1800000100,"clientId":"app","instanceId":""}"#,
                 RejectionKind::NoInstance,
             ),
+            (
+                r#"{"active":true,"exp":1800000100,"clientId":"app","instanceId":"i"}"#,
+                RejectionKind::NoSubject,
+            ),
+            (
+                r#"{"active":true,"exp":1800000100,"clientId":"app","instanceId":"i","subjectId":""}"#,
+                RejectionKind::NoSubject,
+            ),
         ];
         for (json, want) in cases {
             match verify(info(json), "app", NOW, Instant::now()) {
@@ -717,6 +774,44 @@ mod tests {
         assert!(matches!(
             Elevator::builder("a", "s").base_url("wixapis.com").build(),
             Err(ConfigError::InvalidBaseUrl)
+        ));
+        let forever = Duration::MAX;
+        type Setter = fn(ElevatorBuilder, Duration) -> ElevatorBuilder;
+        let setters: [(&str, Setter); 10] = [
+            ("http_timeout", ElevatorBuilder::http_timeout),
+            ("token_info_ttl", ElevatorBuilder::token_info_ttl),
+            ("refused_token_ttl", ElevatorBuilder::refused_token_ttl),
+            (
+                "app_token_renew_before",
+                ElevatorBuilder::app_token_renew_before,
+            ),
+            (
+                "app_token_expiry_margin",
+                ElevatorBuilder::app_token_expiry_margin,
+            ),
+            ("auth_deadline", ElevatorBuilder::auth_deadline),
+            ("breaker_cooldown", ElevatorBuilder::breaker_cooldown),
+            ("max_queue_wait", ElevatorBuilder::max_queue_wait),
+            (
+                "serve_stale_identities_for",
+                ElevatorBuilder::serve_stale_identities_for,
+            ),
+            (
+                "app_token_fallback_lifetime",
+                ElevatorBuilder::app_token_fallback_lifetime,
+            ),
+        ];
+        for (name, set) in setters {
+            match set(Elevator::builder("a", "s"), forever).build() {
+                Err(ConfigError::TooLong(got)) => assert_eq!(got, name),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            Elevator::builder("a", "s")
+                .app_token_fallback_lifetime(Duration::ZERO)
+                .build(),
+            Err(ConfigError::Zero("app_token_fallback_lifetime"))
         ));
     }
 

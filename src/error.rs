@@ -40,6 +40,9 @@ pub enum ConfigError {
     /// A duration or size setting that must be positive was zero.
     #[error("the setting `{0}` must be greater than zero")]
     Zero(&'static str),
+    /// A duration setting is longer than 24 hours.
+    #[error("the setting `{0}` must be at most 24 hours")]
+    TooLong(&'static str),
     /// A declared operation is not `METHOD /path/template` with plain
     /// segments and `{name}` placeholders.
     #[error(
@@ -179,12 +182,14 @@ impl UpstreamError {
     }
 
     /// Worth another attempt within the deadline: connection failures,
-    /// dropped connections, timeouts of one attempt, and 502/503/504.
+    /// dropped connections, timeouts of one attempt, 408, 425 and 502/503/504.
     /// (429 is retried only when its `Retry-After` fits; 4xx never.)
     pub(crate) fn is_transient(&self) -> bool {
         match self {
             UpstreamError::Transport { .. } | UpstreamError::Timeout { .. } => true,
-            UpstreamError::Status { status, .. } => matches!(status.as_u16(), 502..=504),
+            UpstreamError::Status { status, .. } => {
+                matches!(status.as_u16(), 408 | 425 | 502..=504)
+            }
             _ => false,
         }
     }
@@ -216,7 +221,7 @@ impl UpstreamError {
 ///
 /// | kind | status |
 /// |---|---|
-/// | [`MissingToken`](Self::MissingToken), [`MalformedToken`](Self::MalformedToken), [`InvalidToken`](Self::InvalidToken), [`ExpiredToken`](Self::ExpiredToken), [`ForeignToken`](Self::ForeignToken), [`NoInstance`](Self::NoInstance) | 401 |
+/// | [`MissingToken`](Self::MissingToken), [`MalformedToken`](Self::MalformedToken), [`InvalidToken`](Self::InvalidToken), [`ExpiredToken`](Self::ExpiredToken), [`ForeignToken`](Self::ForeignToken), [`NoInstance`](Self::NoInstance), [`NoSubject`](Self::NoSubject) | 401 |
 /// | [`Forbidden`](Self::Forbidden) | 403 |
 /// | [`UpstreamFailed`](Self::UpstreamFailed) | 502 |
 /// | [`UpstreamThrottled`](Self::UpstreamThrottled), [`UpstreamUnavailable`](Self::UpstreamUnavailable) | 503 |
@@ -245,6 +250,10 @@ pub enum RejectionKind {
     ForeignToken,
     /// The token is not bound to an app instance (`instanceId` absent).
     NoInstance,
+    /// Wix named no subject for the token (`subjectId` absent or empty): a
+    /// caller that cannot be identified cannot be rate-limited or bound to
+    /// `{subjectId}` templates, so it is refused.
+    NoSubject,
     /// The route's policy does not admit this caller.
     Forbidden,
     /// Wix failed: 5xx, an unexpected status, a malformed answer or a
@@ -263,13 +272,14 @@ pub enum RejectionKind {
 
 impl RejectionKind {
     /// Every kind, in declaration order.
-    pub(crate) const ALL: [RejectionKind; 12] = [
+    pub(crate) const ALL: [RejectionKind; 13] = [
         RejectionKind::MissingToken,
         RejectionKind::MalformedToken,
         RejectionKind::InvalidToken,
         RejectionKind::ExpiredToken,
         RejectionKind::ForeignToken,
         RejectionKind::NoInstance,
+        RejectionKind::NoSubject,
         RejectionKind::Forbidden,
         RejectionKind::UpstreamFailed,
         RejectionKind::UpstreamThrottled,
@@ -278,9 +288,25 @@ impl RejectionKind {
         RejectionKind::RateLimited,
     ];
 
-    /// This kind's position in [`ALL`](Self::ALL).
+    /// This kind's position in [`ALL`](Self::ALL). An exhaustive match, so
+    /// a new kind cannot compile without a place (and a unit test checks
+    /// that `ALL` agrees).
     pub(crate) const fn index(self) -> usize {
-        self as usize
+        match self {
+            RejectionKind::MissingToken => 0,
+            RejectionKind::MalformedToken => 1,
+            RejectionKind::InvalidToken => 2,
+            RejectionKind::ExpiredToken => 3,
+            RejectionKind::ForeignToken => 4,
+            RejectionKind::NoInstance => 5,
+            RejectionKind::NoSubject => 6,
+            RejectionKind::Forbidden => 7,
+            RejectionKind::UpstreamFailed => 8,
+            RejectionKind::UpstreamThrottled => 9,
+            RejectionKind::UpstreamTimeout => 10,
+            RejectionKind::UpstreamUnavailable => 11,
+            RejectionKind::RateLimited => 12,
+        }
     }
 
     /// The HTTP status this kind is answered with.
@@ -296,7 +322,8 @@ impl RejectionKind {
             | RejectionKind::InvalidToken
             | RejectionKind::ExpiredToken
             | RejectionKind::ForeignToken
-            | RejectionKind::NoInstance => StatusCode::UNAUTHORIZED,
+            | RejectionKind::NoInstance
+            | RejectionKind::NoSubject => StatusCode::UNAUTHORIZED,
             RejectionKind::Forbidden => StatusCode::FORBIDDEN,
             RejectionKind::UpstreamFailed => StatusCode::BAD_GATEWAY,
             RejectionKind::UpstreamThrottled | RejectionKind::UpstreamUnavailable => {
@@ -321,6 +348,7 @@ impl RejectionKind {
             RejectionKind::ExpiredToken => "expired_token",
             RejectionKind::ForeignToken => "foreign_token",
             RejectionKind::NoInstance => "no_instance",
+            RejectionKind::NoSubject => "no_subject",
             RejectionKind::Forbidden => "forbidden",
             RejectionKind::UpstreamFailed => "upstream_failed",
             RejectionKind::UpstreamThrottled => "upstream_throttled",
@@ -346,6 +374,7 @@ impl RejectionKind {
             RejectionKind::ExpiredToken => "The access token has expired.",
             RejectionKind::ForeignToken => "The access token was not issued for this app.",
             RejectionKind::NoInstance => "The access token is not bound to an app instance.",
+            RejectionKind::NoSubject => "The access token names no subject.",
             RejectionKind::Forbidden => "The caller is not allowed to use this endpoint.",
             RejectionKind::UpstreamFailed => "Wix could not authorize the request.",
             RejectionKind::UpstreamThrottled => "Wix is throttling requests; retry later.",
@@ -474,5 +503,20 @@ impl std::error::Error for Rejection {
         self.source
             .as_deref()
             .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_sits_at_its_index_in_all() {
+        for (position, kind) in RejectionKind::ALL.into_iter().enumerate() {
+            assert_eq!(kind.index(), position, "{kind:?}");
+        }
+        let codes: std::collections::HashSet<_> =
+            RejectionKind::ALL.iter().map(|k| k.code()).collect();
+        assert_eq!(codes.len(), RejectionKind::ALL.len(), "codes are distinct");
     }
 }

@@ -98,7 +98,9 @@ impl CallMetrics {
     }
 
     pub(crate) fn record(&self, outcome: CallOutcome, elapsed: Duration) {
-        self.calls[outcome as usize].increment(1);
+        if let Some(calls) = self.calls.get(outcome as usize) {
+            calls.increment(1);
+        }
         self.latency.record(elapsed.as_secs_f64());
     }
 }
@@ -147,6 +149,8 @@ impl RouteMetrics {
     }
 
     pub(crate) fn rejected(&self, kind: RejectionKind) {
-        self.rejected[kind.index()].increment(1);
+        if let Some(rejected) = self.rejected.get(kind.index()) {
+            rejected.increment(1);
+        }
     }
 }

@@ -114,7 +114,7 @@ proptest! {
 }
 
 /// Bodies that are not a Token Info object: not JSON, not an object, or an
-/// object whose documented fields have impossible types.
+/// object whose decision fields have impossible types.
 fn malformed_token_info() -> impl Strategy<Value = Vec<u8>> {
     let wrong_value = prop_oneof![
         Just("[]".to_owned()),
@@ -140,12 +140,14 @@ fn malformed_token_info() -> impl Strategy<Value = Vec<u8>> {
         proptest::collection::vec(any::<u8>(), 0..64)
             .prop_filter("not an object", |b| b.trim_ascii_start().first()
                 != Some(&b'{')),
-        // An object with one field of an impossible type.
+        // An object with one decision field of an impossible type (fields
+        // no decision reads, and `subjectType`, take anything).
         (field, wrong_value).prop_filter_map("a type the field cannot take", |(field, value)| {
             let impossible = match field {
-                "active" => value != "{}",
-                "exp" | "iat" => true,
-                _ => !value.starts_with('"'),
+                "active" => true,
+                "exp" => value != "1.5",
+                "instanceId" | "clientId" | "subjectId" => !value.starts_with('"'),
+                _ => false,
             };
             impossible.then(|| format!(r#"{{"{field}":{value}}}"#).into_bytes())
         }),

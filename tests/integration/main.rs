@@ -7,6 +7,7 @@ mod caller_token;
 mod elevation;
 mod extractors;
 mod failures;
+mod fidelity;
 mod hostile;
 mod identity;
 mod least_privilege;
