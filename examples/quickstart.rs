@@ -37,12 +37,11 @@ use std::{env, error::Error, net::SocketAddr, process::ExitCode, time::Duration}
 
 use axum::{
     Json, Router,
-    http::header,
     routing::{get, post},
 };
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::{Value, json};
-use tower_http::cors::{Any, CorsLayer};
+use tower_http::cors::Any;
 use wix_elevate::{
     Caller, ConfigError, ElevateLayer, Elevator, SubjectType, SubjectTypes, WixApi, WixApiError,
     test_util::{CallerSpec, MockWix},
@@ -108,10 +107,10 @@ fn app(
     metrics: PrometheusHandle,
     per_caller_per_min: Option<u32>,
 ) -> Result<Router, ConfigError> {
-    let cors = CorsLayer::new()
-        .allow_origin(Any)
-        .allow_methods(Any)
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]);
+    // Wix's headers (`x-wix-linguist`, `X-Wix-Consistent`) allowed,
+    // `Retry-After` and `WWW-Authenticate` readable by page code; a demo
+    // takes any origin, a real app lists its sites.
+    let cors = wix_elevate::cors::cors_layer().allow_origin(Any);
     let layer = |name: &'static str, who: SubjectTypes| -> Result<ElevateLayer, ConfigError> {
         let layer = elevator.layer().policy(who).route_name(name);
         match per_caller_per_min {

@@ -96,6 +96,7 @@
 //! | `axum` | [`Caller`] and [`ElevatedToken`] extractors; `IntoResponse` for [`Rejection`] | yes |
 //! | `rustls` | TLS to Wix through rustls | yes |
 //! | `native-tls` | TLS to Wix through the platform's TLS | no |
+//! | `cors` | [`cors::cors_layer`], a tower-http `CorsLayer` preset for `fetchWithAuth` | no |
 //! | `test-util` | [`test_util::MockWix`], an in-process mock of Wix | no |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -104,6 +105,7 @@ mod audit;
 mod cache;
 mod caller;
 mod client;
+pub mod cors;
 mod elevator;
 mod error;
 #[cfg(feature = "axum")]

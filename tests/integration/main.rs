@@ -9,6 +9,7 @@ mod extractors;
 mod failures;
 mod fidelity;
 mod hostile;
+mod interop;
 mod identity;
 mod least_privilege;
 mod policy;

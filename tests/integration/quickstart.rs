@@ -54,10 +54,10 @@ fn command(envs: &[(&str, &str)]) -> Command {
     cmd
 }
 
-struct Quickstart {
+pub(crate) struct Quickstart {
     child: Child,
     lines: Vec<String>,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Drop for Quickstart {
@@ -103,7 +103,7 @@ fn start(envs: &[(&str, &str)]) -> Quickstart {
 
 /// A mock standing in for real Wix, with its own credentials, and the
 /// quickstart pointed at it with `WIX_API_BASE_URL` plus `extra` settings.
-async fn start_against_another_wix(extra: &[(&str, &str)]) -> (MockWix, Quickstart) {
+pub(crate) async fn start_against_another_wix(extra: &[(&str, &str)]) -> (MockWix, Quickstart) {
     let wix = MockWix::builder()
         .app_id("real-app")
         .app_secret("real-secret")
@@ -224,9 +224,10 @@ async fn the_printed_curl_commands_work_as_printed() {
         .request(reqwest::Method::OPTIONS, format!("{}/api/instance", qs.url))
         .header("origin", "https://example.wixsite.com")
         .header("access-control-request-method", "GET")
+        // What `fetchWithAuth` sends on a multilingual site.
         .header(
             "access-control-request-headers",
-            "authorization,content-type",
+            "authorization,content-type,x-wix-linguist,x-wix-consistent",
         )
         .send()
         .await
@@ -237,10 +238,29 @@ async fn the_printed_curl_commands_work_as_printed() {
         .to_str()
         .unwrap()
         .to_ascii_lowercase();
-    assert!(
-        allowed.contains("authorization") && allowed.contains("content-type"),
-        "{allowed}"
-    );
+    for header in [
+        "authorization",
+        "content-type",
+        "x-wix-linguist",
+        "x-wix-consistent",
+    ] {
+        assert!(allowed.contains(header), "{header} not in {allowed}");
+    }
+    // Page code can read why it was refused and when to retry.
+    let answer = reqwest::Client::new()
+        .get(format!("{}/api/whoami", qs.url))
+        .header("origin", "https://example.wixsite.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 401);
+    let exposed = answer.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    for header in ["retry-after", "www-authenticate"] {
+        assert!(exposed.contains(header), "{header} not in {exposed}");
+    }
 }
 
 #[tokio::test]
