@@ -67,6 +67,14 @@ async fn handler() -> &'static str {
     "ok"
 }
 
+/// A layer that elevates every request (its route declares a Wix call).
+fn elevating(elevator: &Elevator) -> wix_elevate::ElevateLayer {
+    elevator
+        .layer()
+        .allow("GET /apps/v1/instance")
+        .expect("a valid operation")
+}
+
 async fn call(router: &Router, token: &str) {
     let res = router
         .clone()
@@ -83,10 +91,17 @@ fn warm_path(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
     // `with_state` finalizes the routes as `axum::serve` does, so route
     // layers are applied once, not on every call.
     let without: Router = Router::new().route("/", get(handler)).with_state(());
+    // A route that declares a Wix operation: the layer verifies the caller
+    // and attaches its app token on every request (the full warm path).
     let with: Router = Router::new()
+        .route("/", get(handler).route_layer(elevating(&elevator)))
+        .with_state(());
+    // A route that declares none: no app token is looked up.
+    let identity_only: Router = Router::new()
         .route("/", get(handler).route_layer(elevator.layer()))
         .with_state(());
     rt.block_on(call(&with, &token));
+    rt.block_on(call(&identity_only, &token));
 
     let mut group = c.benchmark_group("warm_path");
     group.bench_function("without_layer", |b| {
@@ -94,6 +109,9 @@ fn warm_path(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
     });
     group.bench_function("with_layer", |b| {
         b.to_async(rt).iter(|| call(&with, &token))
+    });
+    group.bench_function("with_layer_identity_only", |b| {
+        b.to_async(rt).iter(|| call(&identity_only, &token))
     });
     // The floor: the identity cache is keyed by a keyed digest of the
     // token, AES-128(POLYVAL(token, length)), which the layer computes once
@@ -175,7 +193,7 @@ fn vs_naive(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
     wix.set_latency(Duration::from_millis(20));
     let token = wix.mint(CallerSpec::new(SubjectType::Member).token_len(TOKEN_LEN));
     let state = Naive {
-        http: elevator.http_client().clone(),
+        http: reqwest::Client::new(),
         base: Arc::from(wix.base_url()),
         id: Arc::from(wix.app_id()),
         secret: Arc::from(wix.app_secret()),
@@ -184,7 +202,7 @@ fn vs_naive(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
         .route("/", get(naive_handler))
         .with_state(state);
     let with: Router = Router::new()
-        .route("/", get(handler).route_layer(elevator.layer()))
+        .route("/", get(handler).route_layer(elevating(&elevator)))
         .with_state(());
     rt.block_on(call(&with, &token));
 
@@ -233,7 +251,7 @@ async fn burst(router: &Router, tokens: &[String]) {
 fn bursts(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
     let (wix, elevator) = rt.block_on(setup());
     let with: Router = Router::new()
-        .route("/", get(handler).route_layer(elevator.layer()))
+        .route("/", get(handler).route_layer(elevating(&elevator)))
         .with_state(());
     let mut group = c.benchmark_group("burst_1000");
     group.sample_size(10);

@@ -22,7 +22,7 @@ async fn ok() -> &'static str {
 }
 
 /// The three routes under comparison.
-fn app(elevator: &Elevator) -> Router {
+fn app(elevator: &Elevator) -> Result<Router, wix_elevate::ConfigError> {
     // The floor any route layer pays: axum's per-request plumbing for a
     // route layer plus two `Arc`s cloned into the request extensions, as
     // the elevation layer does for `Caller` and `ElevatedToken`.
@@ -33,10 +33,14 @@ fn app(elevator: &Elevator) -> Router {
         req.extensions_mut().insert(token.clone());
         req
     });
-    Router::new()
+    Ok(Router::new()
         .route("/plain", get(ok))
         .route("/floor", get(ok).route_layer(floor))
-        .route("/elevated", get(ok).route_layer(elevator.layer()))
+        // Declares a Wix call, so the layer attaches the app token too.
+        .route(
+            "/elevated",
+            get(ok).route_layer(elevator.layer().allow("GET /apps/v1/instance")?),
+        ))
 }
 
 #[tokio::main]
@@ -52,6 +56,6 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let bind = env::var("BIND_ADDR").unwrap_or_else(|_| "127.0.0.1:0".into());
     let listener = tokio::net::TcpListener::bind(&bind).await?;
     println!("listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app(&elevator)).await?;
+    axum::serve(listener, app(&elevator)?).await?;
     Ok(())
 }

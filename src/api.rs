@@ -1,16 +1,32 @@
 //! [`WixApi`]: the client handlers use to call Wix with the caller's
 //! elevated token, limited to the operations their route declared.
 //!
-//! Every call is checked against the route's declared [`Operation`]s before
-//! any traffic; an undeclared call is refused with
-//! [`WixApiError::Undeclared`] (403 as a response). Every call that goes out
-//! is audited (target `wix_elevate::audit`) and counted (endpoint `api`). The
-//! token never needs to be touched: it is attached here.
+//! A call is built from values, never from a pre-formatted URL: a path
+//! template whose `{placeholders}` are filled with [`WixRequest::arg`]
+//! (`{subjectId}` and `{instanceId}` default to the caller's own), and
+//! query parameters added with [`WixRequest::query`], which are encoded
+//! here. The whole call, method, path and query, is checked against the
+//! route's declared [`Operation`]s before any traffic: a path argument
+//! that is not a plain segment (a `?`, `#`, `/`, `%`...), an undeclared
+//! query key, a fixed key with another value or a repeated key is refused
+//! with 403 (`operation_not_declared`) and audited.
+//!
+//! A call that goes out has the same protections as the authentication: a
+//! deadline ([`api_deadline`](crate::ElevatorBuilder::api_deadline)) with a
+//! timeout per attempt, jittered retries of transient failures for
+//! idempotent operations only, Wix's 429 honoured (retried if its
+//! `Retry-After` fits, else 503 with it), a cap on calls in flight and a
+//! circuit breaker of its own. If Wix answers 401 to the cached app token
+//! (the app was reinstalled, the token revoked), the token is replaced
+//! once, for every request that saw it, and the call retried once.
+//!
+//! Every call that goes out is audited (target `wix_elevate::audit`) and
+//! counted (endpoint `api`). The token never needs to be touched.
 //!
 //! # Example
 //!
 //! ```
-//! use axum::{Json, Router, routing::{get, post}};
+//! use axum::{Json, Router, extract::Path, routing::{get, post}};
 //! use serde_json::Value;
 //! use wix_elevate::{Elevator, SubjectTypes, WixApi, WixApiError};
 //!
@@ -18,51 +34,66 @@
 //!     Ok(Json(api.get("/apps/v1/instance").await?.json()?))
 //! }
 //!
+//! async fn member(api: WixApi, Path(id): Path<String>) -> Result<Json<Value>, WixApiError> {
+//!     // `id` is a value, never part of a URL string: `m1?fieldsets=FULL`
+//!     // cannot add a query, it is refused.
+//!     let member = api
+//!         .get("/members/v1/members/{id}")
+//!         .arg("id", &id)
+//!         .query("fieldsets", "PUBLIC")
+//!         .await?;
+//!     Ok(Json(member.json()?))
+//! }
+//!
 //! async fn escalate(api: WixApi) -> Result<Json<Value>, WixApiError> {
 //!     // Not declared below: refused with 403 before anything reaches Wix.
-//!     Ok(Json(api.post_json("/members/v1/members", &serde_json::json!({})).await?.json()?))
+//!     Ok(Json(api.post("/members/v1/members").json(&serde_json::json!({})).await?.json()?))
 //! }
 //!
 //! # fn main() -> Result<(), wix_elevate::ConfigError> {
 //! let elevator = Elevator::builder("app", "secret").build()?;
 //! let app: Router = Router::new()
 //!     .route("/instance", get(instance).route_layer(elevator.layer().allow("GET /apps/v1/instance")?))
+//!     .route("/members/{id}", get(member).route_layer(
+//!         elevator.layer().allow("GET /members/v1/members/{id}?fieldsets=PUBLIC")?))
 //!     .route("/escalate", post(escalate).route_layer(elevator.layer().policy(SubjectTypes::members())));
 //! # let _ = app;
 //! # Ok(())
 //! # }
 //! ```
 
-use std::{fmt, sync::Arc, time::Instant};
+use std::{
+    fmt,
+    future::{Future, IntoFuture},
+    pin::Pin,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use bytes::Bytes;
-use http::{Extensions, HeaderValue, Method, StatusCode, header};
+use http::{Extensions, Method, StatusCode};
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{
-    audit,
+    audit::{self, Clean},
     caller::{Caller, ElevatedToken},
-    client::{self, transport_error},
-    error::{Endpoint, UpstreamError},
-    layer::{RouteConfig, RouteScope},
-    metrics::CallOutcome,
-    operation::Operation,
+    client::ApiAnswer,
+    error::{Endpoint, Rejection, RejectionKind, UpstreamError},
+    operation::{Operation, placeholder},
+    route::{RouteConfig, RouteScope},
 };
-
-/// Wix API answers larger than this are refused.
-const MAX_API_BODY: usize = 4 * 1024 * 1024;
 
 /// A Wix API client acting with the caller's elevated token, limited to the
 /// operations the route declared. Extract it in a handler (feature `axum`).
 ///
 /// On a route that declared no operation it refuses every call, before
-/// any traffic (and its audit events then name no route or policy).
+/// any traffic.
 #[derive(Clone)]
 pub struct WixApi {
-    /// `None` on a route that declared no operation: every call is refused.
-    route: Option<Arc<RouteConfig>>,
+    route: Arc<RouteConfig>,
     caller: Caller,
-    token: ElevatedToken,
+    /// Attached by the layer on routes that declare operations.
+    token: Option<ElevatedToken>,
 }
 
 impl WixApi {
@@ -78,10 +109,9 @@ impl WixApi {
     /// ```
     pub fn from_extensions(extensions: &Extensions) -> Option<Self> {
         Some(Self {
-            // Absent on a route that declared no operation (see `service::attach`).
-            route: extensions.get::<RouteScope>().map(|scope| scope.0.clone()),
+            route: extensions.get::<RouteScope>()?.0.clone(),
             caller: extensions.get::<Caller>()?.clone(),
-            token: extensions.get::<ElevatedToken>()?.clone(),
+            token: extensions.get::<ElevatedToken>().cloned(),
         })
     }
 
@@ -92,129 +122,54 @@ impl WixApi {
 
     /// The operations this route declared.
     pub fn operations(&self) -> &[Operation] {
-        self.route.as_ref().map_or(&[], |route| &route.operations)
+        &self.route.operations
     }
 
-    /// `GET` a path under the Wix API base URL (a query string is allowed).
-    pub async fn get(&self, path: &str) -> Result<WixResponse, WixApiError> {
-        self.send(Method::GET, path, None).await
+    /// A `GET` of `path`, a path or path template (see [`WixRequest`]).
+    /// Await it to send it.
+    pub fn get(&self, path: &str) -> WixRequest<'_> {
+        self.request(Method::GET, path)
     }
 
-    /// `POST` a JSON body.
-    pub async fn post_json<T: Serialize + ?Sized>(
-        &self,
-        path: &str,
-        body: &T,
-    ) -> Result<WixResponse, WixApiError> {
-        let body = serde_json::to_vec(body).map_err(|_| WixApiError::Body)?;
-        self.send(Method::POST, path, Some(body.into())).await
+    /// A `POST` to `path`; add a body with [`WixRequest::json`].
+    pub fn post(&self, path: &str) -> WixRequest<'_> {
+        self.request(Method::POST, path)
     }
 
-    /// Any method, with an optional JSON body.
-    pub async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        json: Option<Bytes>,
-    ) -> Result<WixResponse, WixApiError> {
-        let route = self.route.as_deref();
-        let (bare_path, query) = path.split_once('?').unwrap_or((path, ""));
-        let declared = route
-            .filter(|_| query.bytes().all(|b| b.is_ascii_graphic() && b != b'#'))
-            .and_then(|route| {
-                (route.operations.iter())
-                    .find(|op| op.matches(&method, bare_path, &self.caller))
-                    .map(|operation| (route, operation))
-            });
-        let Some((route, operation)) = declared else {
-            let refused = format!("{method} {bare_path}");
-            audit::denied(
-                route.map(|route| &*route.route_name),
-                route.map(|route| route.policy.name()),
-                Some(&self.caller),
-                Some(&refused),
-                "operation_not_declared",
-            );
-            return Err(WixApiError::Undeclared {
-                method,
-                path: bare_path.to_owned(),
-            });
-        };
-
-        let started = Instant::now();
-        let result = self.call(route, method, path, json).await;
-        let elapsed = started.elapsed();
-        let (outcome, status) = match &result {
-            Ok(response) => (CallOutcome::Ok, Some(response.status.as_u16())),
-            Err(WixApiError::Wix { status, .. }) => {
-                (CallOutcome::of_status(*status), Some(status.as_u16()))
-            }
-            Err(WixApiError::Upstream(error)) => (CallOutcome::of_error(error), None),
-            Err(_) => (CallOutcome::Malformed, None),
-        };
-        route
-            .elevator
-            .client()
-            .metrics()
-            .api
-            .record(outcome, elapsed);
-        audit::wix_call(
-            &route.route_name,
-            route.policy.name(),
-            &self.caller,
-            operation,
-            outcome.as_str(),
-            status,
-            elapsed,
-        );
-        result
+    /// A `PUT` to `path`.
+    pub fn put(&self, path: &str) -> WixRequest<'_> {
+        self.request(Method::PUT, path)
     }
 
-    async fn call(
-        &self,
-        route: &RouteConfig,
-        method: Method,
-        path: &str,
-        json: Option<Bytes>,
-    ) -> Result<WixResponse, WixApiError> {
-        let endpoint = Endpoint::Api;
-        let client = route.elevator.client();
-        let mut request = client
-            .http()
-            .request(method, format!("{}{path}", client.base_url()))
-            .header(header::AUTHORIZATION, self.token.authorization_header());
-        if let Some(json) = json {
-            request = request
-                .header(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                )
-                .body(json);
+    /// A `PATCH` to `path`.
+    pub fn patch(&self, path: &str) -> WixRequest<'_> {
+        self.request(Method::PATCH, path)
+    }
+
+    /// A `DELETE` of `path`.
+    pub fn delete(&self, path: &str) -> WixRequest<'_> {
+        self.request(Method::DELETE, path)
+    }
+
+    /// `POST` a JSON body to `path`.
+    pub fn post_json<T: Serialize + ?Sized>(&self, path: &str, body: &T) -> WixRequest<'_> {
+        self.post(path).json(body)
+    }
+
+    /// A call of any method.
+    pub fn request(&self, method: Method, path: &str) -> WixRequest<'_> {
+        WixRequest {
+            api: self,
+            method,
+            path: path.to_owned(),
+            args: Vec::new(),
+            query: Vec::new(),
+            body: RequestBody::None,
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| transport_error(endpoint, e))?;
-        let status = response.status();
-        let request_id = client::request_id(response.headers());
-        let body = client::read_body(endpoint, response, MAX_API_BODY).await?;
-        if status.is_success() {
-            return Ok(WixResponse {
-                status,
-                request_id,
-                body,
-            });
-        }
-        let error: WixErrorBody = serde_json::from_slice(&body).unwrap_or_default();
-        Err(WixApiError::Wix {
-            status,
-            message: error.message,
-            code: error
-                .details
-                .and_then(|d| d.application_error)
-                .and_then(|e| e.code),
-            request_id,
-        })
+    }
+
+    fn scope(&self) -> audit::Scope<'_> {
+        self.route.audit_scope()
     }
 }
 
@@ -224,6 +179,282 @@ impl fmt::Debug for WixApi {
             .field("caller", &self.caller)
             .field("operations", &self.operations())
             .finish_non_exhaustive()
+    }
+}
+
+enum RequestBody {
+    None,
+    Json(Bytes),
+    Unserializable,
+}
+
+/// One call to a Wix API, built from values and checked against the
+/// route's declaration when sent. Made by [`WixApi::get`] and friends;
+/// `.await` it (or call [`send`](Self::send)).
+///
+/// * `path` is a path (`/apps/v1/instance`) or a template
+///   (`/members/v1/members/{id}`) whose placeholders [`arg`](Self::arg)
+///   fills; `{subjectId}` and `{instanceId}` default to the caller's own.
+///   Every resulting segment must be plain (`A-Z a-z 0-9 - . _ ~`, not `.`
+///   or `..`), or the call is refused.
+/// * [`query`](Self::query) adds a query parameter; keys and values are
+///   percent-encoded here, so a value can never add another parameter.
+#[must_use = "a WixRequest does nothing until awaited"]
+pub struct WixRequest<'a> {
+    api: &'a WixApi,
+    method: Method,
+    path: String,
+    args: Vec<(String, String)>,
+    query: Vec<(String, String)>,
+    body: RequestBody,
+}
+
+impl WixRequest<'_> {
+    /// Fill the path placeholder `{name}` with `value`.
+    pub fn arg(mut self, name: &str, value: impl AsRef<str>) -> Self {
+        self.args.push((name.to_owned(), value.as_ref().to_owned()));
+        self
+    }
+
+    /// Add the query parameter `key=value`.
+    pub fn query(mut self, key: &str, value: impl AsRef<str>) -> Self {
+        self.query.push((key.to_owned(), value.as_ref().to_owned()));
+        self
+    }
+
+    /// Send `body` as JSON.
+    pub fn json<T: Serialize + ?Sized>(mut self, body: &T) -> Self {
+        self.body = match serde_json::to_vec(body) {
+            Ok(json) => RequestBody::Json(json.into()),
+            Err(_) => RequestBody::Unserializable,
+        };
+        self
+    }
+
+    /// Check the call against the route's declaration and send it.
+    pub async fn send(self) -> Result<WixResponse, WixApiError> {
+        let api = self.api;
+        let (path, operation) = match self.resolve() {
+            Ok(resolved) => resolved,
+            Err(refusal) => return Err(refusal),
+        };
+        let json = match &self.body {
+            RequestBody::None => None,
+            RequestBody::Json(json) => Some(json),
+            RequestBody::Unserializable => {
+                return Err(WixApiError::new(WixApiErrorKind::InvalidRequest));
+            }
+        };
+        let started = Instant::now();
+        let deadline = api.route.elevator.api_deadline_from(started);
+        let call = Call {
+            api,
+            method: &self.method,
+            path: &path,
+            json,
+            idempotent: operation.is_idempotent(),
+            deadline,
+        };
+        let result = match tokio::time::timeout_at(deadline.into(), call.run()).await {
+            Ok(result) => result,
+            Err(_) => Err(UpstreamError::timeout(Endpoint::Api).into()),
+        };
+        let (outcome, status) = match &result {
+            Ok(response) => ("ok", Some(response.status.as_u16())),
+            Err(error) => (error.code(), error.wix_status().map(|s| s.as_u16())),
+        };
+        audit::wix_call(
+            api.scope(),
+            &api.caller,
+            operation,
+            outcome,
+            status,
+            started.elapsed(),
+        );
+        result
+    }
+
+    /// The encoded path and query, and the declared operation they are, or
+    /// the (audited) refusal.
+    fn resolve(&self) -> Result<(String, &Operation), WixApiError> {
+        let api = self.api;
+        let caller = &api.caller;
+        let mut segments: Vec<&str> = Vec::new();
+        let mut used = 0;
+        for segment in self.path.strip_prefix('/').unwrap_or(&self.path).split('/') {
+            let value = match placeholder(segment) {
+                Some(name) => match self.args.iter().find(|(n, _)| n == name) {
+                    Some((_, value)) => {
+                        used += 1;
+                        value.as_str()
+                    }
+                    None if name == "subjectId" => caller.subject_id(),
+                    None if name == "instanceId" => caller.instance_id(),
+                    None => return Err(WixApiError::new(WixApiErrorKind::InvalidRequest)),
+                },
+                None => segment,
+            };
+            segments.push(value);
+        }
+        if used != self.args.len() || !self.path.starts_with('/') {
+            return Err(WixApiError::new(WixApiErrorKind::InvalidRequest));
+        }
+        let query: Vec<(&str, &str)> = self
+            .query
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let declared = api
+            .route
+            .operations
+            .iter()
+            .find(|op| op.permits(&self.method, segments.iter().copied(), &query, caller));
+        let mut path = String::with_capacity(self.path.len() + 16);
+        for segment in &segments {
+            path.push('/');
+            path.push_str(segment);
+        }
+        if !query.is_empty() {
+            path.push('?');
+            path.push_str(
+                &form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(&query)
+                    .finish(),
+            );
+        }
+        match declared {
+            Some(operation) => Ok((path, operation)),
+            None => {
+                let refused = format!("{} {path}", self.method);
+                audit::denied(
+                    api.scope(),
+                    Some(caller),
+                    Some(&refused),
+                    "operation_not_declared",
+                );
+                Err(WixApiError {
+                    operation: Some(Clean(&refused).to_string()),
+                    ..WixApiError::new(WixApiErrorKind::Undeclared)
+                })
+            }
+        }
+    }
+}
+
+impl<'a> IntoFuture for WixRequest<'a> {
+    type Output = Result<WixResponse, WixApiError>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send + 'a>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.send())
+    }
+}
+
+impl fmt::Debug for WixRequest<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WixRequest")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("query", &self.query)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A checked call on its way to Wix.
+struct Call<'a> {
+    api: &'a WixApi,
+    method: &'a Method,
+    path: &'a str,
+    json: Option<&'a Bytes>,
+    idempotent: bool,
+    deadline: Instant,
+}
+
+impl Call<'_> {
+    async fn run(&self) -> Result<WixResponse, WixApiError> {
+        let api = self.api;
+        let elevator = &api.route.elevator;
+        let token = match &api.token {
+            Some(token) => token.clone(),
+            None => api
+                .route
+                .elevate_on_demand(&api.caller)
+                .await
+                .map_err(WixApiError::from_rejection)?,
+        };
+        let answer = self.send_with(&token).await?;
+        if answer.status != StatusCode::UNAUTHORIZED {
+            return answer.into_result();
+        }
+        // Wix refused the app token itself: replace it (once for every
+        // request that saw it) and try once more.
+        let metrics = &elevator.client().metrics().app_token_recovery;
+        let fresh = elevator
+            .replace_app_token(&token, self.deadline)
+            .await
+            .map_err(WixApiError::from_rejection)?;
+        let answer = self.send_with(&fresh).await?;
+        if answer.status == StatusCode::UNAUTHORIZED {
+            metrics.rejected.increment(1);
+            tracing::warn!(
+                target: "wix_elevate::api",
+                instance_id = api.caller.instance_id(),
+                wix_request_id = answer.request_id.as_deref(),
+                "Wix refused a freshly created app token"
+            );
+            return Err(WixApiError {
+                wix_status: Some(answer.status),
+                request_id: answer.request_id,
+                ..WixApiError::new(WixApiErrorKind::AppTokenRejected)
+            });
+        }
+        metrics.recovered.increment(1);
+        answer.into_result()
+    }
+
+    async fn send_with(&self, token: &ElevatedToken) -> Result<ApiAnswer, WixApiError> {
+        Ok(self
+            .api
+            .route
+            .elevator
+            .client()
+            .api(
+                self.method,
+                self.path,
+                token,
+                self.json,
+                self.idempotent,
+                self.deadline,
+            )
+            .await?)
+    }
+}
+
+impl ApiAnswer {
+    fn into_result(self) -> Result<WixResponse, WixApiError> {
+        if self.status.is_success() {
+            return Ok(WixResponse {
+                status: self.status,
+                request_id: self.request_id,
+                body: self.body,
+            });
+        }
+        let error: WixErrorBody = serde_json::from_slice(&self.body).unwrap_or_default();
+        let kind = if self.status == StatusCode::NOT_FOUND {
+            WixApiErrorKind::NotFound
+        } else {
+            WixApiErrorKind::Refused
+        };
+        Err(WixApiError {
+            wix_status: Some(self.status),
+            message: error.message,
+            code: error
+                .details
+                .and_then(|d| d.application_error)
+                .and_then(|e| e.code),
+            request_id: self.request_id,
+            ..WixApiError::new(kind)
+        })
     }
 }
 
@@ -249,7 +480,7 @@ struct WixApplicationError {
 #[derive(Clone, Debug)]
 pub struct WixResponse {
     status: StatusCode,
-    request_id: Option<String>,
+    request_id: Option<Box<str>>,
     body: Bytes,
 }
 
@@ -272,102 +503,253 @@ impl WixResponse {
     /// The body decoded as JSON.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, WixApiError> {
         serde_json::from_slice(&self.body).map_err(|_| {
-            WixApiError::Upstream(UpstreamError::Malformed {
-                endpoint: Endpoint::Api,
-                reason: "the body is not the expected JSON",
-            })
+            UpstreamError::malformed(Endpoint::Api, "the body is not the expected JSON").into()
         })
     }
 }
 
-/// A [`WixApi`] call failed.
+/// What kind of failure a [`WixApiError`] is; each answers one status.
 ///
-/// As a response (feature `axum`), every kind is a fixed
-/// `application/problem+json` body: 403 for an undeclared operation, 504 for
-/// a timeout, 502 otherwise. Wix's own message stays in this value, for logs.
-#[derive(Debug, thiserror::Error)]
+/// | kind | status | `code` |
+/// |---|---|---|
+/// | [`Undeclared`](Self::Undeclared) | 403 | `operation_not_declared` |
+/// | [`InvalidRequest`](Self::InvalidRequest) | 500 | `invalid_wix_request` |
+/// | [`NotFound`](Self::NotFound) | 404 | `wix_not_found` |
+/// | [`Refused`](Self::Refused) | 502 | `wix_api_error` |
+/// | [`AppTokenRejected`](Self::AppTokenRejected) | 502 | `app_token_rejected` |
+/// | [`Throttled`](Self::Throttled) | 503 + `Retry-After` | `upstream_throttled` |
+/// | [`Unavailable`](Self::Unavailable) | 503 + `Retry-After` | `upstream_unavailable` |
+/// | [`Timeout`](Self::Timeout) | 504 | `upstream_timeout` |
+/// | [`Failed`](Self::Failed) | 502 | `upstream_failed` |
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum WixApiError {
-    /// The route did not declare this operation; nothing was sent.
-    #[error("{method} {path} is not an operation this route declared")]
-    Undeclared {
-        /// The method asked for.
-        method: Method,
-        /// The path asked for (without query).
-        path: String,
-    },
-    /// Wix answered with a non-2xx status.
-    #[error("Wix answered HTTP {status}")]
-    Wix {
-        /// Wix's status.
-        status: StatusCode,
-        /// Wix's `message`, if it sent one.
-        message: Option<String>,
-        /// Wix's `details.applicationError.code`, if it sent one.
-        code: Option<String>,
-        /// Wix's `x-wix-request-id`.
-        request_id: Option<String>,
-    },
-    /// Wix did not answer in time, could not be reached, or sent a body that
-    /// could not be read.
-    #[error(transparent)]
-    Upstream(#[from] UpstreamError),
-    /// The request body could not be serialized.
-    #[error("the request body could not be serialized to JSON")]
-    Body,
+pub enum WixApiErrorKind {
+    /// The route did not declare this call (method, path or query); nothing
+    /// was sent.
+    Undeclared,
+    /// The handler built a call that cannot be sent: a placeholder without
+    /// an argument, an unused argument, a body that does not serialize.
+    InvalidRequest,
+    /// Wix answered 404.
+    NotFound,
+    /// Wix answered another 4xx (its message and code are kept for logs).
+    Refused,
+    /// Wix answered 401 to the app token, and again to a fresh one.
+    AppTokenRejected,
+    /// Wix answered 429 and its `Retry-After` did not fit the deadline.
+    Throttled,
+    /// Wix APIs are failing (circuit open) or too many calls are in flight.
+    Unavailable,
+    /// Wix did not answer within the call's deadline.
+    Timeout,
+    /// Wix answered 5xx, could not be reached, or sent an unreadable body.
+    Failed,
 }
 
-impl WixApiError {
-    /// The status this error answers with.
-    pub fn status(&self) -> StatusCode {
-        self.describe().0
-    }
-
-    /// A stable code for the problem body.
-    pub fn code(&self) -> &'static str {
-        self.describe().1
-    }
-
+impl WixApiErrorKind {
     /// Status, code and fixed detail text, in one place.
-    fn describe(&self) -> (StatusCode, &'static str, &'static str) {
+    const fn describe(self) -> (StatusCode, &'static str, &'static str) {
         match self {
-            WixApiError::Undeclared { .. } => (
+            WixApiErrorKind::Undeclared => (
                 StatusCode::FORBIDDEN,
                 "operation_not_declared",
                 "This endpoint may not perform that Wix operation.",
             ),
-            WixApiError::Wix { .. } => (
+            WixApiErrorKind::InvalidRequest => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "invalid_wix_request",
+                "The request to Wix could not be built.",
+            ),
+            WixApiErrorKind::NotFound => (
+                StatusCode::NOT_FOUND,
+                "wix_not_found",
+                "Wix found no such resource.",
+            ),
+            WixApiErrorKind::Refused => (
                 StatusCode::BAD_GATEWAY,
                 "wix_api_error",
                 "A Wix API call failed.",
             ),
-            WixApiError::Upstream(UpstreamError::Timeout { .. }) => (
+            WixApiErrorKind::AppTokenRejected => (
+                StatusCode::BAD_GATEWAY,
+                "app_token_rejected",
+                "Wix refused the app's access token.",
+            ),
+            WixApiErrorKind::Throttled => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "upstream_throttled",
+                "Wix is throttling requests; retry later.",
+            ),
+            WixApiErrorKind::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "upstream_unavailable",
+                "Wix is unavailable; retry later.",
+            ),
+            WixApiErrorKind::Timeout => (
                 StatusCode::GATEWAY_TIMEOUT,
                 "upstream_timeout",
                 "Wix did not answer in time.",
             ),
-            WixApiError::Upstream(_) => (
+            WixApiErrorKind::Failed => (
                 StatusCode::BAD_GATEWAY,
                 "upstream_failed",
                 "Wix could not be reached or sent an unreadable answer.",
             ),
-            WixApiError::Body => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "request_body",
-                "The request to Wix could not be built.",
-            ),
         }
+    }
+}
+
+/// A [`WixApi`] call failed. Opaque: ask [`kind`](Self::kind).
+///
+/// As a response (feature `axum`), every kind is a fixed
+/// `application/problem+json` body with `Cache-Control: no-store` (see
+/// [`WixApiErrorKind`] for the statuses); Wix's own message stays in this
+/// value, for logs.
+pub struct WixApiError {
+    kind: WixApiErrorKind,
+    wix_status: Option<StatusCode>,
+    message: Option<String>,
+    code: Option<String>,
+    request_id: Option<Box<str>>,
+    retry_after: Option<Duration>,
+    /// For a refused call: what was refused, escaped.
+    operation: Option<String>,
+    source: Option<Arc<UpstreamError>>,
+}
+
+impl WixApiError {
+    fn new(kind: WixApiErrorKind) -> Self {
+        Self {
+            kind,
+            wix_status: None,
+            message: None,
+            code: None,
+            request_id: None,
+            retry_after: None,
+            operation: None,
+            source: None,
+        }
+    }
+
+    /// An app-token failure (from the layer's caches) as a call failure.
+    fn from_rejection(rejection: Rejection) -> Self {
+        let kind = match rejection.kind() {
+            RejectionKind::UpstreamTimeout => WixApiErrorKind::Timeout,
+            RejectionKind::UpstreamThrottled => WixApiErrorKind::Throttled,
+            RejectionKind::UpstreamUnavailable => WixApiErrorKind::Unavailable,
+            _ => WixApiErrorKind::Failed,
+        };
+        Self {
+            retry_after: rejection.retry_after(),
+            source: rejection.upstream_source(),
+            ..Self::new(kind)
+        }
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> WixApiErrorKind {
+        self.kind
+    }
+
+    /// The status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        self.kind.describe().0
+    }
+
+    /// A stable code for the problem body.
+    pub fn code(&self) -> &'static str {
+        self.kind.describe().1
+    }
+
+    /// The status Wix answered, if it answered one.
+    pub fn wix_status(&self) -> Option<StatusCode> {
+        self.wix_status
+            .or_else(|| self.source.as_ref().and_then(|s| s.status()))
+    }
+
+    /// Wix's `message`, if it sent one (for logs; never sent to clients).
+    pub fn wix_message(&self) -> Option<&str> {
+        self.message.as_deref()
+    }
+
+    /// Wix's `details.applicationError.code`, if it sent one.
+    pub fn wix_code(&self) -> Option<&str> {
+        self.code.as_deref()
+    }
+
+    /// Wix's `x-wix-request-id`, for support tickets.
+    pub fn request_id(&self) -> Option<&str> {
+        self.request_id
+            .as_deref()
+            .or_else(|| self.source.as_ref().and_then(|s| s.request_id()))
+    }
+
+    /// How long to wait before retrying, for the 503 kinds.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self.kind {
+            WixApiErrorKind::Throttled | WixApiErrorKind::Unavailable => {
+                Some(self.retry_after.unwrap_or(Duration::from_secs(1)))
+            }
+            _ => None,
+        }
+    }
+
+    /// The Wix failure behind this error, if any.
+    pub fn upstream_error(&self) -> Option<&UpstreamError> {
+        self.source.as_deref()
+    }
+}
+
+impl From<UpstreamError> for WixApiError {
+    fn from(error: UpstreamError) -> Self {
+        Self::from_rejection(Rejection::upstream(Arc::new(error)))
+    }
+}
+
+impl fmt::Display for WixApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.kind.describe().2)?;
+        if let Some(operation) = &self.operation {
+            write!(f, " ({operation})")?;
+        }
+        if let Some(status) = self.wix_status() {
+            write!(f, " (Wix answered HTTP {status})")?;
+        }
+        if let Some(id) = self.request_id() {
+            write!(f, " (x-wix-request-id {id})")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for WixApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WixApiError")
+            .field("kind", &self.kind)
+            .field("wix_status", &self.wix_status())
+            .field("wix_code", &self.code)
+            .field("request_id", &self.request_id())
+            .field("operation", &self.operation)
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::error::Error for WixApiError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 
 #[cfg(feature = "axum")]
 impl axum_core::response::IntoResponse for WixApiError {
     fn into_response(self) -> axum_core::response::Response {
-        let status = self.status();
+        let (status, code, detail) = self.kind.describe();
         if status.is_server_error() {
-            tracing::warn!(target: "wix_elevate::api", error = %self, "Wix API call failed");
+            tracing::warn!(target: "wix_elevate::api", error = %self, code, "Wix API call failed");
         }
-        let (_, code, detail) = self.describe();
-        crate::response::problem(status, detail, code)
+        crate::response::problem(status, detail, code, self.retry_after())
     }
 }

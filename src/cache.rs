@@ -1,7 +1,6 @@
-//! The two caches: who a caller token belongs to (keyed by the token's
-//! keyed digest, never the token) and the app token per instance.
-//!
-//! Both are one [`FlightCache`]: a bounded [`quick_cache`] (S3-FIFO
+//! [`FlightCache`], the generic cache behind both of an elevator's caches
+//! (identities in [`identity`](crate::identity), app tokens in
+//! [`app_token`](crate::app_token)): a bounded [`quick_cache`] (S3-FIFO
 //! eviction, a lock-free-for-readers fast `get`) whose entries carry their
 //! own deadline, plus single flight on misses: however many requests miss
 //! the same key at once, one of them calls Wix and the rest wait for its
@@ -16,11 +15,7 @@ use std::{future::Future, hash::Hash, sync::Arc, time::Instant};
 
 use quick_cache::sync::{Cache, EntryAction, EntryResult};
 
-use crate::{
-    caller::{Caller, ElevatedToken},
-    error::{RejectionKind, UpstreamError},
-    metrics::CacheMetrics,
-};
+use crate::{error::UpstreamError, metrics::CacheMetrics};
 
 /// A cached value that knows until when it may be served.
 pub(crate) trait Fresh: Clone {
@@ -139,62 +134,19 @@ where
         self.entries.insert(key, Slot::Ready(value));
     }
 
+    /// Drop the entry for `key` if it holds a value `stale` picks out.
+    pub(crate) fn remove_if(&self, key: &K, stale: impl FnOnce(&V) -> bool) {
+        self.entries.remove_if(
+            key,
+            |slot| matches!(slot, Slot::Ready(value) if stale(value)),
+        );
+    }
+
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
 }
-
-/// What Wix said about a caller token, and until when to believe it.
-#[derive(Clone, Debug)]
-pub(crate) struct CachedVerdict {
-    pub(crate) verdict: Verdict,
-    fresh_until: Instant,
-}
-
-/// What Wix said about a caller token.
-#[derive(Clone, Debug)]
-pub(crate) enum Verdict {
-    /// Active, for this app, bound to an instance.
-    Valid(Caller),
-    /// Definitively refused (unknown, inactive, expired, another app's, no
-    /// instance). Remembered briefly so a repeated bad token costs nothing.
-    Refused(RejectionKind),
-}
-
-impl CachedVerdict {
-    pub(crate) fn new(verdict: Verdict, now: Instant, ttl: std::time::Duration) -> Self {
-        Self {
-            verdict,
-            fresh_until: now + ttl,
-        }
-    }
-
-    /// Servable in degraded mode: a valid, unexpired identity at most
-    /// `grace` past its TTL.
-    pub(crate) fn is_servable_stale(&self, now: Instant, grace: std::time::Duration) -> bool {
-        matches!(&self.verdict, Verdict::Valid(caller) if caller.is_live(now))
-            && now < self.fresh_until + grace
-    }
-}
-
-impl Fresh for CachedVerdict {
-    fn is_fresh(&self, now: Instant) -> bool {
-        now < self.fresh_until
-    }
-}
-
-impl Fresh for ElevatedToken {
-    fn is_fresh(&self, now: Instant) -> bool {
-        self.is_usable_at(now)
-    }
-}
-
-/// Caller identities by token digest.
-pub(crate) type IdentityCache = FlightCache<crate::token::TokenDigest, CachedVerdict>;
-
-/// App tokens by instance id.
-pub(crate) type AppTokenCache = FlightCache<Arc<str>, ElevatedToken>;
 
 #[cfg(test)]
 mod tests {
@@ -212,9 +164,7 @@ mod tests {
     }
 
     fn failure() -> UpstreamError {
-        UpstreamError::Timeout {
-            endpoint: crate::Endpoint::TokenInfo,
-        }
+        UpstreamError::timeout(crate::Endpoint::TokenInfo)
     }
 
     #[tokio::test]

@@ -10,7 +10,7 @@ use std::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 use http::HeaderValue;
@@ -107,9 +107,7 @@ struct CallerData {
     subject_id: Arc<str>,
     instance_id: Arc<str>,
     site_id: Option<Box<str>>,
-    /// Wix's `exp`, Unix seconds.
-    expires_at: u64,
-    /// The same moment on the monotonic clock, for the per-request check.
+    /// Wix's `exp`, on the monotonic clock.
     live_until: Instant,
 }
 
@@ -127,7 +125,6 @@ impl Caller {
             subject_id.into(),
             instance_id.into(),
             None,
-            u64::MAX,
             far,
         )
     }
@@ -137,7 +134,6 @@ impl Caller {
         subject_id: Arc<str>,
         instance_id: Arc<str>,
         site_id: Option<Box<str>>,
-        expires_at: u64,
         live_until: Instant,
     ) -> Self {
         Caller(Arc::new(CallerData {
@@ -145,7 +141,6 @@ impl Caller {
             subject_id,
             instance_id,
             site_id,
-            expires_at,
             live_until,
         }))
     }
@@ -199,20 +194,20 @@ impl Caller {
         self.require(self.instance_id() == id)
     }
 
+    /// A refusal answered by a handler; the layer audits it on the way out
+    /// (`caller_mismatch`, with the route and policy).
     fn require(&self, holds: bool) -> Result<(), crate::Rejection> {
         if holds {
             Ok(())
         } else {
-            crate::audit::denied(None, None, Some(self), None, "caller_mismatch");
             Err(crate::Rejection::forbidden(self.clone()))
         }
     }
 
-    /// When the caller's token expires (Wix's `exp`).
-    pub fn expires_at(&self) -> SystemTime {
-        UNIX_EPOCH
-            .checked_add(Duration::from_secs(self.0.expires_at))
-            .unwrap_or(UNIX_EPOCH)
+    /// When the caller's token expires (Wix's `exp`), on the monotonic
+    /// clock like every expiry in this crate.
+    pub fn expires_at(&self) -> Instant {
+        self.0.live_until
     }
 
     /// How long until the token expires, from `now`.
@@ -233,7 +228,7 @@ impl fmt::Debug for Caller {
             .field("subject_id", &self.0.subject_id)
             .field("instance_id", &self.0.instance_id)
             .field("site_id", &self.0.site_id)
-            .field("expires_at", &self.0.expires_at)
+            .field("expires_at", &self.0.live_until)
             .finish()
     }
 }
@@ -338,7 +333,48 @@ impl ElevatedToken {
         &self.0.instance_id
     }
 
-    /// When Wix stops accepting this token.
+    pub(crate) fn instance_key(&self) -> &Arc<str> {
+        &self.0.instance_id
+    }
+
+    /// The app token for a request an [`ElevateLayer`](crate::ElevateLayer)
+    /// authorized, for plain tower services (axum handlers extract
+    /// `ElevatedToken`): the one the layer attached, or, on a route that
+    /// declares no Wix operation, one fetched now through the elevator's
+    /// cache. `None` if no layer ran; `Some(Err(response))` is the
+    /// rejection to answer with (502/503/504).
+    ///
+    /// ```
+    /// use wix_elevate::ElevatedToken;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let req = http::Request::new(());
+    /// assert!(ElevatedToken::for_request(req.extensions()).await.is_none(), "no layer ran");
+    /// # }
+    /// ```
+    pub async fn for_request(
+        extensions: &http::Extensions,
+    ) -> Option<Result<ElevatedToken, http::Response<bytes::Bytes>>> {
+        if let Some(token) = extensions.get::<ElevatedToken>() {
+            return Some(Ok(token.clone()));
+        }
+        let route = &extensions.get::<crate::route::RouteScope>()?.0;
+        let caller = extensions.get::<Caller>()?;
+        Some(
+            route
+                .elevate_on_demand(caller)
+                .await
+                .map_err(|rejection| route.reject(rejection)),
+        )
+    }
+
+    /// Whether both are the very same issued token (not merely equal text).
+    pub(crate) fn same_as(&self, other: &ElevatedToken) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// When Wix stops accepting this token, on the monotonic clock.
     pub fn expires_at(&self) -> Instant {
         self.0.expires_at
     }

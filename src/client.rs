@@ -1,9 +1,14 @@
-//! The two Wix OAuth calls, over one reused `reqwest::Client`.
+//! The one client for every HTTP call to Wix: the two OAuth calls and the
+//! Wix APIs handlers call through [`WixApi`](crate::WixApi), over one reused
+//! `reqwest::Client`.
 //!
-//! Every call has a timeout, never follows redirects (the app secret must
-//! not travel anywhere but the configured base URL), checks the status
-//! before decoding, reads at most [`MAX_BODY`] bytes, and maps every failure
-//! to a typed [`UpstreamError`] whose text holds no token and no body.
+//! Every call has a timeout, never follows redirects (neither the app
+//! secret nor an app token may travel anywhere but the configured base
+//! URL), checks the status before decoding, reads a bounded body, keeps
+//! Wix's `x-wix-request-id`, and maps every failure to a typed
+//! [`UpstreamError`] whose text holds no token and no body. Each endpoint
+//! family has its own [`UpstreamGuard`] (breaker, retries, concurrency cap):
+//! a flood of garbage caller tokens cannot stop app tokens being created.
 
 use std::{
     sync::atomic::{AtomicBool, Ordering},
@@ -11,19 +16,23 @@ use std::{
 };
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
 use crate::{
+    caller::ElevatedToken,
     error::{ConfigError, Endpoint, UpstreamError},
     metrics::{CallOutcome, WixMetrics},
-    upstream::{GuardSettings, UpstreamGuard},
+    upstream::{GuardSettings, MAX_ATTEMPTS, UpstreamGuard},
     wire::{self, AccessTokenGrant, TokenInfo},
 };
 
-/// Wix answers are a few hundred bytes; anything past this is not Wix.
+/// OAuth answers are a few hundred bytes; anything past this is not Wix.
 const MAX_BODY: usize = 64 * 1024;
+
+/// Wix API answers larger than this are refused.
+const MAX_API_BODY: usize = 4 * 1024 * 1024;
 
 /// What Token Info said about a caller token.
 #[derive(Debug)]
@@ -39,6 +48,14 @@ pub(crate) enum TokenInfoAnswer {
 pub(crate) struct AppTokenGrant {
     pub(crate) access_token: String,
     pub(crate) expires_in: Duration,
+}
+
+/// A Wix API's final answer: any 2xx or 4xx except 429 (those are Wix's
+/// answer about this request; 429 and 5xx are failures of the call).
+pub(crate) struct ApiAnswer {
+    pub(crate) status: StatusCode,
+    pub(crate) request_id: Option<Box<str>>,
+    pub(crate) body: Bytes,
 }
 
 /// The longest app-token lifetime believed, whatever Wix says (it documents
@@ -60,17 +77,24 @@ fn believed_lifetime(expires_in: Option<i64>) -> Option<Duration> {
     Some(Duration::from_secs(secs).min(MAX_APP_TOKEN_LIFETIME))
 }
 
+/// One guard per endpoint family.
+struct Guards {
+    token_info: UpstreamGuard,
+    create_access_token: UpstreamGuard,
+    api: UpstreamGuard,
+}
+
 pub(crate) struct WixClient {
     metrics: WixMetrics,
-    /// App-token lifetime assumed when Wix's `expires_in` is unusable.
-    fallback_lifetime: Duration,
-    /// Set once the fallback lifetime was first needed (warned once).
-    warned_fallback: AtomicBool,
-    guard: UpstreamGuard,
+    guards: Guards,
     http: reqwest::Client,
     base_url: Box<str>,
     token_info_url: Box<str>,
     token_url: Box<str>,
+    /// App-token lifetime assumed when Wix's `expires_in` is unusable.
+    fallback_lifetime: Duration,
+    /// Set once the fallback lifetime was first needed (warned once).
+    warned_fallback: AtomicBool,
 }
 
 #[derive(Serialize)]
@@ -95,12 +119,17 @@ impl WixClient {
         metrics: WixMetrics,
     ) -> Result<Self, ConfigError> {
         let base_url = normalize_base_url(base_url)?;
+        if base_url.starts_with("https://")
+            && !cfg!(any(feature = "rustls", feature = "native-tls"))
+        {
+            return Err(ConfigError::NoTls);
+        }
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(ConfigError::HttpClient)?;
+            .map_err(|e| ConfigError::HttpClient(Box::new(e)))?;
         Ok(Self {
             token_info_url: format!("{base_url}/oauth2/token-info").into(),
             token_url: format!("{base_url}/oauth2/token").into(),
@@ -109,7 +138,11 @@ impl WixClient {
             metrics,
             fallback_lifetime,
             warned_fallback: AtomicBool::new(false),
-            guard: UpstreamGuard::new(guard),
+            guards: Guards {
+                token_info: UpstreamGuard::new(guard),
+                create_access_token: UpstreamGuard::new(guard),
+                api: UpstreamGuard::new(guard),
+            },
         })
     }
 
@@ -117,12 +150,21 @@ impl WixClient {
         &self.base_url
     }
 
-    pub(crate) fn http(&self) -> &reqwest::Client {
-        &self.http
-    }
-
     pub(crate) fn metrics(&self) -> &WixMetrics {
         &self.metrics
+    }
+
+    /// Whether each endpoint family's circuit lets calls through, in the
+    /// order Token Info, Create Access Token, Wix APIs.
+    pub(crate) fn circuits_closed(&self) -> [(Endpoint, bool); 3] {
+        [
+            (Endpoint::TokenInfo, self.guards.token_info.is_closed()),
+            (
+                Endpoint::CreateAccessToken,
+                self.guards.create_access_token.is_closed(),
+            ),
+            (Endpoint::Api, self.guards.api.is_closed()),
+        ]
     }
 
     /// `POST /oauth2/token-info` with the bare caller token, guarded and
@@ -132,23 +174,21 @@ impl WixClient {
         token: &str,
         deadline: Instant,
     ) -> Result<TokenInfoAnswer, UpstreamError> {
-        self.guard
-            .call(Endpoint::TokenInfo, deadline, || {
-                self.token_info_attempt(token)
+        let endpoint = Endpoint::TokenInfo;
+        self.guards
+            .token_info
+            .call(endpoint, deadline, MAX_ATTEMPTS, || async {
+                let started = Instant::now();
+                let answer = self.ask_token_info(token).await;
+                let outcome = match &answer {
+                    Ok(TokenInfoAnswer::Info(_)) => CallOutcome::Ok,
+                    Ok(TokenInfoAnswer::Refused(_)) => CallOutcome::ClientError,
+                    Err(error) => error.classify().1,
+                };
+                self.metrics.token_info.record(outcome, started.elapsed());
+                answer
             })
             .await
-    }
-
-    async fn token_info_attempt(&self, token: &str) -> Result<TokenInfoAnswer, UpstreamError> {
-        let started = Instant::now();
-        let answer = self.ask_token_info(token).await;
-        let outcome = match &answer {
-            Ok(TokenInfoAnswer::Info(_)) => CallOutcome::Ok,
-            Ok(TokenInfoAnswer::Refused(_)) => CallOutcome::ClientError,
-            Err(error) => CallOutcome::of_error(error),
-        };
-        self.metrics.token_info.record(outcome, started.elapsed());
-        answer
     }
 
     async fn ask_token_info(&self, token: &str) -> Result<TokenInfoAnswer, UpstreamError> {
@@ -162,9 +202,8 @@ impl WixClient {
         let body = read_ok_body(endpoint, response).await?;
         wire::decode::<TokenInfo>(&body)
             .map(TokenInfoAnswer::Info)
-            .ok_or(UpstreamError::Malformed {
-                endpoint,
-                reason: "the body is not a Token Info object",
+            .ok_or_else(|| {
+                UpstreamError::malformed(endpoint, "the body is not a Token Info object")
             })
     }
 
@@ -177,28 +216,25 @@ impl WixClient {
         instance_id: &str,
         deadline: Instant,
     ) -> Result<AppTokenGrant, UpstreamError> {
-        self.guard
-            .call(Endpoint::CreateAccessToken, deadline, || {
-                self.create_access_token_attempt(app_id, app_secret, instance_id)
-            })
-            .await
-    }
-
-    async fn create_access_token_attempt(
-        &self,
-        app_id: &str,
-        app_secret: &SecretString,
-        instance_id: &str,
-    ) -> Result<AppTokenGrant, UpstreamError> {
-        let started = Instant::now();
-        let grant = self.grant(app_id, app_secret, instance_id).await;
-        let outcome = grant
-            .as_ref()
-            .map_or_else(CallOutcome::of_error, |_| CallOutcome::Ok);
-        self.metrics
+        self.guards
             .create_access_token
-            .record(outcome, started.elapsed());
-        grant
+            .call(
+                Endpoint::CreateAccessToken,
+                deadline,
+                MAX_ATTEMPTS,
+                || async {
+                    let started = Instant::now();
+                    let grant = self.grant(app_id, app_secret, instance_id).await;
+                    let outcome = grant
+                        .as_ref()
+                        .map_or_else(|e| e.classify().1, |_| CallOutcome::Ok);
+                    self.metrics
+                        .create_access_token
+                        .record(outcome, started.elapsed());
+                    grant
+                },
+            )
+            .await
     }
 
     async fn grant(
@@ -216,13 +252,16 @@ impl WixClient {
         });
         let response = self.post(endpoint, &self.token_url, body).await?;
         let body = read_ok_body(endpoint, response).await?;
-        let malformed = |reason| UpstreamError::Malformed { endpoint, reason };
-        let grant: AccessTokenGrant = wire::decode(&body)
-            .ok_or_else(|| malformed("the body is not an access token grant"))?;
+        let grant: AccessTokenGrant = wire::decode(&body).ok_or_else(|| {
+            UpstreamError::malformed(endpoint, "the body is not an access token grant")
+        })?;
         if grant.access_token.is_empty()
             || http::HeaderValue::from_str(&grant.access_token).is_err()
         {
-            return Err(malformed("access_token is empty or not header-safe"));
+            return Err(UpstreamError::malformed(
+                endpoint,
+                "access_token is empty or not header-safe",
+            ));
         }
         let expires_in = believed_lifetime(grant.expires_in).unwrap_or_else(|| {
             if !self.warned_fallback.swap(true, Ordering::Relaxed) {
@@ -237,6 +276,82 @@ impl WixClient {
         Ok(AppTokenGrant {
             access_token: grant.access_token,
             expires_in,
+        })
+    }
+
+    /// Call a Wix API with the app token: `path_and_query` is already
+    /// checked against the route's declaration and encoded. Guarded like
+    /// the OAuth calls; retried (transient failures, a 429 whose
+    /// `Retry-After` fits) only when `idempotent`.
+    pub(crate) async fn api(
+        &self,
+        method: &Method,
+        path_and_query: &str,
+        token: &ElevatedToken,
+        json: Option<&Bytes>,
+        idempotent: bool,
+        deadline: Instant,
+    ) -> Result<ApiAnswer, UpstreamError> {
+        let endpoint = Endpoint::Api;
+        let url = format!("{}{path_and_query}", self.base_url);
+        let attempts = if idempotent { MAX_ATTEMPTS } else { 1 };
+        self.guards
+            .api
+            .call(endpoint, deadline, attempts, || async {
+                let started = Instant::now();
+                let answer = self.api_attempt(method, &url, token, json).await;
+                let outcome = match &answer {
+                    Ok(answer) => CallOutcome::of_status(answer.status),
+                    Err(error) => error.classify().1,
+                };
+                self.metrics.api.record(outcome, started.elapsed());
+                answer
+            })
+            .await
+    }
+
+    async fn api_attempt(
+        &self,
+        method: &Method,
+        url: &str,
+        token: &ElevatedToken,
+        json: Option<&Bytes>,
+    ) -> Result<ApiAnswer, UpstreamError> {
+        let endpoint = Endpoint::Api;
+        let mut request = self
+            .http
+            .request(method.clone(), url)
+            .header(header::AUTHORIZATION, token.authorization_header())
+            .header(header::ACCEPT, HeaderValue::from_static("application/json"));
+        if let Some(json) = json {
+            request = request
+                .header(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )
+                .body(json.clone());
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| transport_error(endpoint, e))?;
+        let status = response.status();
+        let request_id = request_id(response.headers());
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            return Err(UpstreamError::throttled(
+                endpoint,
+                retry_after(response.headers()),
+                request_id,
+            ));
+        }
+        if status.is_server_error() || !(status.is_success() || status.is_client_error()) {
+            return Err(UpstreamError::bad_status(endpoint, status, request_id));
+        }
+        let body = read_body(endpoint, response, MAX_API_BODY).await?;
+        Ok(ApiAnswer {
+            status,
+            request_id,
+            body,
         })
     }
 
@@ -270,27 +385,13 @@ impl std::fmt::Debug for WixClient {
     }
 }
 
-impl CallOutcome {
-    pub(crate) fn of_error(error: &UpstreamError) -> Self {
-        match error {
-            UpstreamError::Timeout { .. } => CallOutcome::Timeout,
-            UpstreamError::Transport { .. } => CallOutcome::Transport,
-            UpstreamError::Status { status, .. } => CallOutcome::of_status(*status),
-            UpstreamError::Throttled { .. } => CallOutcome::Throttled,
-            UpstreamError::Malformed { .. } => CallOutcome::Malformed,
-            // Never recorded: these mean no call was made.
-            UpstreamError::CircuitOpen { .. } | UpstreamError::Overloaded { .. } => {
-                CallOutcome::Transport
-            }
-        }
-    }
-}
-
-pub(crate) fn transport_error(endpoint: Endpoint, source: reqwest::Error) -> UpstreamError {
+fn transport_error(endpoint: Endpoint, source: reqwest::Error) -> UpstreamError {
     if source.is_timeout() {
-        UpstreamError::Timeout { endpoint }
+        UpstreamError::timeout(endpoint)
     } else {
-        UpstreamError::Transport { endpoint, source }
+        // reqwest's text names the URL (the base URL and a path), never a
+        // token or the secret, which travel in headers and bodies.
+        UpstreamError::transport(endpoint, source)
     }
 }
 
@@ -300,37 +401,32 @@ async fn read_ok_body(
     response: reqwest::Response,
 ) -> Result<Bytes, UpstreamError> {
     let status = response.status();
+    let request_id = request_id(response.headers());
     if status == StatusCode::TOO_MANY_REQUESTS {
-        return Err(UpstreamError::Throttled {
+        return Err(UpstreamError::throttled(
             endpoint,
-            retry_after: retry_after(response.headers()),
-        });
+            retry_after(response.headers()),
+            request_id,
+        ));
     }
     if status != StatusCode::OK {
-        return Err(UpstreamError::Status {
-            endpoint,
-            status,
-            request_id: request_id(response.headers()),
-        });
+        return Err(UpstreamError::bad_status(endpoint, status, request_id));
     }
     read_body(endpoint, response, MAX_BODY).await
 }
 
 /// The whole body, refusing more than `max` bytes.
-pub(crate) async fn read_body(
+async fn read_body(
     endpoint: Endpoint,
     mut response: reqwest::Response,
     max: usize,
 ) -> Result<Bytes, UpstreamError> {
-    let too_large = UpstreamError::Malformed {
-        endpoint,
-        reason: "the body is too large",
-    };
+    let too_large = || UpstreamError::malformed(endpoint, "the body is too large");
     if response
         .content_length()
         .is_some_and(|len| len > max as u64)
     {
-        return Err(too_large);
+        return Err(too_large());
     }
     let mut body = BytesMut::new();
     while let Some(chunk) = response
@@ -339,7 +435,7 @@ pub(crate) async fn read_body(
         .map_err(|e| transport_error(endpoint, e))?
     {
         if body.len() + chunk.len() > max {
-            return Err(too_large);
+            return Err(too_large());
         }
         body.extend_from_slice(&chunk);
     }
@@ -347,7 +443,7 @@ pub(crate) async fn read_body(
 }
 
 /// `Retry-After` in delay-seconds form, capped at one hour.
-pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let secs: u64 = headers
         .get(header::RETRY_AFTER)?
         .to_str()
@@ -358,9 +454,11 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     Some(Duration::from_secs(secs.min(3600)))
 }
 
-pub(crate) fn request_id(headers: &HeaderMap) -> Option<String> {
+/// Wix's `x-wix-request-id`, if it is short, printable ASCII (it reaches
+/// logs and error values).
+fn request_id(headers: &HeaderMap) -> Option<Box<str>> {
     let id = headers.get("x-wix-request-id")?.to_str().ok()?;
-    (id.len() <= 128).then(|| id.to_owned())
+    (id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic())).then(|| id.into())
 }
 
 /// `scheme://host[:port][/path]` without a trailing slash.

@@ -55,8 +55,12 @@ pub const X_WIX_LINGUIST: HeaderName = HeaderName::from_static("x-wix-linguist")
 pub const X_WIX_CONSISTENT: HeaderName = HeaderName::from_static("x-wix-consistent");
 
 /// The request headers `fetchWithAuth` sends, to allow in preflights.
-pub const ALLOW_HEADERS: [HeaderName; 4] =
-    [AUTHORIZATION, CONTENT_TYPE, X_WIX_LINGUIST, X_WIX_CONSISTENT];
+pub const ALLOW_HEADERS: [HeaderName; 4] = [
+    AUTHORIZATION,
+    CONTENT_TYPE,
+    X_WIX_LINGUIST,
+    X_WIX_CONSISTENT,
+];
 
 /// The response headers page code (and the SDK) needs to read.
 pub const EXPOSE_HEADERS: [HeaderName; 3] = [RETRY_AFTER, WWW_AUTHENTICATE, X_WIX_CONSISTENT];

@@ -13,7 +13,7 @@ use std::{fmt, sync::Arc, time::Duration};
 
 use http::StatusCode;
 
-use crate::caller::Caller;
+use crate::{caller::Caller, metrics::CallOutcome};
 
 /// Building an [`Elevator`](crate::Elevator) failed.
 ///
@@ -55,7 +55,11 @@ pub enum ConfigError {
     Randomness(#[source] std::io::Error),
     /// The HTTP client could not be built (for example, no TLS backend).
     #[error("the HTTP client for Wix could not be built")]
-    HttpClient(#[source] reqwest::Error),
+    HttpClient(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The base URL is `https`, but the crate was built without a TLS
+    /// backend (features `rustls` and `native-tls` both off).
+    #[error("the Wix API base URL is https, but no TLS feature (rustls, native-tls) is enabled")]
+    NoTls,
 }
 
 /// Which Wix endpoint a call went to.
@@ -93,127 +97,257 @@ impl fmt::Display for Endpoint {
 
 /// A call to Wix failed in a way that says nothing about the caller.
 ///
-/// Never cached: the next request asks Wix again.
+/// Opaque, like `std::io::Error`: ask [`kind`](Self::kind) what went wrong
+/// and [`endpoint`](Self::endpoint) where. Never cached: the next request
+/// asks Wix again. Its text names the endpoint and Wix's status, never a
+/// token, a body or the secret.
 ///
 /// ```
-/// use wix_elevate::{Endpoint, UpstreamError};
+/// use wix_elevate::{Endpoint, Rejection, UpstreamErrorKind};
 ///
-/// let err = UpstreamError::Timeout { endpoint: Endpoint::TokenInfo };
-/// assert_eq!(err.to_string(), "Wix token_info did not answer in time");
+/// fn describe(rejection: &Rejection) -> String {
+///     match rejection.upstream_error() {
+///         Some(e) if e.kind() == UpstreamErrorKind::Timeout => format!("{} was slow", e.endpoint()),
+///         Some(e) => e.to_string(),
+///         None => "not Wix's fault".into(),
+///     }
+/// }
+/// # let _ = describe;
 /// ```
-#[derive(Debug, thiserror::Error)]
+pub struct UpstreamError {
+    endpoint: Endpoint,
+    kind: UpstreamErrorKind,
+    status: Option<StatusCode>,
+    request_id: Option<Box<str>>,
+    retry_after: Option<Duration>,
+    reason: Option<&'static str>,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+/// What kind of failure an [`UpstreamError`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum UpstreamError {
-    /// No answer within the configured timeout.
-    #[error("Wix {endpoint} did not answer in time")]
-    Timeout {
-        /// The endpoint called.
-        endpoint: Endpoint,
-    },
+pub enum UpstreamErrorKind {
+    /// No answer within the call's timeout or the request's deadline.
+    Timeout,
     /// The connection failed or dropped before a full answer arrived.
-    #[error("Wix {endpoint} could not be reached")]
-    Transport {
-        /// The endpoint called.
-        endpoint: Endpoint,
-        /// The HTTP client's error (it names the URL, never a token).
-        #[source]
-        source: reqwest::Error,
-    },
-    /// Wix answered with an unexpected status.
-    #[error("Wix {endpoint} answered HTTP {status}")]
-    Status {
-        /// The endpoint called.
-        endpoint: Endpoint,
-        /// The status Wix sent.
-        status: StatusCode,
-        /// Wix's `x-wix-request-id` header, for support tickets.
-        request_id: Option<String>,
-    },
+    Transport,
+    /// Wix answered with a status this call cannot use (see
+    /// [`UpstreamError::status`]).
+    Status,
     /// Wix answered 429 Too Many Requests.
-    #[error("Wix {endpoint} is throttling requests")]
-    Throttled {
-        /// The endpoint called.
-        endpoint: Endpoint,
-        /// Wix's `Retry-After`, when it sent one in seconds.
-        retry_after: Option<Duration>,
-    },
-    /// Wix answered 200 with a body that is not the documented shape.
-    #[error("Wix {endpoint} sent a malformed answer: {reason}")]
-    Malformed {
-        /// The endpoint called.
-        endpoint: Endpoint,
-        /// What was wrong, in fixed words (never the body's content).
-        reason: &'static str,
-    },
-    /// Wix failed repeatedly; calls are refused until the cool-down ends.
-    #[error("Wix {endpoint} is failing; calls are paused (circuit open)")]
-    CircuitOpen {
-        /// The endpoint not called.
-        endpoint: Endpoint,
-        /// When a call will be tried again.
-        retry_after: Duration,
-    },
+    Throttled,
+    /// Wix answered with a body that is not the documented shape.
+    Malformed,
+    /// Wix failed repeatedly; calls are paused (circuit open).
+    CircuitOpen,
     /// Too many calls to Wix were in flight for too long.
-    #[error("too many Wix calls in flight; {endpoint} was not called")]
-    Overloaded {
-        /// The endpoint not called.
-        endpoint: Endpoint,
-    },
+    Overloaded,
 }
 
 impl UpstreamError {
-    /// The endpoint that failed.
-    ///
-    /// ```
-    /// # use wix_elevate::{Endpoint, UpstreamError};
-    /// let err = UpstreamError::Timeout { endpoint: Endpoint::TokenInfo };
-    /// assert_eq!(err.endpoint(), Endpoint::TokenInfo);
-    /// ```
-    pub fn endpoint(&self) -> Endpoint {
-        match self {
-            UpstreamError::Timeout { endpoint }
-            | UpstreamError::Transport { endpoint, .. }
-            | UpstreamError::Status { endpoint, .. }
-            | UpstreamError::Throttled { endpoint, .. }
-            | UpstreamError::Malformed { endpoint, .. }
-            | UpstreamError::CircuitOpen { endpoint, .. }
-            | UpstreamError::Overloaded { endpoint } => *endpoint,
+    fn new(endpoint: Endpoint, kind: UpstreamErrorKind) -> Self {
+        Self {
+            endpoint,
+            kind,
+            status: None,
+            request_id: None,
+            retry_after: None,
+            reason: None,
+            source: None,
         }
     }
 
+    pub(crate) fn timeout(endpoint: Endpoint) -> Self {
+        Self::new(endpoint, UpstreamErrorKind::Timeout)
+    }
+
+    pub(crate) fn transport(
+        endpoint: Endpoint,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            source: Some(Box::new(source)),
+            ..Self::new(endpoint, UpstreamErrorKind::Transport)
+        }
+    }
+
+    pub(crate) fn bad_status(
+        endpoint: Endpoint,
+        status: StatusCode,
+        request_id: Option<Box<str>>,
+    ) -> Self {
+        Self {
+            status: Some(status),
+            request_id,
+            ..Self::new(endpoint, UpstreamErrorKind::Status)
+        }
+    }
+
+    pub(crate) fn throttled(
+        endpoint: Endpoint,
+        retry_after: Option<Duration>,
+        request_id: Option<Box<str>>,
+    ) -> Self {
+        Self {
+            status: Some(StatusCode::TOO_MANY_REQUESTS),
+            retry_after,
+            request_id,
+            ..Self::new(endpoint, UpstreamErrorKind::Throttled)
+        }
+    }
+
+    pub(crate) fn malformed(endpoint: Endpoint, reason: &'static str) -> Self {
+        Self {
+            reason: Some(reason),
+            ..Self::new(endpoint, UpstreamErrorKind::Malformed)
+        }
+    }
+
+    pub(crate) fn circuit_open(endpoint: Endpoint, retry_after: Duration) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(endpoint, UpstreamErrorKind::CircuitOpen)
+        }
+    }
+
+    pub(crate) fn overloaded(endpoint: Endpoint) -> Self {
+        Self::new(endpoint, UpstreamErrorKind::Overloaded)
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> UpstreamErrorKind {
+        self.kind
+    }
+
+    /// The endpoint that failed (or was not called).
+    pub fn endpoint(&self) -> Endpoint {
+        self.endpoint
+    }
+
+    /// Wix's status, when it answered one.
+    pub fn status(&self) -> Option<StatusCode> {
+        self.status
+    }
+
+    /// Wix's `x-wix-request-id`, for support tickets.
+    pub fn request_id(&self) -> Option<&str> {
+        self.request_id.as_deref()
+    }
+
+    /// How long a caller should wait, when Wix said (`Retry-After`) or the
+    /// circuit breaker knows.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+
     /// Worth another attempt within the deadline: connection failures,
-    /// dropped connections, timeouts of one attempt, 408, 425 and 502/503/504.
-    /// (429 is retried only when its `Retry-After` fits; 4xx never.)
+    /// dropped connections, an attempt's timeout, 408, 425 and 502/503/504.
+    /// (429 is retried only when its `Retry-After` fits; other 4xx never.)
     pub(crate) fn is_transient(&self) -> bool {
-        match self {
-            UpstreamError::Transport { .. } | UpstreamError::Timeout { .. } => true,
-            UpstreamError::Status { status, .. } => {
-                matches!(status.as_u16(), 408 | 425 | 502..=504)
-            }
+        match self.kind {
+            UpstreamErrorKind::Transport | UpstreamErrorKind::Timeout => true,
+            UpstreamErrorKind::Status => self
+                .status
+                .is_some_and(|s| matches!(s.as_u16(), 408 | 425 | 502..=504)),
             _ => false,
         }
     }
 
-    pub(crate) fn rejection_kind(&self) -> RejectionKind {
-        match self {
-            UpstreamError::Timeout { .. } => RejectionKind::UpstreamTimeout,
-            UpstreamError::Throttled { .. } => RejectionKind::UpstreamThrottled,
-            UpstreamError::CircuitOpen { .. } | UpstreamError::Overloaded { .. } => {
-                RejectionKind::UpstreamUnavailable
-            }
-            UpstreamError::Transport { .. }
-            | UpstreamError::Status { .. }
-            | UpstreamError::Malformed { .. } => RejectionKind::UpstreamFailed,
+    /// Whether this failure says Wix itself is in trouble, and so counts
+    /// toward the circuit breaker: timeouts, transport errors, 5xx and 429.
+    /// A 4xx or a malformed answer is about one token or one instance, and
+    /// one tenant must not be able to open the circuit for all.
+    pub(crate) fn trips_breaker(&self) -> bool {
+        match self.kind {
+            UpstreamErrorKind::Transport
+            | UpstreamErrorKind::Timeout
+            | UpstreamErrorKind::Throttled => true,
+            UpstreamErrorKind::Status => self.status.is_some_and(|s| s.is_server_error()),
+            UpstreamErrorKind::Malformed
+            | UpstreamErrorKind::CircuitOpen
+            | UpstreamErrorKind::Overloaded => false,
         }
     }
 
-    /// How long a caller should wait, when Wix said or the breaker knows.
-    pub(crate) fn retry_after(&self) -> Option<Duration> {
-        match self {
-            UpstreamError::Throttled { retry_after, .. } => *retry_after,
-            UpstreamError::CircuitOpen { retry_after, .. } => Some(*retry_after),
-            _ => None,
+    /// The one table from an upstream failure to the rejection it causes
+    /// and the outcome its call is counted as.
+    pub(crate) fn classify(&self) -> (RejectionKind, CallOutcome) {
+        match self.kind {
+            UpstreamErrorKind::Timeout => (RejectionKind::UpstreamTimeout, CallOutcome::Timeout),
+            UpstreamErrorKind::Transport => (RejectionKind::UpstreamFailed, CallOutcome::Transport),
+            UpstreamErrorKind::Status => (
+                RejectionKind::UpstreamFailed,
+                self.status
+                    .map_or(CallOutcome::ServerError, CallOutcome::of_status),
+            ),
+            UpstreamErrorKind::Throttled => {
+                (RejectionKind::UpstreamThrottled, CallOutcome::Throttled)
+            }
+            UpstreamErrorKind::Malformed => (RejectionKind::UpstreamFailed, CallOutcome::Malformed),
+            // No call was made: the outcome is never recorded.
+            UpstreamErrorKind::CircuitOpen | UpstreamErrorKind::Overloaded => {
+                (RejectionKind::UpstreamUnavailable, CallOutcome::Transport)
+            }
         }
+    }
+
+    pub(crate) fn rejection_kind(&self) -> RejectionKind {
+        self.classify().0
+    }
+}
+
+impl fmt::Display for UpstreamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let endpoint = self.endpoint;
+        match self.kind {
+            UpstreamErrorKind::Timeout => write!(f, "Wix {endpoint} did not answer in time"),
+            UpstreamErrorKind::Transport => write!(f, "Wix {endpoint} could not be reached"),
+            UpstreamErrorKind::Status => match self.status {
+                Some(status) => write!(f, "Wix {endpoint} answered HTTP {status}"),
+                None => write!(f, "Wix {endpoint} answered an unexpected status"),
+            },
+            UpstreamErrorKind::Throttled => write!(f, "Wix {endpoint} is throttling requests"),
+            UpstreamErrorKind::Malformed => write!(
+                f,
+                "Wix {endpoint} sent a malformed answer: {}",
+                self.reason.unwrap_or("unreadable")
+            ),
+            UpstreamErrorKind::CircuitOpen => {
+                write!(
+                    f,
+                    "Wix {endpoint} is failing; calls are paused (circuit open)"
+                )
+            }
+            UpstreamErrorKind::Overloaded => {
+                write!(f, "too many Wix calls in flight; {endpoint} was not called")
+            }
+        }?;
+        if let Some(id) = &self.request_id {
+            write!(f, " (x-wix-request-id {id})")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for UpstreamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamError")
+            .field("endpoint", &self.endpoint)
+            .field("kind", &self.kind)
+            .field("status", &self.status)
+            .field("request_id", &self.request_id)
+            .field("retry_after", &self.retry_after)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl std::error::Error for UpstreamError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 
@@ -469,6 +603,10 @@ impl Rejection {
     /// The Wix failure behind a 5xx, if any.
     pub fn upstream_error(&self) -> Option<&UpstreamError> {
         self.source.as_deref()
+    }
+
+    pub(crate) fn upstream_source(&self) -> Option<Arc<UpstreamError>> {
+        self.source.clone()
     }
 
     /// How long the caller should wait before retrying, for 503s and 429s:

@@ -85,6 +85,7 @@ impl IntoResponse for MissingElevateLayer {
             StatusCode::INTERNAL_SERVER_ERROR,
             "Server misconfiguration: the route lacks wix_elevate::ElevateLayer.",
             "missing_elevate_layer",
+            None,
         )
     }
 }
@@ -117,7 +118,45 @@ macro_rules! extension_extractor {
 }
 
 extension_extractor!(Caller, "Caller");
-extension_extractor!(ElevatedToken, "ElevatedToken");
+
+/// On a route that declares Wix operations the layer has attached the
+/// token; elsewhere it is fetched now, on demand, through the same cache and
+/// single flight, so a route whose handler never asks for it never mints
+/// one. A failure to get it answers like the layer's own rejections
+/// (502/503/504 `application/problem+json`), and the handler does not run.
+impl<S: Send + Sync> FromRequestParts<S> for ElevatedToken {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        match ElevatedToken::for_request(&parts.extensions).await {
+            Some(Ok(token)) => {
+                parts.extensions.insert(token.clone());
+                Ok(token)
+            }
+            Some(Err(rejection)) => Err(rejection.map(axum_core::body::Body::from)),
+            None => Err(MissingElevateLayer {
+                missing: "ElevatedToken",
+            }
+            .into_response()),
+        }
+    }
+}
+
+impl<S: Send + Sync> OptionalFromRequestParts<S> for ElevatedToken {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        if parts.extensions.get::<crate::route::RouteScope>().is_none() {
+            return Ok(None);
+        }
+        <Self as FromRequestParts<S>>::from_request_parts(parts, state)
+            .await
+            .map(Some)
+    }
+}
 
 impl<S: Send + Sync> FromRequestParts<S> for WixApi {
     type Rejection = MissingElevateLayer;

@@ -2,11 +2,16 @@
 //! unboxed; a rejection decided from the caches, ready at once; only on a
 //! cache miss, the boxed authorization (it awaits Wix) and then the inner
 //! future.
+//!
+//! As in tower-http's `async_require_authorization`, the inner service sits
+//! beside the state, and is taken out with `Option::take` when the
+//! authorization succeeds.
 
 use std::{
     fmt,
     future::Future,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll, ready},
 };
 
@@ -14,6 +19,8 @@ use bytes::Bytes;
 use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
+
+use crate::route::RouteConfig;
 
 type Authorization<B> = Pin<Box<dyn Future<Output = Result<Request<B>, Response<Bytes>>> + Send>>;
 
@@ -24,21 +31,20 @@ pin_project! {
         S: Service<Request<B>>,
     {
         #[pin]
-        state: State<S, B>,
+        state: State<S::Future, B>,
+        // The readied inner service, until the authorization hands it a request.
+        inner: Option<S>,
+        // The route, to audit a refusal the handler answers with.
+        route: Option<Arc<RouteConfig>>,
     }
 }
 
 pin_project! {
     #[project = StateProj]
-    #[project_replace = StateOwned]
-    enum State<S, B>
-    where
-        S: Service<Request<B>>,
-    {
-        Authorizing { authorization: Authorization<B>, inner: S },
-        Calling { #[pin] future: S::Future },
-        Rejected { response: Response<Bytes> },
-        Done,
+    enum State<F, B> {
+        Authorizing { authorization: Authorization<B> },
+        Calling { #[pin] future: F },
+        Rejected { response: Option<Response<Bytes>> },
     }
 }
 
@@ -46,24 +52,33 @@ impl<S, B> ResponseFuture<S, B>
 where
     S: Service<Request<B>>,
 {
-    pub(crate) fn authorizing(authorization: Authorization<B>, inner: S) -> Self {
+    pub(crate) fn authorizing(
+        authorization: Authorization<B>,
+        inner: S,
+        route: Arc<RouteConfig>,
+    ) -> Self {
         Self {
-            state: State::Authorizing {
-                authorization,
-                inner,
-            },
+            state: State::Authorizing { authorization },
+            inner: Some(inner),
+            route: Some(route),
         }
     }
 
-    pub(crate) fn calling(future: S::Future) -> Self {
+    pub(crate) fn calling(future: S::Future, route: Arc<RouteConfig>) -> Self {
         Self {
             state: State::Calling { future },
+            inner: None,
+            route: Some(route),
         }
     }
 
     pub(crate) fn rejected(response: Response<Bytes>) -> Self {
         Self {
-            state: State::Rejected { response },
+            state: State::Rejected {
+                response: Some(response),
+            },
+            inner: None,
+            route: None,
         }
     }
 }
@@ -76,33 +91,35 @@ where
     type Output = Result<Response<ResBody>, S::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut state = self.project().state;
+        let mut this = self.project();
         loop {
-            match state.as_mut().project() {
-                StateProj::Authorizing { authorization, .. } => {
-                    let outcome = ready!(authorization.as_mut().poll(cx));
-                    let StateOwned::Authorizing { mut inner, .. } =
-                        state.as_mut().project_replace(State::Done)
-                    else {
-                        unreachable!("the state was Authorizing a line above")
-                    };
-                    match outcome {
-                        Ok(request) => state.set(State::Calling {
-                            future: inner.call(request),
-                        }),
+            match this.state.as_mut().project() {
+                StateProj::Authorizing { authorization } => {
+                    match ready!(authorization.as_mut().poll(cx)) {
+                        Ok(request) => {
+                            let mut inner = this
+                                .inner
+                                .take()
+                                .expect("ResponseFuture polled after completion");
+                            let future = inner.call(request);
+                            this.state.set(State::Calling { future });
+                        }
                         Err(rejection) => return Poll::Ready(Ok(rejection.map(ResBody::from))),
                     }
                 }
-                StateProj::Calling { future } => return future.poll(cx),
-                StateProj::Rejected { .. } => {
-                    let StateOwned::Rejected { response } =
-                        state.as_mut().project_replace(State::Done)
-                    else {
-                        unreachable!("the state was Rejected a line above")
-                    };
+                StateProj::Calling { future } => {
+                    let response = ready!(future.poll(cx));
+                    if let (Ok(response), Some(route)) = (&response, this.route.as_ref()) {
+                        route.audit_handler_rejection(response.extensions());
+                    }
+                    return Poll::Ready(response);
+                }
+                StateProj::Rejected { response } => {
+                    let response = response
+                        .take()
+                        .expect("ResponseFuture polled after completion");
                     return Poll::Ready(Ok(response.map(ResBody::from)));
                 }
-                StateProj::Done => panic!("ResponseFuture polled after completion"),
             }
         }
     }

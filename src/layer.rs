@@ -5,13 +5,14 @@ use std::{fmt, num::NonZeroU32, sync::Arc};
 use tower_layer::Layer;
 
 use crate::{
-    elevator::{Elevator, RouteRules},
+    elevator::Elevator,
     error::ConfigError,
     metrics::RouteMetrics,
     operation::Operation,
     policy::{Policy, SubjectTypes},
     rate_limit::CallerRateLimit,
     response::{OnRejection, ProblemJson},
+    route::RouteConfig,
     service::Elevate,
 };
 
@@ -63,7 +64,15 @@ pub struct ElevateLayer {
 impl ElevateLayer {
     /// A layer with the default policy ([`SubjectTypes::default()`]:
     /// visitors, members and Wix users) and [`ProblemJson`] rejections.
+    #[deprecated(
+        since = "0.2.0",
+        note = "use `Elevator::layer`, the one way to build a layer"
+    )]
     pub fn new(elevator: Elevator) -> Self {
+        Self::on(elevator)
+    }
+
+    pub(crate) fn on(elevator: Elevator) -> Self {
         Self {
             elevator,
             policy: Arc::new(SubjectTypes::default()),
@@ -117,6 +126,13 @@ impl ElevateLayer {
         Ok(self)
     }
 
+    /// Declare a Wix operation that is safe to retry on a transient failure
+    /// although its method is not idempotent, such as a `POST` query:
+    /// `allow_idempotent("POST /stores/v1/products/query")`.
+    pub fn allow_idempotent(self, operation: &str) -> Result<Self, ConfigError> {
+        Ok(self.allow_operation(operation.parse::<Operation>()?.idempotent()))
+    }
+
     /// Declare an already-parsed [`Operation`].
     pub fn allow_operation(mut self, operation: Operation) -> Self {
         self.operations.push(operation);
@@ -166,15 +182,6 @@ impl<S> Layer<S> for ElevateLayer {
     }
 }
 
-impl RouteConfig {
-    pub(crate) fn rules(&self) -> RouteRules<'_> {
-        RouteRules {
-            policy: &*self.policy,
-            rate_limit: self.rate_limit.as_deref(),
-        }
-    }
-}
-
 impl fmt::Debug for ElevateLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ElevateLayer")
@@ -185,19 +192,3 @@ impl fmt::Debug for ElevateLayer {
             .finish_non_exhaustive()
     }
 }
-
-/// What one route's service shares between its clones (and, through
-/// [`RouteScope`], its handlers' [`WixApi`](crate::WixApi)).
-pub(crate) struct RouteConfig {
-    pub(crate) elevator: Elevator,
-    pub(crate) policy: Arc<dyn Policy>,
-    pub(crate) route_name: Arc<str>,
-    pub(crate) operations: Arc<[Operation]>,
-    pub(crate) rate_limit: Option<Arc<CallerRateLimit>>,
-    pub(crate) metrics: Arc<RouteMetrics>,
-    pub(crate) on_rejection: Arc<dyn OnRejection>,
-}
-
-/// The route's configuration, as a request extension for [`WixApi`](crate::WixApi).
-#[derive(Clone)]
-pub(crate) struct RouteScope(pub(crate) Arc<RouteConfig>);

@@ -101,7 +101,9 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod api;
+mod app_token;
 mod audit;
+mod builder;
 mod cache;
 mod caller;
 mod client;
@@ -111,12 +113,14 @@ mod error;
 #[cfg(feature = "axum")]
 mod extract;
 mod future;
+mod identity;
 mod layer;
 mod metrics;
 mod operation;
 pub mod policy;
 mod rate_limit;
 mod response;
+mod route;
 mod service;
 mod token;
 mod upstream;
@@ -126,13 +130,17 @@ mod wire;
 pub mod test_util;
 
 #[doc(inline)]
-pub use api::{WixApi, WixApiError, WixResponse};
+pub use api::{WixApi, WixApiError, WixApiErrorKind, WixRequest, WixResponse};
+#[doc(inline)]
+pub use builder::ElevatorBuilder;
 #[doc(inline)]
 pub use caller::{Caller, ElevatedToken, SubjectType};
 #[doc(inline)]
-pub use elevator::{Elevator, ElevatorBuilder, WIX_API_BASE_URL};
+pub use elevator::{Elevator, WIX_API_BASE_URL};
 #[doc(inline)]
-pub use error::{ConfigError, Endpoint, Rejection, RejectionKind, UpstreamError};
+pub use error::{
+    ConfigError, Endpoint, Rejection, RejectionKind, UpstreamError, UpstreamErrorKind,
+};
 #[cfg(feature = "axum")]
 #[doc(inline)]
 pub use extract::MissingElevateLayer;

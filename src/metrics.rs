@@ -6,6 +6,7 @@
 //! | `wix_elevate_cache_total` | counter | `cache` (`identity`, `app_token`), `result` (`hit`, `miss`, `coalesced`) |
 //! | `wix_elevate_wix_calls_total` | counter | `endpoint` (`token_info`, `create_access_token`, `api`), `outcome` |
 //! | `wix_elevate_wix_call_duration_seconds` | histogram | `endpoint` |
+//! | `wix_elevate_app_token_recoveries_total` | counter | `result` (`recovered`, `rejected`): Wix APIs answered 401 to a cached app token |
 //!
 //! Every handle is registered when an [`Elevator`](crate::Elevator) or a
 //! route's layer is built, so install your recorder before building them.
@@ -105,19 +106,33 @@ impl CallMetrics {
     }
 }
 
+/// What became of Wix API calls whose app token Wix refused (401).
+pub(crate) struct RecoveryMetrics {
+    /// A fresh token was minted and the retried call was accepted.
+    pub(crate) recovered: Counter,
+    /// Wix refused the fresh token too.
+    pub(crate) rejected: Counter,
+}
+
 /// Everything an [`Elevator`](crate::Elevator) counts.
 pub(crate) struct WixMetrics {
     pub(crate) token_info: CallMetrics,
     pub(crate) create_access_token: CallMetrics,
     pub(crate) api: CallMetrics,
+    pub(crate) app_token_recovery: RecoveryMetrics,
 }
 
 impl WixMetrics {
     pub(crate) fn new() -> Self {
+        let recovery = |result: &'static str| counter!("wix_elevate_app_token_recoveries_total", "result" => result);
         Self {
             token_info: CallMetrics::new(Endpoint::TokenInfo),
             create_access_token: CallMetrics::new(Endpoint::CreateAccessToken),
             api: CallMetrics::new(Endpoint::Api),
+            app_token_recovery: RecoveryMetrics {
+                recovered: recovery("recovered"),
+                rejected: recovery("rejected"),
+            },
         }
     }
 }

@@ -1,13 +1,27 @@
 //! The Wix operations a route declares: what its handler may call with the
-//! elevated token, and nothing else.
+//! elevated token, path and query, and nothing else.
 //!
-//! An [`Operation`] is a method and a path template, written as in Wix's API
-//! reference: `GET /apps/v1/instance`, `GET /members/v1/members/{id}`.
-//! `{name}` matches one path segment; two names are bound to the caller:
-//! `{subjectId}` matches only the caller's own subject id, `{instanceId}`
-//! only its instance id. A path matches only if each of its segments is
-//! plain (`A-Z a-z 0-9 - . _ ~`, not `.` or `..`), so no encoded slash,
-//! dot-segment or empty segment can reach another API.
+//! An [`Operation`] is a method, a path template and an optional query
+//! declaration, written as in Wix's API reference:
+//!
+//! * `GET /apps/v1/instance`
+//! * `GET /members/v1/members/{id}`: `{name}` matches one path segment.
+//!   Two names are bound to the caller: `{subjectId}` matches only the
+//!   caller's own subject id, `{instanceId}` only its instance id.
+//! * `GET /members/v1/members/{subjectId}?fieldsets=PUBLIC&paging.limit={n}`:
+//!   the query keys the call may carry, each at most once, with a fixed
+//!   value (`fieldsets` may only be `PUBLIC`) or a free one (`{n}`). A key
+//!   not declared, a fixed key with another value, or a repeated key is
+//!   refused. With no `?`, the call may carry no query at all.
+//!
+//! A path matches only if each of its segments is plain (`A-Z a-z 0-9 - .
+//! _ ~`, not `.` or `..`), so no `?`, `#`, encoded slash, dot-segment or
+//! empty segment can reach another API or add a query.
+//!
+//! Calls are retried on transient failures only when idempotent: `GET`,
+//! `HEAD`, `PUT`, `DELETE` and `OPTIONS` are; a `POST` that is (a query, for
+//! example) opts in with [`Operation::idempotent`] or
+//! [`ElevateLayer::allow_idempotent`](crate::ElevateLayer::allow_idempotent).
 //!
 //! # Example
 //!
@@ -20,6 +34,11 @@
 //! assert!(own_profile.matches(&Method::GET, "/members/v1/members/m-1", &me));
 //! assert!(!own_profile.matches(&Method::GET, "/members/v1/members/m-2", &me));
 //! assert!(!own_profile.matches(&Method::GET, "/members/v1/members/..", &me));
+//!
+//! let public_only: Operation = "GET /members/v1/members/{id}?fieldsets=PUBLIC".parse().unwrap();
+//! assert!(public_only.allows_query(&[("fieldsets", "PUBLIC")]));
+//! assert!(!public_only.allows_query(&[("fieldsets", "FULL")]));
+//! assert!(!public_only.allows_query(&[("paging.limit", "1000")]));
 //! ```
 
 use std::{fmt, str::FromStr};
@@ -28,12 +47,15 @@ use http::Method;
 
 use crate::{caller::Caller, error::ConfigError};
 
-/// A Wix API operation a route may call: a method and a path template.
+/// A Wix API operation a route may call: a method, a path template and the
+/// query it may carry.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Operation {
     method: Method,
     template: Box<str>,
     segments: Box<[Segment]>,
+    query: Box<[QueryParam]>,
+    idempotent: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,9 +66,16 @@ enum Segment {
     CallerInstance,
 }
 
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct QueryParam {
+    key: Box<str>,
+    /// `None`: any value.
+    fixed: Option<Box<str>>,
+}
+
 impl Operation {
-    /// An operation from a method and a path template such as
-    /// `/members/v1/members/{id}`.
+    /// An operation from a method and a template such as
+    /// `/members/v1/members/{id}` or `/items?fieldsets=PUBLIC&limit={n}`.
     ///
     /// ```
     /// # use wix_elevate::Operation;
@@ -56,28 +85,69 @@ impl Operation {
     /// ```
     pub fn new(method: Method, template: &str) -> Result<Self, ConfigError> {
         let invalid = || ConfigError::InvalidOperation(format!("{method} {template}"));
-        let rest = template.strip_prefix('/').ok_or_else(invalid)?;
+        if !is_known_method(&method) {
+            return Err(invalid());
+        }
+        let (path, query) = match template.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (template, None),
+        };
+        let rest = path.strip_prefix('/').ok_or_else(invalid)?;
         let segments = rest
             .split('/')
             .map(|segment| match segment {
                 "{subjectId}" => Ok(Segment::CallerSubject),
                 "{instanceId}" => Ok(Segment::CallerInstance),
-                s if s.len() > 2
-                    && s.starts_with('{')
-                    && s.ends_with('}')
-                    && is_plain(&s[1..s.len() - 1]) =>
-                {
-                    Ok(Segment::Any)
-                }
+                s if placeholder(s).is_some() => Ok(Segment::Any),
                 s if is_plain(s) && s != "." && s != ".." => Ok(Segment::Literal(s.into())),
                 _ => Err(invalid()),
             })
             .collect::<Result<Box<[Segment]>, _>>()?;
+        let mut params: Vec<QueryParam> = Vec::new();
+        for pair in query.map(|q| q.split('&')).into_iter().flatten() {
+            let (key, value) = pair.split_once('=').ok_or_else(invalid)?;
+            let fixed = match placeholder(value) {
+                Some(_) => None,
+                None if is_plain(value) => Some(value.into()),
+                None => return Err(invalid()),
+            };
+            if !is_plain(key) || params.iter().any(|p| &*p.key == key) {
+                return Err(invalid());
+            }
+            params.push(QueryParam {
+                key: key.into(),
+                fixed,
+            });
+        }
         Ok(Self {
+            idempotent: matches!(
+                method,
+                Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
+            ),
             method,
             template: template.into(),
             segments,
+            query: params.into(),
         })
+    }
+
+    /// Mark this operation safe to retry on a transient failure although
+    /// its method is not idempotent (a `POST` that only queries, say).
+    ///
+    /// ```
+    /// # use wix_elevate::Operation;
+    /// let query: Operation = "POST /stores/v1/products/query".parse().unwrap();
+    /// assert!(!query.is_idempotent());
+    /// assert!(query.idempotent().is_idempotent());
+    /// ```
+    pub fn idempotent(mut self) -> Self {
+        self.idempotent = true;
+        self
+    }
+
+    /// Whether calls are retried on transient failures.
+    pub fn is_idempotent(&self) -> bool {
+        self.idempotent
     }
 
     /// The method.
@@ -85,21 +155,50 @@ impl Operation {
         &self.method
     }
 
-    /// The path template as declared.
+    /// The template as declared, query included.
     pub fn template(&self) -> &str {
         &self.template
     }
 
     /// Whether a call of `method` to `path` (no query) by `caller` is this
-    /// operation.
+    /// operation's method and path.
     pub fn matches(&self, method: &Method, path: &str, caller: &Caller) -> bool {
-        if *method != self.method {
-            return false;
-        }
         let Some(rest) = path.strip_prefix('/') else {
             return false;
         };
-        let mut parts = rest.split('/');
+        *method == self.method && self.matches_segments(rest.split('/'), caller)
+    }
+
+    /// Whether a call carrying exactly these query parameters (decoded, in
+    /// order) is allowed: every key declared, at most once, with its fixed
+    /// value where it has one.
+    pub fn allows_query(&self, params: &[(&str, &str)]) -> bool {
+        params.iter().enumerate().all(|(i, (key, value))| {
+            let once = !params[..i].iter().any(|(k, _)| k == key);
+            let declared = self.query.iter().find(|p| &*p.key == *key);
+            once && declared.is_some_and(|p| p.fixed.as_deref().is_none_or(|f| f == *value))
+        })
+    }
+
+    /// Whether a whole call is this operation: method, path segments
+    /// (already split, no query) and query.
+    pub(crate) fn permits<'a>(
+        &self,
+        method: &Method,
+        segments: impl Iterator<Item = &'a str>,
+        query: &[(&str, &str)],
+        caller: &Caller,
+    ) -> bool {
+        *method == self.method
+            && self.matches_segments(segments, caller)
+            && self.allows_query(query)
+    }
+
+    fn matches_segments<'a>(
+        &self,
+        mut parts: impl Iterator<Item = &'a str>,
+        caller: &Caller,
+    ) -> bool {
         let all_match = self.segments.iter().all(|segment| {
             let Some(part) = parts.next() else {
                 return false;
@@ -118,15 +217,37 @@ impl Operation {
     }
 }
 
+/// `{name}`'s name, if `s` is a placeholder with a plain name.
+pub(crate) fn placeholder(s: &str) -> Option<&str> {
+    s.strip_prefix('{')
+        .and_then(|s| s.strip_suffix('}'))
+        .filter(|name| is_plain(name))
+}
+
 /// Non-empty, and only RFC 3986 unreserved characters.
-fn is_plain(segment: &str) -> bool {
+pub(crate) fn is_plain(segment: &str) -> bool {
     !segment.is_empty()
         && segment
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 
-/// Parses `"METHOD /path/template"`.
+/// The methods Wix's APIs use; anything else (a typo, a lowercase `get`)
+/// would never match a call, so it is refused when declared.
+fn is_known_method(method: &Method) -> bool {
+    [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::HEAD,
+        Method::OPTIONS,
+    ]
+    .contains(method)
+}
+
+/// Parses `"METHOD /path/template[?query]"`.
 impl FromStr for Operation {
     type Err = ConfigError;
 
@@ -176,12 +297,20 @@ mod tests {
             "GET /a/../b",
             "GET /a/{}",
             "GET /a/{b/c}",
-            "GET /a?b=1",
             "G T /a",
             "GET /a/%2F",
+            "get /a",
+            "FETCH /a",
+            "GET /a?b",
+            "GET /a?b=1&b=2",
+            "GET /a?b=%26",
+            "GET /a?=1",
+            "GET /a?b={}",
+            "GET /a?b=1#c",
         ] {
             assert!(bad.parse::<Operation>().is_err(), "{bad}");
         }
+        assert!("GET /a?b=1&c={n}".parse::<Operation>().is_ok());
     }
 
     #[test]
@@ -203,6 +332,8 @@ mod tests {
             "/members/v1/members/a%2F..%2F..",
             "/members/v1/members/a/b",
             "/members/v1/members//",
+            "/members/v1/members/m1?fieldsets=FULL",
+            "/members/v1/members/m1#x",
         ] {
             assert!(
                 !any_member.matches(&Method::GET, traversal, &me),
@@ -214,5 +345,38 @@ mod tests {
         assert!(own.matches(&Method::GET, "/sites/inst-1/members/m-1", &me));
         assert!(!own.matches(&Method::GET, "/sites/inst-1/members/m-2", &me));
         assert!(!own.matches(&Method::GET, "/sites/inst-2/members/m-1", &me));
+    }
+
+    #[test]
+    fn the_query_declaration_governs_every_key() {
+        let none = op("GET /a");
+        assert!(none.allows_query(&[]));
+        assert!(!none.allows_query(&[("x", "1")]));
+        let declared = op("GET /a?fieldsets=PUBLIC&paging.limit={n}");
+        assert!(declared.allows_query(&[]));
+        assert!(declared.allows_query(&[("fieldsets", "PUBLIC")]));
+        assert!(declared.allows_query(&[("paging.limit", "10"), ("fieldsets", "PUBLIC")]));
+        assert!(declared.allows_query(&[("paging.limit", "a&b=c")]), "free");
+        assert!(!declared.allows_query(&[("fieldsets", "FULL")]), "fixed");
+        assert!(!declared.allows_query(&[("filter", "x")]), "undeclared");
+        assert!(
+            !declared.allows_query(&[("fieldsets", "PUBLIC"), ("fieldsets", "PUBLIC")]),
+            "repeated"
+        );
+    }
+
+    #[test]
+    fn only_idempotent_methods_retry_unless_opted_in() {
+        for (s, idempotent) in [
+            ("GET /a", true),
+            ("HEAD /a", true),
+            ("PUT /a", true),
+            ("DELETE /a", true),
+            ("POST /a", false),
+            ("PATCH /a", false),
+        ] {
+            assert_eq!(op(s).is_idempotent(), idempotent, "{s}");
+        }
+        assert!(op("POST /a").idempotent().is_idempotent());
     }
 }

@@ -68,9 +68,13 @@ impl OnRejection for ProblemJson {
 
 pub(crate) fn problem_response(rejection: &Rejection) -> Response<Bytes> {
     let kind = rejection.kind();
-    let mut response: Response<Bytes> = problem(kind.status(), kind.detail(), kind.code());
+    let mut response: Response<Bytes> = problem(
+        kind.status(),
+        kind.detail(),
+        kind.code(),
+        rejection.retry_after(),
+    );
     let headers = response.headers_mut();
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if kind.status() == http::StatusCode::UNAUTHORIZED {
         let challenge = if kind.token_was_sent() {
             r#"Bearer error="invalid_token""#
@@ -78,9 +82,6 @@ pub(crate) fn problem_response(rejection: &Rejection) -> Response<Bytes> {
             "Bearer"
         };
         headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
-    }
-    if let Some(after) = rejection.retry_after() {
-        headers.insert(RETRY_AFTER, HeaderValue::from(after.as_secs().max(1)));
     }
     response
 }
@@ -95,18 +96,26 @@ pub(crate) fn problem_document(status: StatusCode, detail: &str, code: &str) -> 
     )
 }
 
-/// A response carrying a problem document.
+/// A response carrying a problem document, never to be cached, with
+/// `Retry-After` (whole seconds, at least 1) when given. Every problem this
+/// crate answers is built here.
 pub(crate) fn problem<B: From<String>>(
     status: StatusCode,
     detail: &str,
     code: &str,
+    retry_after: Option<std::time::Duration>,
 ) -> Response<B> {
     let mut response = Response::new(B::from(problem_document(status, detail, code)));
     *response.status_mut() = status;
-    response.headers_mut().insert(
+    let headers = response.headers_mut();
+    headers.insert(
         CONTENT_TYPE,
         HeaderValue::from_static("application/problem+json"),
     );
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(after) = retry_after {
+        headers.insert(RETRY_AFTER, HeaderValue::from(after.as_secs().max(1)));
+    }
     response
 }
 

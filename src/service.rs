@@ -1,4 +1,23 @@
-//! [`Elevate`]: the middleware service.
+//! [`Elevate`]: the middleware service, and the request path in order.
+//!
+//! A request meets five steps, each a call into the module that owns it,
+//! each with a synchronous cache hit and an asynchronous miss:
+//!
+//! 1. **token**: [`token`](crate::token) reads `Authorization` (malformed
+//!    input is refused here, before any network call);
+//! 2. **identity**: [`identity`](crate::identity) looks the token up, or
+//!    asks Wix's Token Info;
+//! 3. **route rules**: [`route`](crate::route) checks the route's policy and
+//!    rate limit, on every request, cached identity or not;
+//! 4. **app token**: on routes that declare Wix operations,
+//!    [`app_token`](crate::app_token) finds or fetches the instance's app
+//!    token (elsewhere the `ElevatedToken` extractor does it on demand);
+//! 5. **attach**: caller, token and route scope go into the extensions,
+//!    and the inner service is called.
+//!
+//! When every step hits its cache, `call` settles the request at once and
+//! calls the inner service in place: no box, no `.await`. The first miss
+//! moves the rest into one boxed future.
 
 use std::{
     fmt, mem,
@@ -13,24 +32,26 @@ use tower_service::Service;
 use tracing::Instrument;
 
 use crate::{
-    audit,
-    caller::{Caller, ElevatedToken},
-    elevator::{Decision, Elevator, Resume},
-    error::Rejection,
+    caller::Caller,
+    elevator::Elevator,
+    error::{Rejection, RejectionKind},
     future::ResponseFuture,
-    layer::{RouteConfig, RouteScope},
+    identity::Lookup,
+    route::RouteConfig,
+    token::TokenDigest,
 };
 
 /// Middleware that authorizes each request before the inner service sees
-/// it. Build it with [`ElevateLayer`](crate::ElevateLayer) or
-/// [`Elevate::layer`].
+/// it. Build it with [`Elevator::layer`](crate::Elevator::layer) (or
+/// [`Elevate::new`] for the default policy).
 ///
 /// On success the request reaches `inner` with a [`Caller`](crate::Caller)
-/// and an [`ElevatedToken`](crate::ElevatedToken) in its extensions
+/// (and, on routes that declare Wix operations, an
+/// [`ElevatedToken`](crate::ElevatedToken)) in its extensions
 /// ([`WixApi::from_extensions`](crate::WixApi::from_extensions) turns them
-/// into the route's Wix client). On any
-/// failure `inner` is not called: the response is the rejection's (see
-/// [`OnRejection`](crate::OnRejection)), never a service error.
+/// into the route's Wix client). On any failure `inner` is not called: the
+/// response is the rejection's (see [`OnRejection`](crate::OnRejection)),
+/// never a service error.
 ///
 /// ```
 /// use std::convert::Infallible;
@@ -55,7 +76,15 @@ use crate::{
 /// ```
 pub struct Elevate<S> {
     inner: S,
-    config: Arc<RouteConfig>,
+    route: Arc<RouteConfig>,
+}
+
+/// Where a request that missed a cache carries on.
+enum Resume {
+    /// Step 2 missed: nothing cached for this token.
+    Identify(TokenDigest),
+    /// Step 4 missed: the caller is admitted; its instance has no app token.
+    Elevate(Caller),
 }
 
 impl<S> Elevate<S> {
@@ -64,15 +93,19 @@ impl<S> Elevate<S> {
         tower_layer::Layer::layer(&elevator.layer(), inner)
     }
 
-    /// The layer form of [`Elevate::new`], for `ServiceBuilder`.
+    /// The layer form of [`Elevate::new`].
+    #[deprecated(
+        since = "0.2.0",
+        note = "use `Elevator::layer`, the one way to build a layer"
+    )]
     pub fn layer(elevator: Elevator) -> crate::ElevateLayer {
         elevator.layer()
     }
 
-    pub(crate) fn from_parts(inner: S, config: RouteConfig) -> Self {
+    pub(crate) fn from_parts(inner: S, route: RouteConfig) -> Self {
         Self {
             inner,
-            config: Arc::new(config),
+            route: Arc::new(route),
         }
     }
 
@@ -96,7 +129,7 @@ impl<S: Clone> Clone for Elevate<S> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            config: self.config.clone(),
+            route: self.route.clone(),
         }
     }
 }
@@ -105,8 +138,8 @@ impl<S: fmt::Debug> fmt::Debug for Elevate<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Elevate")
             .field("inner", &self.inner)
-            .field("policy", &self.config.policy.name())
-            .field("route_name", &self.config.route_name)
+            .field("policy", &self.route.policy.name())
+            .field("route_name", &self.route.route_name)
             .finish_non_exhaustive()
     }
 }
@@ -127,116 +160,116 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let started = Instant::now();
-        let config = &*self.config;
-        match config
-            .elevator
-            .decide(req.headers(), config.rules(), started)
-        {
-            // Warm path: everything was cached; call the readied service in place.
-            Decision::Granted(caller, token) => {
-                config.metrics.granted();
-                attach(&mut req, caller, token, &self.config);
-                ResponseFuture::calling(self.inner.call(req))
+        let route = &*self.route;
+        let elevator = &route.elevator;
+        // 1 + 2. The token, and who it is.
+        let verdict = match elevator.identities().cached(req.headers(), started) {
+            Ok(Lookup::Known(verdict)) => verdict,
+            Ok(Lookup::Unknown(digest)) => {
+                return self.resume(req, Resume::Identify(digest), started);
             }
-            Decision::Rejected(rejection) => ResponseFuture::rejected(config.reject(rejection)),
-            Decision::NeedsWix(resume) => {
-                // Call the instance that `poll_ready` readied, leave a fresh clone:
-                // https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services
-                let clone = self.inner.clone();
-                let inner = mem::replace(&mut self.inner, clone);
-                let config = self.config.clone();
-                let span = tracing::debug_span!(
-                    target: "wix_elevate",
-                    "wix_elevate.authorize",
-                    route = &*config.route_name,
-                    policy = config.policy.name(),
-                );
-                let authorization = authorize(config, req, resume, started).instrument(span);
-                ResponseFuture::authorizing(Box::pin(authorization), inner)
+            Err(rejection) => return ResponseFuture::rejected(route.reject(rejection)),
+        };
+        // 3. The route's rules.
+        let caller = match route.admit(verdict, started) {
+            Ok(caller) => caller,
+            Err(rejection) => return ResponseFuture::rejected(route.reject(rejection)),
+        };
+        // 4. The app token, where the route elevates.
+        let token = if route.elevates() {
+            match elevator.cached_app_token(caller.instance_key(), started) {
+                Some(token) => Some(token),
+                None => return self.resume(req, Resume::Elevate(caller), started),
             }
-        }
+        } else {
+            None
+        };
+        // 5. Attach, and call the readied service in place.
+        self.route.attach(req.extensions_mut(), caller, token);
+        ResponseFuture::calling(self.inner.call(req), self.route.clone())
     }
 }
 
-fn attach<B>(
-    req: &mut Request<B>,
-    caller: Caller,
-    token: ElevatedToken,
-    config: &Arc<RouteConfig>,
-) {
-    let extensions = req.extensions_mut();
-    extensions.insert(caller);
-    extensions.insert(token);
-    // Only `WixApi` reads the scope, and on a route that declared no
-    // operation it refuses every call without it: one insert (and one
-    // allocation) fewer on those routes' warm path.
-    if !config.operations.is_empty() {
-        extensions.insert(RouteScope(config.clone()));
+impl<S> Elevate<S> {
+    /// A cache missed: carry on in a boxed future that asks Wix.
+    fn resume<ReqBody>(
+        &mut self,
+        req: Request<ReqBody>,
+        resume: Resume,
+        started: Instant,
+    ) -> ResponseFuture<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>> + Clone,
+        ReqBody: Send + 'static,
+    {
+        // Call the instance that `poll_ready` readied, leave a fresh clone:
+        // https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services
+        let clone = self.inner.clone();
+        let inner = mem::replace(&mut self.inner, clone);
+        let route = self.route.clone();
+        let span = tracing::debug_span!(
+            target: "wix_elevate",
+            "wix_elevate.authorize",
+            route = &*route.route_name,
+            policy = route.policy.name(),
+        );
+        let authorization = authorize(route.clone(), req, resume, started).instrument(span);
+        ResponseFuture::authorizing(Box::pin(authorization), inner, route)
     }
 }
 
-/// The cold path: ask Wix (through the caches' single flight), then hand
-/// back the request with its extensions, or the rejection response.
+/// The same steps as `call`, for a request that missed a cache: each miss
+/// asks Wix through the cache's single flight, all within the request's
+/// deadline. Hands back the request with its extensions, or the rejection.
 async fn authorize<B>(
-    config: Arc<RouteConfig>,
+    route: Arc<RouteConfig>,
     mut req: Request<B>,
     resume: Resume,
     started: Instant,
 ) -> Result<Request<B>, Response<Bytes>> {
-    let outcome = config
-        .elevator
-        .authorize(req.headers(), config.rules(), resume, started)
-        .await;
+    let elevator = &route.elevator;
+    let deadline = elevator.auth_deadline_from(started);
+    let headers = req.headers();
+    let steps = async {
+        let caller = match resume {
+            Resume::Elevate(caller) => caller,
+            Resume::Identify(digest) => {
+                let verdict = elevator
+                    .identities()
+                    .resolve(
+                        headers,
+                        digest,
+                        elevator.client(),
+                        elevator.app_id(),
+                        started,
+                        deadline,
+                    )
+                    .await?;
+                route.admit(verdict, Instant::now())?
+            }
+        };
+        let token = if route.elevates() {
+            Some(
+                elevator
+                    .app_token(caller.instance_key(), started, deadline)
+                    .await?,
+            )
+        } else {
+            None
+        };
+        Ok::<_, Rejection>((caller, token))
+    };
+    // Waiting on another request's call counts against this deadline too.
+    let outcome = match tokio::time::timeout_at(deadline.into(), steps).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(RejectionKind::UpstreamTimeout.into()),
+    };
     match outcome {
         Ok((caller, token)) => {
-            config.metrics.granted();
-            attach(&mut req, caller, token, &config);
+            route.attach(req.extensions_mut(), caller, token);
             Ok(req)
         }
-        Err(rejection) => Err(config.reject(rejection)),
-    }
-}
-
-impl RouteConfig {
-    /// Log `rejection` and build its response, with the rejection in the
-    /// response's extensions.
-    fn reject(&self, rejection: Rejection) -> Response<Bytes> {
-        self.metrics.rejected(rejection.kind());
-        if rejection.kind() == crate::RejectionKind::Forbidden {
-            audit::denied(
-                Some(&self.route_name),
-                Some(self.policy.name()),
-                rejection.caller(),
-                None,
-                "policy_denied",
-            );
-        }
-        self.log(&rejection);
-        let mut response = self.on_rejection.response(&rejection);
-        response.extensions_mut().insert(rejection);
-        response
-    }
-
-    /// One event per rejection on target `wix_elevate::rejection`: `debug`
-    /// for a refused caller, `warn` when Wix failed. Never a token.
-    fn log(&self, rejection: &Rejection) {
-        let (route, policy) = (&*self.route_name, self.policy.name());
-        let (code, status) = (rejection.kind().code(), rejection.status().as_u16());
-        match rejection.upstream_error() {
-            Some(error) => tracing::warn!(
-                target: "wix_elevate::rejection",
-                route,
-                policy,
-                code,
-                status,
-                endpoint = error.endpoint().as_str(),
-                %error,
-                "request rejected: Wix failed"
-            ),
-            None => {
-                tracing::debug!(target: "wix_elevate::rejection", route, policy, code, status, "request rejected")
-            }
-        }
+        Err(rejection) => Err(route.reject(rejection)),
     }
 }
 
@@ -356,7 +389,9 @@ mod tests {
         let inner = service_fn(|_req: Request<Bytes>| async {
             Ok::<_, Infallible>(Response::new(Bytes::new()))
         });
-        let service = Elevate::new(inner, elevator.clone());
+        // A route that declares a Wix call, so every request is elevated.
+        let elevating = elevator.layer().allow("GET /apps/v1/instance").unwrap();
+        let service = tower_layer::Layer::layer(&elevating, inner);
         for i in 0..400 {
             let token =
                 wix.mint(CallerSpec::new(SubjectType::Visitor).instance(format!("i-{}", i % 3)));
@@ -382,11 +417,11 @@ mod tests {
             );
         }
         assert!(
-            elevator.identity_cache().len() <= 64,
+            elevator.identities().len() <= 64,
             "{}",
-            elevator.identity_cache().len()
+            elevator.identities().len()
         );
-        assert_eq!(elevator.app_token_cache().len(), 3);
+        assert_eq!(elevator.app_tokens().len(), 3);
         assert_eq!(wix.calls(MockEndpoint::CreateAccessToken), 3);
     }
 }

@@ -2,17 +2,21 @@
 //! retries with jittered backoff, all within the request's deadline.
 //!
 //! * **Retries.** Transient failures (connection errors, dropped
-//!   connections, an attempt's timeout, 502/503/504) are retried with full
-//!   jitter backoff (50 ms doubling to 1 s, at most [`MAX_ATTEMPTS`]), as
-//!   long as the wait fits before the deadline. A 429 is retried only when
-//!   its `Retry-After` fits; 4xx never.
-//! * **Circuit breaker.** After `threshold` consecutive failed attempts,
-//!   calls are refused at once for the cool-down (503 with `Retry-After`),
-//!   then exactly one probe goes through: success closes the circuit,
-//!   failure opens it again.
-//! * **Bounded concurrency.** At most `max_in_flight` calls; a caller beyond
-//!   it waits at most `max_queue_wait` (and never past its deadline), then
-//!   gets 503.
+//!   connections, an attempt's timeout, 408, 425, 502/503/504) are retried
+//!   with full jitter backoff (50 ms doubling to 1 s, at most
+//!   [`MAX_ATTEMPTS`], or fewer where the caller says: a non-idempotent Wix
+//!   API call gets one), as long as the wait fits before the deadline. A
+//!   429 is retried only when its `Retry-After` fits; other 4xx never.
+//! * **Circuit breaker.** After `threshold` consecutive attempts that
+//!   failed because of Wix (timeouts, transport errors, 5xx, 429), calls
+//!   are refused at once for the cool-down (503 with `Retry-After`), then
+//!   exactly one probe goes through: success closes the circuit, failure
+//!   opens it again. A refusal or a malformed answer about one token or one
+//!   instance never counts. Each endpoint family (Token Info, Create Access
+//!   Token, Wix APIs) has its own guard.
+//! * **Bounded concurrency.** At most `max_in_flight` attempts in flight;
+//!   one beyond it waits at most `max_queue_wait` (and never past its
+//!   deadline), then gets 503. A back-off sleep holds no slot.
 
 use std::{
     future::Future,
@@ -26,7 +30,7 @@ use std::{
 
 use tokio::sync::Semaphore;
 
-use crate::error::{Endpoint, UpstreamError};
+use crate::error::{Endpoint, UpstreamError, UpstreamErrorKind};
 
 /// Attempts per call, the first included.
 pub(crate) const MAX_ATTEMPTS: u32 = 4;
@@ -60,40 +64,50 @@ impl UpstreamGuard {
     }
 
     /// Run `attempt` under the breaker, the concurrency cap and the retry
-    /// policy, giving up at `deadline`.
+    /// policy, at most `max_attempts` times, giving up at `deadline`.
+    ///
+    /// Each attempt holds a concurrency slot only while it runs: back-off
+    /// sleeps hold none. Only failures that say Wix itself is in trouble
+    /// ([`UpstreamError::trips_breaker`]) count toward the breaker; any
+    /// other answer, a refusal or a malformed body included, shows Wix is
+    /// up.
     pub(crate) async fn call<T, Fut>(
         &self,
         endpoint: Endpoint,
         deadline: Instant,
+        max_attempts: u32,
         mut attempt: impl FnMut() -> Fut,
     ) -> Result<T, UpstreamError>
     where
         Fut: Future<Output = Result<T, UpstreamError>>,
     {
-        let admission = self.breaker.admit(Instant::now()).map_err(|retry_after| {
-            UpstreamError::CircuitOpen {
-                endpoint,
-                retry_after,
-            }
-        })?;
+        let admission = self
+            .breaker
+            .admit(Instant::now())
+            .map_err(|retry_after| UpstreamError::circuit_open(endpoint, retry_after))?;
         let probe = ProbeGuard {
             breaker: &self.breaker,
             probing: admission == Admission::Probe,
         };
-        let queue_deadline = deadline.min(Instant::now() + self.max_queue_wait);
-        let _permit =
-            match tokio::time::timeout_at(queue_deadline.into(), self.permits.acquire()).await {
-                Ok(Ok(permit)) => permit,
-                _ => return Err(UpstreamError::Overloaded { endpoint }),
-            };
-
         let mut backoff = FIRST_BACKOFF;
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let result = match tokio::time::timeout_at(deadline.into(), attempt()).await {
-                Ok(result) => result,
-                Err(_) => Err(UpstreamError::Timeout { endpoint }),
+            let result = {
+                let now = Instant::now();
+                let queue_deadline =
+                    deadline.min(now.checked_add(self.max_queue_wait).unwrap_or(deadline));
+                let _permit =
+                    match tokio::time::timeout_at(queue_deadline.into(), self.permits.acquire())
+                        .await
+                    {
+                        Ok(Ok(permit)) => permit,
+                        _ => return Err(UpstreamError::overloaded(endpoint)),
+                    };
+                match tokio::time::timeout_at(deadline.into(), attempt()).await {
+                    Ok(result) => result,
+                    Err(_) => Err(UpstreamError::timeout(endpoint)),
+                }
             };
             let error = match result {
                 Ok(value) => {
@@ -102,18 +116,20 @@ impl UpstreamGuard {
                 }
                 Err(error) => error,
             };
-            probe.settle(false);
-            let wait = match &error {
-                UpstreamError::Throttled {
-                    retry_after: Some(after),
-                    ..
-                } => *after,
-                e if e.is_transient() => self.jitter.up_to(backoff),
+            probe.settle(!error.trips_breaker());
+            let wait = match error.kind() {
+                UpstreamErrorKind::Throttled => match error.retry_after() {
+                    Some(after) => after,
+                    None => return Err(error),
+                },
+                _ if error.is_transient() => self.jitter.up_to(backoff),
                 _ => return Err(error),
             };
-            let out_of_time = Instant::now() + wait >= deadline;
+            let out_of_time = Instant::now()
+                .checked_add(wait)
+                .is_none_or(|ready| ready >= deadline);
             if probe.probing
-                || attempts >= MAX_ATTEMPTS
+                || attempts >= max_attempts
                 || out_of_time
                 || self.breaker.is_open(Instant::now())
             {
@@ -123,6 +139,12 @@ impl UpstreamGuard {
             tokio::time::sleep(wait).await;
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
+    }
+
+    /// Whether the breaker is letting calls through now (closed, or ready
+    /// for a probe).
+    pub(crate) fn is_closed(&self) -> bool {
+        !self.breaker.is_open(Instant::now())
     }
 }
 
@@ -256,11 +278,7 @@ mod tests {
     }
 
     fn transient() -> UpstreamError {
-        UpstreamError::Status {
-            endpoint: Endpoint::TokenInfo,
-            status: http::StatusCode::BAD_GATEWAY,
-            request_id: None,
-        }
+        UpstreamError::bad_status(Endpoint::TokenInfo, http::StatusCode::BAD_GATEWAY, None)
     }
 
     #[test]
@@ -316,7 +334,7 @@ mod tests {
         let attempts = AtomicU32::new(0);
         let deadline = Instant::now() + Duration::from_secs(5);
         let result = guard
-            .call(Endpoint::TokenInfo, deadline, || {
+            .call(Endpoint::TokenInfo, deadline, MAX_ATTEMPTS, || {
                 let n = attempts.fetch_add(1, Ordering::SeqCst);
                 async move { if n < 2 { Err(transient()) } else { Ok(n) } }
             })
@@ -331,14 +349,14 @@ mod tests {
         let attempts = AtomicU32::new(0);
         let deadline = Instant::now() + Duration::from_secs(5);
         let result: Result<(), _> = guard
-            .call(Endpoint::TokenInfo, deadline, || {
+            .call(Endpoint::TokenInfo, deadline, MAX_ATTEMPTS, || {
                 attempts.fetch_add(1, Ordering::SeqCst);
                 async {
-                    Err(UpstreamError::Status {
-                        endpoint: Endpoint::TokenInfo,
-                        status: http::StatusCode::BAD_REQUEST,
-                        request_id: None,
-                    })
+                    Err(UpstreamError::bad_status(
+                        Endpoint::TokenInfo,
+                        http::StatusCode::BAD_REQUEST,
+                        None,
+                    ))
                 }
             })
             .await;
@@ -352,17 +370,18 @@ mod tests {
         let attempts = AtomicU32::new(0);
         let deadline = Instant::now() + Duration::from_millis(500);
         let result: Result<(), _> = guard
-            .call(Endpoint::TokenInfo, deadline, || {
+            .call(Endpoint::TokenInfo, deadline, MAX_ATTEMPTS, || {
                 attempts.fetch_add(1, Ordering::SeqCst);
                 async {
-                    Err(UpstreamError::Throttled {
-                        endpoint: Endpoint::TokenInfo,
-                        retry_after: Some(Duration::from_secs(30)),
-                    })
+                    Err(UpstreamError::throttled(
+                        Endpoint::TokenInfo,
+                        Some(Duration::from_secs(30)),
+                        None,
+                    ))
                 }
             })
             .await;
-        assert!(matches!(result, Err(UpstreamError::Throttled { .. })));
+        assert!(matches!(result, Err(e) if e.kind() == UpstreamErrorKind::Throttled));
         assert_eq!(attempts.load(Ordering::SeqCst), 1);
     }
 
@@ -375,15 +394,111 @@ mod tests {
             let _ = rx.wait_for(|r| *r).await;
             Ok::<_, UpstreamError>(())
         };
-        let first = guard.call(Endpoint::TokenInfo, deadline, || hold(released.clone()));
-        let second = guard.call(Endpoint::TokenInfo, deadline, || hold(released.clone()));
-        let third = guard.call(Endpoint::TokenInfo, deadline, || hold(released.clone()));
+        let first = guard.call(Endpoint::TokenInfo, deadline, MAX_ATTEMPTS, || {
+            hold(released.clone())
+        });
+        let second = guard.call(Endpoint::TokenInfo, deadline, MAX_ATTEMPTS, || {
+            hold(released.clone())
+        });
+        let third = guard.call(Endpoint::TokenInfo, deadline, MAX_ATTEMPTS, || {
+            hold(released.clone())
+        });
         let (first, second, third) = tokio::join!(first, second, async {
             let refused = third.await;
             release.send(true).unwrap();
             refused
         });
         assert!(first.is_ok() && second.is_ok());
-        assert!(matches!(third, Err(UpstreamError::Overloaded { .. })));
+        assert!(matches!(third, Err(e) if e.kind() == UpstreamErrorKind::Overloaded));
+    }
+
+    #[tokio::test]
+    async fn only_failures_of_wix_itself_count_toward_the_breaker() {
+        let guard = UpstreamGuard::new(settings());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        // Threshold 3: five refusals and five malformed answers in a row
+        // leave the circuit closed.
+        for _ in 0..5 {
+            let refused: Result<(), _> = guard
+                .call(Endpoint::TokenInfo, deadline, 1, || async {
+                    Err(UpstreamError::bad_status(
+                        Endpoint::TokenInfo,
+                        http::StatusCode::NOT_FOUND,
+                        None,
+                    ))
+                })
+                .await;
+            assert!(refused.is_err());
+            let malformed: Result<(), _> = guard
+                .call(Endpoint::TokenInfo, deadline, 1, || async {
+                    Err(UpstreamError::malformed(Endpoint::TokenInfo, "test"))
+                })
+                .await;
+            assert!(malformed.is_err());
+        }
+        assert!(guard.is_closed());
+        for _ in 0..3 {
+            let _ = guard
+                .call(Endpoint::TokenInfo, deadline, 1, || async {
+                    Err::<(), _>(transient())
+                })
+                .await;
+        }
+        assert!(!guard.is_closed(), "three 502s in a row open it");
+    }
+
+    #[tokio::test]
+    async fn a_back_off_sleep_holds_no_slot() {
+        // One slot. A call that failed once and sleeps before its retry
+        // must not keep a second call from running meanwhile.
+        let guard = UpstreamGuard::new(GuardSettings {
+            max_in_flight: 1,
+            max_queue_wait: Duration::from_millis(20),
+            ..settings()
+        });
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let (first_failed, mut failed) = tokio::sync::watch::channel(false);
+        let attempts = AtomicU32::new(0);
+        let retrying = guard.call(Endpoint::TokenInfo, deadline, MAX_ATTEMPTS, || {
+            let n = attempts.fetch_add(1, Ordering::SeqCst);
+            let first_failed = &first_failed;
+            async move {
+                if n == 0 {
+                    first_failed.send_replace(true);
+                    Err(UpstreamError::throttled(
+                        Endpoint::TokenInfo,
+                        Some(Duration::from_millis(300)),
+                        None,
+                    ))
+                } else {
+                    Ok(n)
+                }
+            }
+        });
+        let other = async {
+            let _ = failed.wait_for(|f| *f).await;
+            tokio::task::yield_now().await;
+            guard
+                .call(Endpoint::TokenInfo, deadline, 1, || async { Ok(99) })
+                .await
+        };
+        let (retried, other) = tokio::join!(retrying, other);
+        assert_eq!(retried.unwrap(), 1);
+        assert_eq!(other.unwrap(), 99, "ran while the first call slept");
+    }
+
+    #[tokio::test]
+    async fn a_single_attempt_call_is_not_retried() {
+        let guard = UpstreamGuard::new(settings());
+        let attempts = AtomicU32::new(0);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let result: Result<(), _> = guard
+            .call(Endpoint::Api, deadline, 1, || {
+                attempts.fetch_add(1, Ordering::SeqCst);
+                async { Err(transient()) }
+            })
+            .await;
+        assert!(result.is_err());
+        assert_eq!(attempts.load(Ordering::SeqCst), 1);
     }
 }

@@ -61,8 +61,11 @@ fn held_bytes(capacity: usize, tokens: &[String]) -> i64 {
                 .max_cached_app_tokens(capacity)
                 .build()
                 .unwrap();
-            let app =
-                Router::new().route("/", get(|| async { "ok" }).route_layer(elevator.layer()));
+            // The handler takes the app token, so each instance gets one.
+            let app = Router::new().route(
+                "/",
+                get(|_token: ElevatedToken| async { "ok" }).route_layer(elevator.layer()),
+            );
             for token in tokens {
                 let req = Request::get("/")
                     .header("authorization", token)

@@ -10,11 +10,11 @@ use std::{
 };
 
 use axum::{Json, Router, routing::get};
-use http::StatusCode;
 use serde_json::{Value, json};
 use tokio::{net::TcpListener, task::JoinHandle};
 use wix_elevate::{
-    Caller, ElevatedToken, Elevator, ElevatorBuilder, PolicyExt, SubjectType, SubjectTypes,
+    Caller, ElevatedToken, Elevator, ElevatorBuilder, PolicyExt, SubjectType, SubjectTypes, WixApi,
+    WixApiError,
     test_util::{CallerSpec, MockWix},
 };
 
@@ -83,22 +83,10 @@ fn app(elevator: &Elevator, calls: Arc<AtomicUsize>) -> Router {
             }))
         }
     };
-    let instance = |token: ElevatedToken, elevator: Elevator| async move {
-        let res = elevator
-            .http_client()
-            .get(format!("{}/apps/v1/instance", elevator.base_url()))
-            .header(http::header::AUTHORIZATION, token.authorization_header())
-            .send()
-            .await
-            .expect("Wix answers");
-        let status = StatusCode::from_u16(res.status().as_u16()).expect("status");
-        let body = res.bytes().await.unwrap_or_default();
-        (
-            status,
-            Json(serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null)),
-        )
+    // Wix's Get App Instance, called with the app token through `WixApi`.
+    let instance = |api: WixApi| async move {
+        Ok::<_, WixApiError>(Json(api.get("/apps/v1/instance").await?.json::<Value>()?))
     };
-    let e = elevator.clone();
     Router::new()
         .route("/whoami", get(whoami.clone()).route_layer(elevator.layer()))
         .route(
@@ -135,8 +123,12 @@ fn app(elevator: &Elevator, calls: Arc<AtomicUsize>) -> Router {
         )
         .route(
             "/instance",
-            get(move |token: ElevatedToken| instance(token, e.clone()))
-                .route_layer(elevator.layer()),
+            get(instance).route_layer(
+                elevator
+                    .layer()
+                    .allow("GET /apps/v1/instance")
+                    .expect("a valid operation"),
+            ),
         )
         .route(
             "/open",

@@ -156,7 +156,9 @@ async fn wrong_app_credentials_are_a_502_not_a_401() {
     use tower::ServiceExt;
     let app = axum::Router::new().route(
         "/",
-        axum::routing::get(|| async { "ran" }).route_layer(wrong.layer()),
+        // A route that declares a Wix call, so the layer elevates.
+        axum::routing::get(|| async { "ran" })
+            .route_layer(wrong.layer().allow("GET /apps/v1/instance").unwrap()),
     );
     let token = h.mint(SubjectType::Member);
     for _ in 0..2 {

@@ -63,8 +63,7 @@ fn tools() -> Option<Tools> {
 fn install_packages(dir: &Path, npm: &Path) {
     let installed = dir.join("node_modules/.package-lock.json");
     let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    if modified(&installed).is_some_and(|i| Some(i) >= modified(&dir.join("package-lock.json")))
-    {
+    if modified(&installed).is_some_and(|i| Some(i) >= modified(&dir.join("package-lock.json"))) {
         return;
     }
     let out = Command::new(npm)
@@ -139,7 +138,11 @@ async fn wix_sdk_and_a_real_browser_call_the_quickstart() {
     );
     assert!(out.status.success(), "interop suite failed:\n{report}");
     eprintln!("{report}");
-    assert!(screenshot.is_file(), "a screenshot at {}", screenshot.display());
+    assert!(
+        screenshot.is_file(),
+        "a screenshot at {}",
+        screenshot.display()
+    );
     // The SDK's own AppStrategy minted one app token (its strategy caches
     // it), and the quickstart one for every route and caller together.
     assert_eq!(wix.access_token_calls_for("sdk-instance"), 2);

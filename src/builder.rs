@@ -1,0 +1,392 @@
+//! [`ElevatorBuilder`]: every per-app setting, checked once in
+//! [`build`](ElevatorBuilder::build).
+
+use std::{fmt, time::Duration};
+
+use secrecy::SecretString;
+
+use crate::{
+    app_token::AppTokens,
+    client::WixClient,
+    elevator::{Elevator, Shared, WIX_API_BASE_URL},
+    error::ConfigError,
+    identity::{Identities, IdentitySettings},
+    metrics::WixMetrics,
+    token::{self, TokenHasher},
+    upstream::GuardSettings,
+};
+
+/// Configures an [`Elevator`]; see [`Elevator::builder`].
+///
+/// Every setting has a production default:
+///
+/// | setting | default |
+/// |---|---|
+/// | [`base_url`](Self::base_url) | `https://www.wixapis.com` |
+/// | [`http_timeout`](Self::http_timeout) | 5 s per Wix call |
+/// | [`token_info_ttl`](Self::token_info_ttl) | 60 s (never past the token's `exp`) |
+/// | [`refused_token_ttl`](Self::refused_token_ttl) | 10 s |
+/// | [`max_cached_identities`](Self::max_cached_identities) | 100 000 |
+/// | [`max_cached_app_tokens`](Self::max_cached_app_tokens) | 10 000 |
+/// | [`app_token_renew_before`](Self::app_token_renew_before) | 5 min before expiry |
+/// | [`app_token_expiry_margin`](Self::app_token_expiry_margin) | 30 s |
+/// | [`max_token_len`](Self::max_token_len) | 8 KiB |
+/// | [`auth_deadline`](Self::auth_deadline) | 10 s for one request's authentication |
+/// | [`api_deadline`](Self::api_deadline) | 10 s for one Wix API call through [`WixApi`](crate::WixApi), retries included |
+/// | [`breaker_threshold`](Self::breaker_threshold) / [`breaker_cooldown`](Self::breaker_cooldown) | 5 failures / 5 s, per endpoint family |
+/// | [`max_concurrent_wix_calls`](Self::max_concurrent_wix_calls) / [`max_queue_wait`](Self::max_queue_wait) | 64 per endpoint family / 1 s |
+/// | [`app_token_fallback_lifetime`](Self::app_token_fallback_lifetime) | 1 h (when Wix's `expires_in` is unusable) |
+///
+/// ```
+/// # use std::time::Duration;
+/// # use wix_elevate::Elevator;
+/// let elevator = Elevator::builder("app", "secret")
+///     .base_url("http://127.0.0.1:9999")
+///     .max_token_len(4096)
+///     .build()
+///     .unwrap();
+/// assert_eq!(elevator.base_url(), "http://127.0.0.1:9999");
+/// ```
+#[must_use]
+pub struct ElevatorBuilder {
+    app_id: String,
+    app_secret: SecretString,
+    base_url: String,
+    http_timeout: Duration,
+    token_info_ttl: Duration,
+    refused_token_ttl: Duration,
+    max_cached_identities: usize,
+    max_cached_app_tokens: usize,
+    renew_before: Duration,
+    expiry_margin: Duration,
+    max_token_len: usize,
+    auth_deadline: Duration,
+    api_deadline: Duration,
+    guard: GuardSettings,
+    stale_identity_grace: Option<Duration>,
+    fallback_lifetime: Duration,
+}
+
+/// The longest any duration setting may be: longer ones are a mistake, and
+/// would overflow clock arithmetic at the extreme.
+const MAX_SETTING: Duration = Duration::from_secs(24 * 3600);
+
+impl ElevatorBuilder {
+    pub(crate) fn new(app_id: String, app_secret: String) -> Self {
+        Self {
+            app_id,
+            app_secret: SecretString::from(app_secret),
+            base_url: WIX_API_BASE_URL.to_owned(),
+            http_timeout: Duration::from_secs(5),
+            token_info_ttl: Duration::from_secs(60),
+            refused_token_ttl: Duration::from_secs(10),
+            max_cached_identities: 100_000,
+            max_cached_app_tokens: 10_000,
+            renew_before: Duration::from_secs(5 * 60),
+            expiry_margin: Duration::from_secs(30),
+            max_token_len: token::DEFAULT_MAX_TOKEN_LEN,
+            auth_deadline: Duration::from_secs(10),
+            api_deadline: Duration::from_secs(10),
+            guard: GuardSettings {
+                breaker_threshold: 5,
+                breaker_cooldown: Duration::from_secs(5),
+                max_in_flight: 64,
+                max_queue_wait: Duration::from_secs(1),
+            },
+            stale_identity_grace: None,
+            fallback_lifetime: Duration::from_secs(3600),
+        }
+    }
+
+    /// Where Wix's API lives (the mock's URL in tests).
+    pub fn base_url(mut self, base_url: impl Into<String>) -> Self {
+        self.base_url = base_url.into();
+        self
+    }
+
+    /// Timeout of each call to Wix (connect and answer). Exceeding it
+    /// answers 504.
+    pub fn http_timeout(mut self, timeout: Duration) -> Self {
+        self.http_timeout = timeout;
+        self
+    }
+
+    /// How long a verified identity is reused before Wix is asked again;
+    /// never longer than the token's own `exp`.
+    pub fn token_info_ttl(mut self, ttl: Duration) -> Self {
+        self.token_info_ttl = ttl;
+        self
+    }
+
+    /// How long a token Wix refused (unknown, inactive, expired, another
+    /// app's) is remembered as refused. Zero disables it.
+    pub fn refused_token_ttl(mut self, ttl: Duration) -> Self {
+        self.refused_token_ttl = ttl;
+        self
+    }
+
+    /// Bound on cached caller identities (including refused tokens).
+    pub fn max_cached_identities(mut self, max: usize) -> Self {
+        self.max_cached_identities = max;
+        self
+    }
+
+    /// Bound on cached app tokens (one per instance).
+    pub fn max_cached_app_tokens(mut self, max: usize) -> Self {
+        self.max_cached_app_tokens = max;
+        self
+    }
+
+    /// Renew an app token this long before it expires, in the background,
+    /// while requests keep using the current one.
+    pub fn app_token_renew_before(mut self, before: Duration) -> Self {
+        self.renew_before = before;
+        self
+    }
+
+    /// Never hand out an app token in its last `margin`, so it cannot
+    /// expire on the way to Wix.
+    pub fn app_token_expiry_margin(mut self, margin: Duration) -> Self {
+        self.expiry_margin = margin;
+        self
+    }
+
+    /// Longest caller token accepted; longer ones answer 401 without any
+    /// call to Wix.
+    pub fn max_token_len(mut self, len: usize) -> Self {
+        self.max_token_len = len;
+        self
+    }
+
+    /// The overall deadline for authenticating one request, all Wix calls
+    /// and retries included (each call also has
+    /// [`http_timeout`](Self::http_timeout)). Past it: 504.
+    pub fn auth_deadline(mut self, deadline: Duration) -> Self {
+        self.auth_deadline = deadline;
+        self
+    }
+
+    /// The overall deadline of one Wix API call made through
+    /// [`WixApi`](crate::WixApi), retries and a token renewal included
+    /// (each attempt also has [`http_timeout`](Self::http_timeout)). Past
+    /// it: 504.
+    pub fn api_deadline(mut self, deadline: Duration) -> Self {
+        self.api_deadline = deadline;
+        self
+    }
+
+    /// Open an endpoint family's circuit after this many consecutive calls
+    /// that failed because of Wix (timeouts, transport errors, 5xx, 429).
+    pub fn breaker_threshold(mut self, failures: u32) -> Self {
+        self.guard.breaker_threshold = failures;
+        self
+    }
+
+    /// How long an open circuit refuses calls (503 at once) before one probe.
+    pub fn breaker_cooldown(mut self, cooldown: Duration) -> Self {
+        self.guard.breaker_cooldown = cooldown;
+        self
+    }
+
+    /// At most this many calls to Wix in flight at once.
+    pub fn max_concurrent_wix_calls(mut self, max: usize) -> Self {
+        self.guard.max_in_flight = max;
+        self
+    }
+
+    /// How long a call waits for a free slot (never past its deadline)
+    /// before the request is answered 503.
+    pub fn max_queue_wait(mut self, wait: Duration) -> Self {
+        self.guard.max_queue_wait = wait;
+        self
+    }
+
+    /// Degraded mode (off by default): while Wix is failing, keep serving a
+    /// verified identity whose cache TTL has passed, for at most `grace`
+    /// past that TTL and never past the token's own `exp`. App tokens are
+    /// never used past their expiry.
+    pub fn serve_stale_identities_for(mut self, grace: Duration) -> Self {
+        self.stale_identity_grace = Some(grace);
+        self
+    }
+
+    /// The app-token lifetime to assume when Wix's Create Access Token
+    /// answer has no usable `expires_in` (missing, zero, negative, or
+    /// Duration-style like `"14400s"`); warned about once. Default 1 hour,
+    /// well under Wix's documented 4. Lifetimes Wix states are believed up
+    /// to 24 hours.
+    pub fn app_token_fallback_lifetime(mut self, lifetime: Duration) -> Self {
+        self.fallback_lifetime = lifetime;
+        self
+    }
+
+    /// Check the settings and build the elevator.
+    ///
+    /// Every duration must be at most 24 hours, and those that must be
+    /// positive are; anything else is a [`ConfigError`], never a panic
+    /// later.
+    pub fn build(self) -> Result<Elevator, ConfigError> {
+        if self.app_id.trim().is_empty() {
+            return Err(ConfigError::EmptyAppId);
+        }
+        if secrecy::ExposeSecret::expose_secret(&self.app_secret).is_empty() {
+            return Err(ConfigError::EmptyAppSecret);
+        }
+        for (name, zero) in [
+            ("http_timeout", self.http_timeout.is_zero()),
+            ("token_info_ttl", self.token_info_ttl.is_zero()),
+            ("max_cached_identities", self.max_cached_identities == 0),
+            ("max_cached_app_tokens", self.max_cached_app_tokens == 0),
+            ("max_token_len", self.max_token_len == 0),
+            ("auth_deadline", self.auth_deadline.is_zero()),
+            ("api_deadline", self.api_deadline.is_zero()),
+            ("breaker_threshold", self.guard.breaker_threshold == 0),
+            ("max_concurrent_wix_calls", self.guard.max_in_flight == 0),
+            (
+                "app_token_fallback_lifetime",
+                self.fallback_lifetime.is_zero(),
+            ),
+        ] {
+            if zero {
+                return Err(ConfigError::Zero(name));
+            }
+        }
+        for (name, duration) in [
+            ("http_timeout", self.http_timeout),
+            ("token_info_ttl", self.token_info_ttl),
+            ("refused_token_ttl", self.refused_token_ttl),
+            ("app_token_renew_before", self.renew_before),
+            ("app_token_expiry_margin", self.expiry_margin),
+            ("auth_deadline", self.auth_deadline),
+            ("api_deadline", self.api_deadline),
+            ("breaker_cooldown", self.guard.breaker_cooldown),
+            ("max_queue_wait", self.guard.max_queue_wait),
+            (
+                "serve_stale_identities_for",
+                self.stale_identity_grace.unwrap_or_default(),
+            ),
+            ("app_token_fallback_lifetime", self.fallback_lifetime),
+        ] {
+            if duration > MAX_SETTING {
+                return Err(ConfigError::TooLong(name));
+            }
+        }
+        let client = WixClient::new(
+            &self.base_url,
+            self.http_timeout,
+            self.guard,
+            self.fallback_lifetime,
+            WixMetrics::new(),
+        )?;
+        let identities = Identities::new(
+            IdentitySettings {
+                capacity: self.max_cached_identities,
+                ttl: self.token_info_ttl,
+                refused_ttl: self.refused_token_ttl,
+                max_token_len: self.max_token_len,
+                stale_grace: self.stale_identity_grace,
+            },
+            TokenHasher::random()?,
+        );
+        Ok(Elevator::from_shared(Shared {
+            app_id: self.app_id.into(),
+            app_secret: self.app_secret,
+            client,
+            identities,
+            app_tokens: AppTokens::new(
+                self.max_cached_app_tokens,
+                self.renew_before,
+                self.expiry_margin,
+            ),
+            auth_deadline: self.auth_deadline,
+            api_deadline: self.api_deadline,
+        }))
+    }
+}
+
+impl fmt::Debug for ElevatorBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ElevatorBuilder")
+            .field("app_id", &self.app_id)
+            .field("app_secret", &"[REDACTED]")
+            .field("base_url", &self.base_url)
+            .field("http_timeout", &self.http_timeout)
+            .field("token_info_ttl", &self.token_info_ttl)
+            .field("refused_token_ttl", &self.refused_token_ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builder_refuses_bad_settings_without_panicking() {
+        assert!(matches!(
+            Elevator::builder(" ", "s").build(),
+            Err(ConfigError::EmptyAppId)
+        ));
+        assert!(matches!(
+            Elevator::builder("a", "").build(),
+            Err(ConfigError::EmptyAppSecret)
+        ));
+        assert!(matches!(
+            Elevator::builder("a", "s")
+                .http_timeout(Duration::ZERO)
+                .build(),
+            Err(ConfigError::Zero("http_timeout"))
+        ));
+        assert!(matches!(
+            Elevator::builder("a", "s").base_url("wixapis.com").build(),
+            Err(ConfigError::InvalidBaseUrl)
+        ));
+        let forever = Duration::MAX;
+        type Setter = fn(ElevatorBuilder, Duration) -> ElevatorBuilder;
+        let setters: [(&str, Setter); 11] = [
+            ("http_timeout", ElevatorBuilder::http_timeout),
+            ("token_info_ttl", ElevatorBuilder::token_info_ttl),
+            ("refused_token_ttl", ElevatorBuilder::refused_token_ttl),
+            (
+                "app_token_renew_before",
+                ElevatorBuilder::app_token_renew_before,
+            ),
+            (
+                "app_token_expiry_margin",
+                ElevatorBuilder::app_token_expiry_margin,
+            ),
+            ("auth_deadline", ElevatorBuilder::auth_deadline),
+            ("api_deadline", ElevatorBuilder::api_deadline),
+            ("breaker_cooldown", ElevatorBuilder::breaker_cooldown),
+            ("max_queue_wait", ElevatorBuilder::max_queue_wait),
+            (
+                "serve_stale_identities_for",
+                ElevatorBuilder::serve_stale_identities_for,
+            ),
+            (
+                "app_token_fallback_lifetime",
+                ElevatorBuilder::app_token_fallback_lifetime,
+            ),
+        ];
+        for (name, set) in setters {
+            match set(Elevator::builder("a", "s"), forever).build() {
+                Err(ConfigError::TooLong(got)) => assert_eq!(got, name),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            Elevator::builder("a", "s")
+                .app_token_fallback_lifetime(Duration::ZERO)
+                .build(),
+            Err(ConfigError::Zero("app_token_fallback_lifetime"))
+        ));
+    }
+
+    #[test]
+    fn debug_never_shows_the_secret() {
+        let builder = Elevator::builder("app", "top-secret-value");
+        assert!(!format!("{builder:?}").contains("top-secret-value"));
+        let elevator = builder.build().unwrap();
+        assert!(!format!("{elevator:?}").contains("top-secret-value"));
+    }
+}

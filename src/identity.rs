@@ -1,0 +1,303 @@
+//! Step 2 of a request: who is calling.
+//!
+//! The caller token (read by [`token`](crate::token)) is looked up by its
+//! keyed digest in the identity cache; on a miss, Wix's Token Info is asked
+//! once however many requests wait for the same token, and its answer is
+//! verified the way Wix's SDK does (`clientId`, `instanceId`) plus what the
+//! SDK skips (`active`, `exp`, `subjectId`).
+//!
+//! A verdict is cached for [`token_info_ttl`](crate::ElevatorBuilder::token_info_ttl)
+//! (never past the token's `exp`), a refusal for
+//! [`refused_token_ttl`](crate::ElevatorBuilder::refused_token_ttl); a
+//! failure of Wix never. A token Wix revokes therefore stays accepted for
+//! up to the TTL (plus the grace in degraded mode).
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use http::HeaderMap;
+
+use crate::{
+    cache::{FlightCache, Fresh},
+    caller::{Caller, SubjectType},
+    client::{TokenInfoAnswer, WixClient},
+    error::{Rejection, RejectionKind, UpstreamError},
+    metrics::CacheMetrics,
+    token::{self, TokenDigest, TokenHasher},
+    wire::TokenInfo,
+};
+
+/// What Wix said about a caller token.
+#[derive(Clone, Debug)]
+pub(crate) enum Verdict {
+    /// Active, for this app, bound to an instance and a subject.
+    Valid(Caller),
+    /// Definitively refused (unknown, inactive, expired, another app's, no
+    /// instance or subject). Remembered briefly so a repeated bad token
+    /// costs nothing.
+    Refused(RejectionKind),
+}
+
+/// A verdict and until when to believe it.
+#[derive(Clone, Debug)]
+pub(crate) struct CachedVerdict {
+    pub(crate) verdict: Verdict,
+    fresh_until: Instant,
+}
+
+impl CachedVerdict {
+    pub(crate) fn new(verdict: Verdict, now: Instant, ttl: Duration) -> Self {
+        Self {
+            verdict,
+            fresh_until: now.checked_add(ttl).unwrap_or(now),
+        }
+    }
+
+    /// Servable in degraded mode: a valid, unexpired identity at most
+    /// `grace` past its TTL.
+    fn is_servable_stale(&self, now: Instant, grace: Duration) -> bool {
+        matches!(&self.verdict, Verdict::Valid(caller) if caller.is_live(now))
+            && self
+                .fresh_until
+                .checked_add(grace)
+                .is_some_and(|until| now < until)
+    }
+}
+
+impl Fresh for CachedVerdict {
+    fn is_fresh(&self, now: Instant) -> bool {
+        now < self.fresh_until
+    }
+}
+
+/// The caller-identity side of an elevator: the token digest's keys, the
+/// cache and its lifetimes.
+pub(crate) struct Identities {
+    /// Keys the cache: tokens are looked up by their keyed digest.
+    hasher: TokenHasher,
+    cache: FlightCache<TokenDigest, CachedVerdict>,
+    ttl: Duration,
+    refused_ttl: Duration,
+    max_token_len: usize,
+    stale_grace: Option<Duration>,
+}
+
+/// What the cache knows of a request's token.
+pub(crate) enum Lookup {
+    Known(Verdict),
+    /// Nothing cached: ask Wix (see [`Identities::resolve`]).
+    Unknown(TokenDigest),
+}
+
+/// How an [`Identities`] is set up.
+pub(crate) struct IdentitySettings {
+    pub(crate) capacity: usize,
+    pub(crate) ttl: Duration,
+    pub(crate) refused_ttl: Duration,
+    pub(crate) max_token_len: usize,
+    pub(crate) stale_grace: Option<Duration>,
+}
+
+impl Identities {
+    pub(crate) fn new(settings: IdentitySettings, hasher: TokenHasher) -> Self {
+        Self {
+            hasher,
+            cache: FlightCache::new(settings.capacity, CacheMetrics::new("identity")),
+            ttl: settings.ttl,
+            refused_ttl: settings.refused_ttl,
+            max_token_len: settings.max_token_len,
+            stale_grace: settings.stale_grace,
+        }
+    }
+
+    /// The warm path: the token read and looked up, without waiting or
+    /// allocating. A malformed header is refused here, before anything
+    /// else.
+    pub(crate) fn cached(&self, headers: &HeaderMap, now: Instant) -> Result<Lookup, Rejection> {
+        let token = token::bare_token(headers, self.max_token_len)?;
+        let digest = self.hasher.digest(token);
+        Ok(match self.cache.get(&digest, now) {
+            Some(cached) => Lookup::Known(cached.verdict),
+            None => Lookup::Unknown(digest),
+        })
+    }
+
+    /// The miss: check the token in full, then ask Token Info through the
+    /// cache's single flight. `started` is when the request arrived.
+    pub(crate) async fn resolve(
+        &self,
+        headers: &HeaderMap,
+        digest: TokenDigest,
+        client: &WixClient,
+        app_id: &str,
+        started: Instant,
+        deadline: Instant,
+    ) -> Result<Verdict, Rejection> {
+        // Checked in full before anything leaves the process.
+        let token = token::caller_token(headers, self.max_token_len)?;
+        let grace = self.stale_grace;
+        let cached = self
+            .cache
+            .get_or_fetch(
+                &digest,
+                started,
+                || self.ask(token, client, app_id, deadline),
+                |stale, now| grace.is_some_and(|grace| stale.is_servable_stale(now, grace)),
+            )
+            .await
+            .map_err(Rejection::upstream)?;
+        Ok(cached.verdict)
+    }
+
+    /// Ask Wix who `token` is, and for how long to believe the answer.
+    async fn ask(
+        &self,
+        token: &str,
+        client: &WixClient,
+        app_id: &str,
+        deadline: Instant,
+    ) -> Result<CachedVerdict, UpstreamError> {
+        let answer = client.token_info(token, deadline).await?;
+        let (unix_now, now) = (unix_now(), Instant::now());
+        let verdict = match answer {
+            TokenInfoAnswer::Refused(status) => {
+                tracing::debug!(target: "wix_elevate", status = status.as_u16(), "Wix Token Info refused the token");
+                Verdict::Refused(RejectionKind::InvalidToken)
+            }
+            TokenInfoAnswer::Info(info) => verify(info, app_id, unix_now, now),
+        };
+        let ttl = match &verdict {
+            Verdict::Valid(caller) => self.ttl.min(caller.time_left(now)),
+            Verdict::Refused(_) => self.refused_ttl,
+        };
+        Ok(CachedVerdict::new(verdict, now, ttl))
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.cache.len()
+    }
+}
+
+/// Check Token Info's answer the way the SDK does (`clientId`, `instanceId`)
+/// plus what it skips (`active`, `exp`, `subjectId`). `unix_now` and `now`
+/// are the same moment on the wall and monotonic clocks.
+fn verify(info: TokenInfo, app_id: &str, unix_now: u64, now: Instant) -> Verdict {
+    let refused = Verdict::Refused;
+    if info.active != Some(true) {
+        return refused(RejectionKind::InvalidToken);
+    }
+    let exp = match info.exp {
+        Some(exp) if exp > 0 => exp.unsigned_abs(),
+        _ => return refused(RejectionKind::InvalidToken),
+    };
+    if exp <= unix_now {
+        return refused(RejectionKind::ExpiredToken);
+    }
+    if info.client_id.as_deref() != Some(app_id) {
+        return refused(RejectionKind::ForeignToken);
+    }
+    let instance_id = match info.instance_id {
+        Some(id) if !id.is_empty() => id,
+        _ => return refused(RejectionKind::NoInstance),
+    };
+    let subject_id = match info.subject_id {
+        Some(id) if !id.is_empty() => id,
+        _ => return refused(RejectionKind::NoSubject),
+    };
+    let live_until = now
+        .checked_add(Duration::from_secs(exp - unix_now))
+        .unwrap_or(now);
+    Verdict::Valid(Caller::from_parts(
+        info.subject_type.unwrap_or(SubjectType::Unknown),
+        subject_id.into(),
+        Arc::from(instance_id),
+        info.site_id.map(Into::into),
+        live_until,
+    ))
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(json: &str) -> TokenInfo {
+        serde_json::from_str(json).unwrap()
+    }
+
+    const NOW: u64 = 1_800_000_000;
+
+    #[test]
+    fn verify_accepts_a_good_token() {
+        let now = Instant::now();
+        let json = r#"{"active":true,"exp":1800000100,"clientId":"app","instanceId":"i","subjectType":"MEMBER","subjectId":"m"}"#;
+        let Verdict::Valid(caller) = verify(info(json), "app", NOW, now) else {
+            panic!("refused")
+        };
+        assert_eq!(caller.time_left(now), Duration::from_secs(100));
+        assert!(caller.is_live(now + Duration::from_secs(99)));
+        assert!(!caller.is_live(now + Duration::from_secs(100)));
+        assert_eq!(caller.subject_type(), SubjectType::Member);
+        assert_eq!(caller.instance_id(), "i");
+    }
+
+    #[test]
+    fn verify_refuses_each_broken_rule() {
+        let cases = [
+            (
+                r#"{"active":false,"exp":1800000100,"clientId":"app","instanceId":"i"}"#,
+                RejectionKind::InvalidToken,
+            ),
+            (
+                r#"{"exp":1800000100,"clientId":"app","instanceId":"i"}"#,
+                RejectionKind::InvalidToken,
+            ),
+            (
+                r#"{"active":true,"clientId":"app","instanceId":"i"}"#,
+                RejectionKind::InvalidToken,
+            ),
+            (
+                r#"{"active":true,"exp":1800000000,"clientId":"app","instanceId":"i"}"#,
+                RejectionKind::ExpiredToken,
+            ),
+            (
+                r#"{"active":true,"exp":1800000100,"clientId":"other","instanceId":"i"}"#,
+                RejectionKind::ForeignToken,
+            ),
+            (
+                r#"{"active":true,"exp":1800000100,"instanceId":"i"}"#,
+                RejectionKind::ForeignToken,
+            ),
+            (
+                r#"{"active":true,"exp":1800000100,"clientId":"app"}"#,
+                RejectionKind::NoInstance,
+            ),
+            (
+                r#"{"active":true,"exp":1800000100,"clientId":"app","instanceId":""}"#,
+                RejectionKind::NoInstance,
+            ),
+            (
+                r#"{"active":true,"exp":1800000100,"clientId":"app","instanceId":"i"}"#,
+                RejectionKind::NoSubject,
+            ),
+            (
+                r#"{"active":true,"exp":1800000100,"clientId":"app","instanceId":"i","subjectId":""}"#,
+                RejectionKind::NoSubject,
+            ),
+        ];
+        for (json, want) in cases {
+            match verify(info(json), "app", NOW, Instant::now()) {
+                Verdict::Refused(kind) => assert_eq!(kind, want, "{json}"),
+                Verdict::Valid(_) => panic!("accepted {json}"),
+            }
+        }
+    }
+}

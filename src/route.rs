@@ -1,0 +1,184 @@
+//! Step 3 of a request, and everything else that is per route: the
+//! route's configuration (built by [`ElevateLayer`](crate::ElevateLayer)),
+//! its rules (policy, rate limit) checked on every verified caller, cached
+//! or not, its rejections (response, log line, metrics, audit), and the
+//! scope its handlers' [`WixApi`](crate::WixApi) acts within.
+
+use std::{sync::Arc, time::Instant};
+
+use bytes::Bytes;
+use http::{Extensions, Response};
+
+use crate::{
+    Elevator,
+    audit::{self, Scope},
+    caller::{Caller, ElevatedToken},
+    error::{Rejection, RejectionKind},
+    identity::Verdict,
+    metrics::RouteMetrics,
+    operation::Operation,
+    policy::Policy,
+    rate_limit::CallerRateLimit,
+    response::OnRejection,
+};
+
+/// What one route's service shares between its clones (and, through
+/// [`RouteScope`], with its handlers).
+pub(crate) struct RouteConfig {
+    pub(crate) elevator: Elevator,
+    pub(crate) policy: Arc<dyn Policy>,
+    pub(crate) route_name: Arc<str>,
+    pub(crate) operations: Arc<[Operation]>,
+    pub(crate) rate_limit: Option<Arc<CallerRateLimit>>,
+    pub(crate) metrics: Arc<RouteMetrics>,
+    pub(crate) on_rejection: Arc<dyn OnRejection>,
+}
+
+/// The route's configuration, as a request extension for
+/// [`WixApi`](crate::WixApi) and on-demand elevation.
+#[derive(Clone)]
+pub(crate) struct RouteScope(pub(crate) Arc<RouteConfig>);
+
+impl RouteConfig {
+    /// Whether the layer elevates every request: only routes that declare
+    /// Wix operations do. Elsewhere the [`ElevatedToken`] extractor fetches
+    /// one on demand, so a route that never uses the app identity never
+    /// mints an app token.
+    pub(crate) fn elevates(&self) -> bool {
+        !self.operations.is_empty()
+    }
+
+    /// Step 3: a verdict, checked against the clock, the policy and the
+    /// rate limit.
+    pub(crate) fn admit(&self, verdict: Verdict, now: Instant) -> Result<Caller, Rejection> {
+        let caller = match verdict {
+            Verdict::Valid(caller) if !caller.is_live(now) => {
+                return Err(RejectionKind::ExpiredToken.into());
+            }
+            Verdict::Valid(caller) => caller,
+            Verdict::Refused(kind) => return Err(kind.into()),
+        };
+        if !self.policy.allows(&caller) {
+            return Err(Rejection::forbidden(caller));
+        }
+        if let Some(limit) = &self.rate_limit
+            && let Err(wait) = limit.check(&caller)
+        {
+            return Err(Rejection::rate_limited(caller, wait));
+        }
+        Ok(caller)
+    }
+
+    /// Step 5: put the verified caller, the app token (when there is one)
+    /// and the route's scope into the request's extensions.
+    pub(crate) fn attach(
+        self: &Arc<Self>,
+        extensions: &mut Extensions,
+        caller: Caller,
+        token: Option<ElevatedToken>,
+    ) {
+        self.metrics.granted();
+        extensions.insert(caller);
+        if let Some(token) = token {
+            extensions.insert(token);
+        }
+        extensions.insert(RouteScope(self.clone()));
+    }
+
+    /// Elevate a request the layer did not (see [`elevates`](Self::elevates)):
+    /// the app token for `caller`'s instance, through the same cache and
+    /// single flight, within the request deadline.
+    pub(crate) async fn elevate_on_demand(
+        &self,
+        caller: &Caller,
+    ) -> Result<ElevatedToken, Rejection> {
+        let started = Instant::now();
+        let deadline = self.elevator.auth_deadline_from(started);
+        let elevation = self
+            .elevator
+            .app_token(caller.instance_key(), started, deadline);
+        match tokio::time::timeout_at(deadline.into(), elevation).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(RejectionKind::UpstreamTimeout.into()),
+        }
+    }
+
+    /// Where audit events from this route come from.
+    pub(crate) fn audit_scope(&self) -> Scope<'_> {
+        Scope {
+            route: Some(&self.route_name),
+            policy: Some(self.policy.name()),
+        }
+    }
+
+    /// Log `rejection`, count it, audit a denial, and build its response,
+    /// with the rejection in the response's extensions.
+    pub(crate) fn reject(&self, rejection: Rejection) -> Response<Bytes> {
+        self.metrics.rejected(rejection.kind());
+        if rejection.kind() == RejectionKind::Forbidden {
+            audit::denied(
+                self.audit_scope(),
+                rejection.caller(),
+                None,
+                "policy_denied",
+            );
+        }
+        self.log(&rejection);
+        let mut response = self.on_rejection.response(&rejection);
+        response.extensions_mut().insert(rejection);
+        response
+    }
+
+    /// A handler answered with a [`Rejection`] of its own (such as
+    /// [`Caller::require_subject_id`]'s): audit it under this route.
+    pub(crate) fn audit_handler_rejection(&self, extensions: &Extensions) {
+        if let Some(rejection) = extensions.get::<Rejection>()
+            && rejection.kind() == RejectionKind::Forbidden
+        {
+            audit::denied(
+                self.audit_scope(),
+                rejection.caller(),
+                None,
+                "caller_mismatch",
+            );
+        }
+    }
+
+    /// One event per rejection on target `wix_elevate::rejection`: `debug`
+    /// for a refused caller, `warn` with the cause when Wix failed. Never a
+    /// token.
+    fn log(&self, rejection: &Rejection) {
+        let (route, policy) = (&*self.route_name, self.policy.name());
+        let (code, status) = (rejection.kind().code(), rejection.status().as_u16());
+        match rejection.upstream_error() {
+            Some(error) => tracing::warn!(
+                target: "wix_elevate::rejection",
+                route,
+                policy,
+                code,
+                status,
+                endpoint = error.endpoint().as_str(),
+                wix_status = error.status().map(|s| s.as_u16()),
+                wix_request_id = error.request_id(),
+                %error,
+                cause = error_chain(error),
+                "request rejected: Wix failed"
+            ),
+            None => {
+                tracing::debug!(target: "wix_elevate::rejection", route, policy, code, status, "request rejected")
+            }
+        }
+    }
+}
+
+/// The sources below `error`, joined: "connection refused", "timed out".
+/// reqwest's text names the URL, never a header or a body.
+fn error_chain(error: &dyn std::error::Error) -> Option<String> {
+    let mut chain = Vec::new();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        chain.push(cause.to_string());
+        source = cause.source();
+    }
+    (!chain.is_empty()).then(|| chain.join(": "))
+}
