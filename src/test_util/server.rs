@@ -35,7 +35,12 @@ pub(super) async fn serve(listener: TcpListener, state: Arc<MockState>) {
         .route("/oauth2/token", post(create_access_token))
         .route("/apps/v1/instance", get(get_app_instance))
         .route("/members/v1/members/{id}", get(get_member))
-        .fallback(registered_or_404)
+        .fallback(not_found)
+        // Operations registered with `MockWix::on` win over the built-in ones.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            registered_first,
+        ))
         .with_state(state);
     // The listener only fails if the runtime shuts down.
     let _ = axum::serve(listener, router).await;
@@ -373,27 +378,37 @@ async fn get_member(
     }
 }
 
-/// An operation registered with `MockWix::on`, or Wix's 404.
-async fn registered_or_404(State(state): State<Arc<MockState>>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let path = parts.uri.path().to_owned();
+/// Any path nothing serves: Wix's 404, counted.
+async fn not_found(State(state): State<Arc<MockState>>) -> Response {
+    state.begin(MockEndpoint::Other);
+    wix_error(
+        StatusCode::NOT_FOUND,
+        "no such endpoint in the mock",
+        "NOT_FOUND",
+    )
+}
+
+/// An operation registered with `MockWix::on` (the latest that matches),
+/// before any built-in route.
+async fn registered_first(
+    State(state): State<Arc<MockState>>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
     let found = {
         let inner = state.lock();
         inner
             .registered
             .iter()
             .rev()
-            .find(|op| op.matches(&parts.method, &path))
+            .find(|op| op.matches(request.method(), request.uri().path()))
             .map(|op| (op.key.clone(), op.handler.clone()))
     };
     let Some((key, handler)) = found else {
-        state.begin(MockEndpoint::Other);
-        return wix_error(
-            StatusCode::NOT_FOUND,
-            "no such endpoint in the mock",
-            "NOT_FOUND",
-        );
+        return next.run(request).await;
     };
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path().to_owned();
     let (latency, fault) = state.begin(MockEndpoint::Api);
     let body = axum::body::to_bytes(Body::new(body), 4 * 1024 * 1024)
         .await

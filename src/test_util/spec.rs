@@ -188,7 +188,7 @@ impl MockReply {
     }
 }
 
-/// A caller token to mint; see [`MockWix::mint`].
+/// A caller token to mint; see [`MockWix::mint`](super::MockWix::mint).
 ///
 /// Defaults: instance `mock-instance`, this app's client id, active,
 /// expiring in 4 hours, a generated subject id.

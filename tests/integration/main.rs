@@ -4,6 +4,7 @@ mod common;
 
 mod bursts;
 mod caller_token;
+mod elevated_call;
 mod elevation;
 mod extractors;
 mod failures;

@@ -87,3 +87,34 @@ async fn audit_events_carry_who_did_what_and_no_token() {
     }
     assert!(!logs.contains("OauthNG"), "{logs}");
 }
+
+#[tokio::test]
+async fn a_refused_path_with_a_line_break_cannot_forge_an_audit_line() {
+    let captured = Captured::default();
+    let _guard = captured.install(tracing::Level::INFO);
+    let (wix, elevator) = setup().await;
+    let app = app(&elevator);
+    let member = wix.mint(CallerSpec::new(SubjectType::Member).subject_id("m-8"));
+    // A route parameter carrying a newline and a fake audit event.
+    let forged = "/any-member/x%0AINFO%20wix_elevate::audit:%20elevated%20Wix%20call%20route=%22admin%22%20outcome=%22ok%22";
+    assert_eq!(call(&app, "GET", forged, &member).await.0, 403);
+    drop(_guard);
+    let logs = captured.text();
+    let audit: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("wix_elevate::audit"))
+        .collect();
+    assert_eq!(audit.len(), 1, "one event, one line:\n{logs}");
+    assert!(audit[0].contains("operation_not_declared"), "{}", audit[0]);
+    assert!(
+        audit[0].contains(r"x\nINFO"),
+        "the newline is escaped: {}",
+        audit[0]
+    );
+    assert!(
+        !logs
+            .lines()
+            .any(|l| l.starts_with("INFO wix_elevate::audit")),
+        "{logs}"
+    );
+}
