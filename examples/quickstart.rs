@@ -7,6 +7,7 @@
 //! | route | who | what |
 //! |---|---|---|
 //! | `GET /healthz` | anyone | 200 `ok` |
+//! | `GET /readyz` | anyone | 200 when every circuit to Wix lets calls through, else 503; JSON of their states |
 //! | `GET /api/whoami` | visitors, members, Wix users | the caller, no Wix API call |
 //! | `GET /api/instance` | visitors, members, Wix users | the caller and Wix's `GET /apps/v1/instance`, called with the app token |
 //! | `GET /api/members/instance` | members | same |
@@ -121,6 +122,7 @@ fn app(
     let reads_instance = |name, who| layer(name, who)?.allow("GET /apps/v1/instance");
     Ok(Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readiness(elevator.clone())))
         .route(
             "/metrics",
             get(move || std::future::ready(metrics.render())),
@@ -150,6 +152,30 @@ fn app(
             post(escalate).route_layer(layer("members_escalate", SubjectTypes::members())?),
         )
         .layer(cors))
+}
+
+/// 200 when every endpoint family's circuit lets calls through, else 503:
+/// a readiness probe that takes a replica out while Wix fails for it.
+fn readiness(
+    elevator: Elevator,
+) -> impl Fn() -> std::future::Ready<(axum::http::StatusCode, Json<Value>)> + Clone {
+    move || {
+        let circuits = elevator.circuits();
+        let ready = circuits.iter().all(|(_, closed)| *closed);
+        let states: serde_json::Map<String, Value> = circuits
+            .iter()
+            .map(|(endpoint, closed)| {
+                let state = if *closed { "closed" } else { "open" };
+                (endpoint.as_str().to_owned(), json!(state))
+            })
+            .collect();
+        let status = if ready {
+            axum::http::StatusCode::OK
+        } else {
+            axum::http::StatusCode::SERVICE_UNAVAILABLE
+        };
+        std::future::ready((status, Json(json!({ "ready": ready, "circuits": states }))))
+    }
 }
 
 fn caller_json(caller: &Caller) -> Value {
@@ -237,6 +263,8 @@ async fn run() -> Result<(), Box<dyn Error>> {
     // Metric handles bind when the elevator and layers are built: install first.
     let metrics = PrometheusBuilder::new().install_recorder()?;
     tracing_subscriber::fmt()
+        // Colours only on a terminal: log collectors get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -267,6 +295,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
         .await
         .map_err(|e| format!("cannot bind BIND_ADDR {}: {e}", settings.bind))?;
     let addr = listener.local_addr()?;
+    println!("Wix API base URL: {}", elevator.base_url());
     if let Some(mock) = &mock {
         print_demo(mock, addr);
     }
@@ -275,11 +304,32 @@ async fn run() -> Result<(), Box<dyn Error>> {
         listener,
         app(&elevator, metrics, settings.per_caller_per_min)?,
     )
-    .with_graceful_shutdown(async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
+    .with_graceful_shutdown(shutdown_signal())
     .await?;
     Ok(())
+}
+
+/// Ctrl-C, or SIGTERM (what container platforms send) on Unix.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    println!("shutting down");
 }
 
 #[tokio::main]

@@ -156,3 +156,9 @@ pub use policy::{Policy, PolicyExt, SubjectTypes};
 pub use response::{OnRejection, ProblemJson};
 #[doc(inline)]
 pub use service::Elevate;
+
+/// The README's Rust snippets, compiled and run as doctests so they stay
+/// true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

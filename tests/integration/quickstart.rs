@@ -371,3 +371,25 @@ fn a_wix_url_without_credentials_is_a_clear_error() {
         assert!(stderr.contains(missing), "{stderr}");
     }
 }
+
+#[tokio::test]
+async fn it_names_its_wix_answers_readiness_and_stops_on_sigterm() {
+    let mut qs = start(&[]);
+    assert!(
+        qs.lines
+            .iter()
+            .any(|l| l.starts_with("Wix API base URL: http://127.0.0.1:")),
+        "{:#?}",
+        qs.lines
+    );
+    let (status, body) = get(&format!("{}/readyz", qs.url), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["ready"], true);
+    assert_eq!(body["circuits"]["token_info"], "closed");
+    // What a container platform sends on a deploy.
+    let pid = qs.child.id().to_string();
+    let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(sent.success());
+    let exit = qs.child.wait().unwrap();
+    assert!(exit.success(), "graceful exit on SIGTERM: {exit:?}");
+}
