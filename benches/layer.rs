@@ -51,6 +51,8 @@ async fn setup() -> (MockWix, Elevator) {
     let wix = MockWix::start().await.expect("mock");
     let elevator = Elevator::builder(wix.app_id(), wix.app_secret())
         .base_url(wix.base_url())
+        // The bursts below bring thousands of new callers, on purpose.
+        .token_info_budget_for_new_tokens(1_000_000, 1_000_000)
         .build()
         .expect("elevator");
     (wix, elevator)

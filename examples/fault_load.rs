@@ -63,6 +63,8 @@ fn start_quickstart(wix: &MockWix) -> Result<(Quickstart, String), Box<dyn Error
         .env("WIX_HTTP_TIMEOUT_MS", "500")
         .env("WIX_DEADLINE_MS", "1000")
         .env("WIX_BREAKER_COOLDOWN_MS", "1000")
+        // Every tenth caller is new, by design of this run.
+        .env("WIX_NEW_TOKENS_PER_SEC", "100000")
         .env("RUST_LOG", "error")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -109,8 +111,8 @@ async fn worker(
     let mut n = 0usize;
     while !stop.load(Ordering::Relaxed) {
         n += 1;
-        let token = if n % 10 == 0 {
-            let instance = if n % 100 == 0 {
+        let token = if n.is_multiple_of(10) {
+            let instance = if n.is_multiple_of(100) {
                 format!("new-{id}-{n}")
             } else {
                 format!("inst-{}", n % INSTANCES)
@@ -123,7 +125,7 @@ async fn worker(
         } else {
             warm[(id * 31 + n) % warm.len()].clone()
         };
-        let path = if n % 2 == 0 {
+        let path = if n.is_multiple_of(2) {
             "/api/whoami"
         } else {
             "/api/instance"

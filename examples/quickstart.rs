@@ -32,6 +32,8 @@
 //!   repeated Wix failures (default 5000).
 //! * `RATE_LIMIT_PER_CALLER_PER_MIN`: per-caller limit on every `/api/`
 //!   route (unset: no limit).
+//! * `WIX_NEW_TOKENS_PER_SEC`: Token Info calls per second for never-seen
+//!   tokens, in bursts of ten times as many (default 100).
 //! * `RUST_LOG`: tracing filter (default `info`).
 
 use std::{env, error::Error, net::SocketAddr, process::ExitCode, time::Duration};
@@ -56,6 +58,7 @@ struct Settings {
     token_info_ttl: Duration,
     deadline: Duration,
     breaker_cooldown: Duration,
+    new_tokens_per_sec: u32,
     per_caller_per_min: Option<u32>,
 }
 
@@ -88,6 +91,8 @@ impl Settings {
             token_info_ttl: Duration::from_secs(number("WIX_TOKEN_INFO_TTL_SECS", 60)?),
             deadline: Duration::from_millis(number("WIX_DEADLINE_MS", 10_000)?),
             breaker_cooldown: Duration::from_millis(number("WIX_BREAKER_COOLDOWN_MS", 5_000)?),
+            new_tokens_per_sec: u32::try_from(number("WIX_NEW_TOKENS_PER_SEC", 100)?)
+                .map_err(|_| "WIX_NEW_TOKENS_PER_SEC is too large".to_owned())?,
             per_caller_per_min: match var("RATE_LIMIT_PER_CALLER_PER_MIN") {
                 None => None,
                 Some(_) => Some(
@@ -289,6 +294,10 @@ async fn run() -> Result<(), Box<dyn Error>> {
         .token_info_ttl(settings.token_info_ttl)
         .auth_deadline(settings.deadline)
         .breaker_cooldown(settings.breaker_cooldown)
+        .token_info_budget_for_new_tokens(
+            settings.new_tokens_per_sec,
+            settings.new_tokens_per_sec.saturating_mul(10),
+        )
         .build()?;
 
     let listener = tokio::net::TcpListener::bind(&settings.bind)

@@ -108,10 +108,11 @@ impl WixApi {
     /// assert!(WixApi::from_extensions(req.extensions()).is_none(), "no layer ran");
     /// ```
     pub fn from_extensions(extensions: &Extensions) -> Option<Self> {
+        let scope = extensions.get::<RouteScope>()?;
         Some(Self {
-            route: extensions.get::<RouteScope>()?.0.clone(),
+            route: scope.route.clone(),
             caller: extensions.get::<Caller>()?.clone(),
-            token: extensions.get::<ElevatedToken>().cloned(),
+            token: scope.token.clone(),
         })
     }
 

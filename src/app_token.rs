@@ -87,9 +87,10 @@ impl Elevator {
             .get_or_fetch(
                 instance,
                 started,
-                || self.fetch_app_token(instance, deadline),
+                ElevatedToken::is_fresh,
+                |_| self.fetch_app_token(instance, deadline),
                 // Never an app token past its expiry, degraded or not.
-                |_, _| false,
+                |_, _, _| false,
             )
             .await
             .map_err(Rejection::upstream)
@@ -111,8 +112,9 @@ impl Elevator {
             .get_or_fetch(
                 instance,
                 started,
-                || self.fetch_app_token(instance, deadline),
-                |_, _| false,
+                ElevatedToken::is_fresh,
+                |_| self.fetch_app_token(instance, deadline),
+                |_, _, _| false,
             )
             .await
             .map_err(Rejection::upstream)

@@ -1,7 +1,9 @@
 //! [`ElevatorBuilder`]: every per-app setting, checked once in
 //! [`build`](ElevatorBuilder::build).
 
-use std::{fmt, time::Duration};
+use std::{fmt, num::NonZeroU32, time::Duration};
+
+use governor::Quota;
 
 use secrecy::SecretString;
 
@@ -35,6 +37,7 @@ use crate::{
 /// | [`api_deadline`](Self::api_deadline) | 10 s for one Wix API call through [`WixApi`](crate::WixApi), retries included |
 /// | [`breaker_threshold`](Self::breaker_threshold) / [`breaker_cooldown`](Self::breaker_cooldown) | 5 failures / 5 s, per endpoint family |
 /// | [`max_concurrent_wix_calls`](Self::max_concurrent_wix_calls) / [`max_queue_wait`](Self::max_queue_wait) | 64 per endpoint family / 1 s |
+/// | [`token_info_budget_for_new_tokens`](Self::token_info_budget_for_new_tokens) | 100 per second, bursts of 1,000 |
 /// | [`app_token_fallback_lifetime`](Self::app_token_fallback_lifetime) | 1 h (when Wix's `expires_in` is unusable) |
 ///
 /// ```
@@ -65,6 +68,8 @@ pub struct ElevatorBuilder {
     guard: GuardSettings,
     stale_identity_grace: Option<Duration>,
     fallback_lifetime: Duration,
+    /// Token Info calls for never-seen tokens: per second, burst.
+    new_token_budget: (u32, u32),
 }
 
 /// The longest any duration setting may be: longer ones are a mistake, and
@@ -95,6 +100,7 @@ impl ElevatorBuilder {
             },
             stale_identity_grace: None,
             fallback_lifetime: Duration::from_secs(3600),
+            new_token_budget: (100, 1_000),
         }
     }
 
@@ -220,6 +226,24 @@ impl ElevatorBuilder {
         self
     }
 
+    /// A budget on Token Info calls for tokens this elevator has never seen
+    /// (default 100 per second, in bursts of 1,000): beyond it, a request with
+    /// a new token is answered 503 with `Retry-After` at once, so a flood of
+    /// invented tokens cannot spend the app's Wix quota. Cached identities,
+    /// and the renewal of an identity whose TTL passed, never count.
+    ///
+    /// ```
+    /// # use wix_elevate::Elevator;
+    /// let elevator = Elevator::builder("app", "secret")
+    ///     .token_info_budget_for_new_tokens(20, 100)
+    ///     .build()?;
+    /// # Ok::<(), wix_elevate::ConfigError>(())
+    /// ```
+    pub fn token_info_budget_for_new_tokens(mut self, per_second: u32, burst: u32) -> Self {
+        self.new_token_budget = (per_second, burst);
+        self
+    }
+
     /// Check the settings and build the elevator.
     ///
     /// Every duration must be at most 24 hours, and those that must be
@@ -278,6 +302,11 @@ impl ElevatorBuilder {
             self.fallback_lifetime,
             WixMetrics::new(),
         )?;
+        let budget = |n: u32| {
+            NonZeroU32::new(n).ok_or(ConfigError::Zero("token_info_budget_for_new_tokens"))
+        };
+        let new_token_budget = Quota::per_second(budget(self.new_token_budget.0)?)
+            .allow_burst(budget(self.new_token_budget.1)?);
         let identities = Identities::new(
             IdentitySettings {
                 capacity: self.max_cached_identities,
@@ -285,6 +314,7 @@ impl ElevatorBuilder {
                 refused_ttl: self.refused_token_ttl,
                 max_token_len: self.max_token_len,
                 stale_grace: self.stale_identity_grace,
+                new_token_budget,
             },
             TokenHasher::random()?,
         );

@@ -26,9 +26,11 @@ pub(crate) trait Fresh: Clone {
 enum Slot<V> {
     Ready(V),
     /// The call failed at `at`: only requests started by then may see it.
+    /// The value it was replacing, if any, is kept for degraded mode.
     Failed {
         at: Instant,
         error: Arc<UpstreamError>,
+        stale: Option<V>,
     },
 }
 
@@ -61,18 +63,22 @@ where
         }
     }
 
-    /// A fresh value, or `fetch`'s: one fetch per key at a time, its answer
-    /// shared by every request waiting on it. `started` is when the asking
-    /// request began: a failure recorded before it is never returned.
+    /// An acceptable value, or `fetch`'s: one fetch per key at a time, its
+    /// answer shared by every request waiting on it. `started` is when the
+    /// asking request began: a failure recorded before it is never
+    /// returned. `accept` says whether a cached value will do (at least
+    /// [`Fresh::is_fresh`]); `fetch` is told whether it replaces a value
+    /// (the key is known) or fills an empty slot.
     ///
     /// If the fetch fails and the value it was replacing passes `stale_ok`
-    /// (degraded mode), that value is kept and returned instead.
+    /// for that failure (degraded mode), that value is kept and returned.
     pub(crate) async fn get_or_fetch<Fut>(
         &self,
         key: &K,
         started: Instant,
-        fetch: impl FnOnce() -> Fut,
-        stale_ok: impl Fn(&V, Instant) -> bool,
+        accept: impl Fn(&V, Instant) -> bool,
+        fetch: impl FnOnce(bool) -> Fut,
+        stale_ok: impl Fn(&V, &UpstreamError, Instant) -> bool,
     ) -> Result<V, Arc<UpstreamError>>
     where
         Fut: Future<Output = Result<V, UpstreamError>>,
@@ -80,10 +86,10 @@ where
         let entry = self
             .entries
             .entry_async(key, |_, slot| match slot {
-                Slot::Ready(value) if value.is_fresh(Instant::now()) => {
+                Slot::Ready(value) if accept(value, Instant::now()) => {
                     EntryAction::Retain(Ok(value.clone()))
                 }
-                Slot::Failed { at, error } if started <= *at => {
+                Slot::Failed { at, error, .. } if started <= *at => {
                     EntryAction::Retain(Err(error.clone()))
                 }
                 _ => EntryAction::ReplaceWithGuard,
@@ -100,22 +106,30 @@ where
             EntryResult::Removed(..) | EntryResult::Timeout => (None, None),
         };
         self.metrics.miss.increment(1);
+        // The value being replaced, kept through failed refreshes.
+        let previous = match previous {
+            Some(Slot::Ready(value)) => Some(value),
+            Some(Slot::Failed { stale, .. }) => stale,
+            None => None,
+        };
+        let known = previous.is_some();
         // If this future is dropped mid-fetch, the guard's drop hands the
         // fill to the next waiter.
-        let (slot, result) = match fetch().await {
+        let (slot, result) = match fetch(known).await {
             Ok(value) => (Slot::Ready(value.clone()), Ok(value)),
             Err(error) => match previous {
-                Some(Slot::Ready(stale)) if stale_ok(&stale, Instant::now()) => {
+                Some(stale) if stale_ok(&stale, &error, Instant::now()) => {
                     tracing::warn!(target: "wix_elevate", %error, "Wix failed; serving a stale entry (degraded mode)");
                     (Slot::Ready(stale.clone()), Ok(stale))
                 }
-                _ => {
+                stale => {
                     let error = Arc::new(error);
                     let at = Instant::now();
                     (
                         Slot::Failed {
                             at,
                             error: error.clone(),
+                            stale,
                         },
                         Err(error),
                     )
@@ -163,6 +177,14 @@ mod tests {
         }
     }
 
+    fn fresh(value: &Until, now: Instant) -> bool {
+        value.is_fresh(now)
+    }
+
+    fn never(_: &Until, _: &UpstreamError, _: Instant) -> bool {
+        false
+    }
+
     fn failure() -> UpstreamError {
         UpstreamError::timeout(crate::Endpoint::TokenInfo)
     }
@@ -173,14 +195,14 @@ mod tests {
         let now = Instant::now();
         let later = now + Duration::from_secs(60);
         let v = cache
-            .get_or_fetch(&1, now, || async { Ok(Until(later, 1)) }, |_, _| false)
+            .get_or_fetch(&1, now, fresh, |_| async { Ok(Until(later, 1)) }, never)
             .await
             .unwrap();
         assert_eq!(v.1, 1);
         assert_eq!(cache.get(&1, now), Some(Until(later, 1)));
         assert_eq!(cache.get(&1, later), None, "stale at its deadline");
         let v = cache
-            .get_or_fetch(&1, now, || async { Ok(Until(later, 2)) }, |_, _| false)
+            .get_or_fetch(&1, now, fresh, |_| async { Ok(Until(later, 2)) }, never)
             .await
             .unwrap();
         assert_eq!(v.1, 1, "still fresh: no refetch");
@@ -192,7 +214,7 @@ mod tests {
         let started = Instant::now();
         assert!(
             cache
-                .get_or_fetch(&1, started, || async { Err(failure()) }, |_, _| false)
+                .get_or_fetch(&1, started, fresh, |_| async { Err(failure()) }, never)
                 .await
                 .is_err()
         );
@@ -202,8 +224,9 @@ mod tests {
             .get_or_fetch(
                 &1,
                 Instant::now(),
-                || async { Ok(Until(later, 7)) },
-                |_, _| false,
+                fresh,
+                |_| async { Ok(Until(later, 7)) },
+                never,
             )
             .await;
         assert_eq!(v.unwrap().1, 7, "a request after the failure fetched again");
@@ -223,12 +246,13 @@ mod tests {
                         .get_or_fetch(
                             &1,
                             started,
-                            || async move {
+                            fresh,
+                            |_| async move {
                                 calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                                 let _ = released.wait_for(|r| *r).await;
                                 Err::<Until, _>(failure())
                             },
-                            |_, _| false,
+                            never,
                         )
                         .await
                 })

@@ -356,10 +356,11 @@ impl ElevatedToken {
     pub async fn for_request(
         extensions: &http::Extensions,
     ) -> Option<Result<ElevatedToken, http::Response<bytes::Bytes>>> {
-        if let Some(token) = extensions.get::<ElevatedToken>() {
+        let scope = extensions.get::<crate::route::RouteScope>()?;
+        if let Some(token) = &scope.token {
             return Some(Ok(token.clone()));
         }
-        let route = &extensions.get::<crate::route::RouteScope>()?.0;
+        let route = &scope.route;
         let caller = extensions.get::<Caller>()?;
         Some(
             route

@@ -72,7 +72,7 @@ fn is_refusal(status: StatusCode) -> bool {
 /// clamped to [`MAX_APP_TOKEN_LIFETIME`]; `None` when Wix's value is
 /// missing, zero, negative or unreadable (the caller then uses its
 /// fallback).
-fn believed_lifetime(expires_in: Option<i64>) -> Option<Duration> {
+pub(crate) fn believed_lifetime(expires_in: Option<i64>) -> Option<Duration> {
     let secs = u64::try_from(expires_in?).ok().filter(|secs| *secs > 0)?;
     Some(Duration::from_secs(secs).min(MAX_APP_TOKEN_LIFETIME))
 }
@@ -119,11 +119,10 @@ impl WixClient {
         metrics: WixMetrics,
     ) -> Result<Self, ConfigError> {
         let base_url = normalize_base_url(base_url)?;
-        if base_url.starts_with("https://")
-            && !cfg!(any(feature = "rustls", feature = "native-tls"))
-        {
-            return Err(ConfigError::NoTls);
-        }
+        check_tls(
+            base_url,
+            cfg!(any(feature = "rustls", feature = "native-tls")),
+        )?;
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
@@ -461,6 +460,15 @@ fn request_id(headers: &HeaderMap) -> Option<Box<str>> {
     (id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic())).then(|| id.into())
 }
 
+/// An `https` base URL needs a TLS backend: without one, every call would
+/// fail later as a retried transport error, so it is a build-time error.
+fn check_tls(base_url: &str, tls_built_in: bool) -> Result<(), ConfigError> {
+    if base_url.starts_with("https://") && !tls_built_in {
+        return Err(ConfigError::NoTls);
+    }
+    Ok(())
+}
+
 /// `scheme://host[:port][/path]` without a trailing slash.
 fn normalize_base_url(url: &str) -> Result<&str, ConfigError> {
     let trimmed = url.trim_end_matches('/');
@@ -504,6 +512,16 @@ mod tests {
         ] {
             assert!(normalize_base_url(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn an_https_base_url_without_tls_is_a_config_error() {
+        assert!(matches!(
+            check_tls("https://www.wixapis.com", false),
+            Err(ConfigError::NoTls)
+        ));
+        assert!(check_tls("https://www.wixapis.com", true).is_ok());
+        assert!(check_tls("http://127.0.0.1:9", false).is_ok());
     }
 
     #[test]

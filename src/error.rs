@@ -143,6 +143,9 @@ pub enum UpstreamErrorKind {
     CircuitOpen,
     /// Too many calls to Wix were in flight for too long.
     Overloaded,
+    /// The budget of Token Info calls for tokens never seen before is
+    /// spent (a flood of invented tokens); Wix was not called.
+    BudgetSpent,
 }
 
 impl UpstreamError {
@@ -215,6 +218,13 @@ impl UpstreamError {
         Self::new(endpoint, UpstreamErrorKind::Overloaded)
     }
 
+    pub(crate) fn budget_spent(endpoint: Endpoint, retry_after: Duration) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(endpoint, UpstreamErrorKind::BudgetSpent)
+        }
+    }
+
     /// What went wrong.
     pub fn kind(&self) -> UpstreamErrorKind {
         self.kind
@@ -266,8 +276,16 @@ impl UpstreamError {
             UpstreamErrorKind::Status => self.status.is_some_and(|s| s.is_server_error()),
             UpstreamErrorKind::Malformed
             | UpstreamErrorKind::CircuitOpen
-            | UpstreamErrorKind::Overloaded => false,
+            | UpstreamErrorKind::Overloaded
+            | UpstreamErrorKind::BudgetSpent => false,
         }
+    }
+
+    /// Whether Wix itself failed (so degraded mode may serve a stale
+    /// identity): it failed now, or it failed enough to open the circuit.
+    /// Never for local limits (calls in flight, the new-token budget).
+    pub(crate) fn is_wix_failure(&self) -> bool {
+        self.trips_breaker() || self.kind == UpstreamErrorKind::CircuitOpen
     }
 
     /// The one table from an upstream failure to the rejection it causes
@@ -286,7 +304,9 @@ impl UpstreamError {
             }
             UpstreamErrorKind::Malformed => (RejectionKind::UpstreamFailed, CallOutcome::Malformed),
             // No call was made: the outcome is never recorded.
-            UpstreamErrorKind::CircuitOpen | UpstreamErrorKind::Overloaded => {
+            UpstreamErrorKind::CircuitOpen
+            | UpstreamErrorKind::Overloaded
+            | UpstreamErrorKind::BudgetSpent => {
                 (RejectionKind::UpstreamUnavailable, CallOutcome::Transport)
             }
         }
@@ -322,6 +342,10 @@ impl fmt::Display for UpstreamError {
             UpstreamErrorKind::Overloaded => {
                 write!(f, "too many Wix calls in flight; {endpoint} was not called")
             }
+            UpstreamErrorKind::BudgetSpent => write!(
+                f,
+                "the budget of {endpoint} calls for new tokens is spent; Wix was not called"
+            ),
         }?;
         if let Some(id) = &self.request_id {
             write!(f, " (x-wix-request-id {id})")?;

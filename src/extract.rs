@@ -130,7 +130,10 @@ impl<S: Send + Sync> FromRequestParts<S> for ElevatedToken {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         match ElevatedToken::for_request(&parts.extensions).await {
             Some(Ok(token)) => {
-                parts.extensions.insert(token.clone());
+                // Later extractors in this request reuse it.
+                if let Some(scope) = parts.extensions.get_mut::<crate::route::RouteScope>() {
+                    scope.token.get_or_insert_with(|| token.clone());
+                }
                 Ok(token)
             }
             Some(Err(rejection)) => Err(rejection.map(axum_core::body::Body::from)),

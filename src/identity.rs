@@ -17,13 +17,14 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter, clock::Clock};
 use http::HeaderMap;
 
 use crate::{
     cache::{FlightCache, Fresh},
     caller::{Caller, SubjectType},
     client::{TokenInfoAnswer, WixClient},
-    error::{Rejection, RejectionKind, UpstreamError},
+    error::{Endpoint, Rejection, RejectionKind, UpstreamError},
     metrics::CacheMetrics,
     token::{self, TokenDigest, TokenHasher},
     wire::TokenInfo,
@@ -40,10 +41,11 @@ pub(crate) enum Verdict {
     Refused(RejectionKind),
 }
 
-/// A verdict and until when to believe it.
+/// A verdict, when Wix gave it, and until when to believe it.
 #[derive(Clone, Debug)]
 pub(crate) struct CachedVerdict {
     pub(crate) verdict: Verdict,
+    fetched_at: Instant,
     fresh_until: Instant,
 }
 
@@ -51,8 +53,15 @@ impl CachedVerdict {
     pub(crate) fn new(verdict: Verdict, now: Instant, ttl: Duration) -> Self {
         Self {
             verdict,
+            fetched_at: now,
             fresh_until: now.checked_add(ttl).unwrap_or(now),
         }
+    }
+
+    /// Fresh, and no older than `max_age` (if the route sets one) for a
+    /// request that began at `started`.
+    fn is_acceptable(&self, now: Instant, started: Instant, max_age: Option<Duration>) -> bool {
+        self.is_fresh(now) && max_age.is_none_or(|age| !is_older(self.fetched_at, started, age))
     }
 
     /// Servable in degraded mode: a valid, unexpired identity at most
@@ -64,6 +73,14 @@ impl CachedVerdict {
                 .checked_add(grace)
                 .is_some_and(|until| now < until)
     }
+}
+
+/// Whether Wix's answer at `fetched_at` is more than `max_age` old for a
+/// request that began at `started`.
+pub(crate) fn is_older(fetched_at: Instant, started: Instant, max_age: Duration) -> bool {
+    fetched_at
+        .checked_add(max_age)
+        .is_some_and(|limit| limit < started)
 }
 
 impl Fresh for CachedVerdict {
@@ -82,11 +99,18 @@ pub(crate) struct Identities {
     refused_ttl: Duration,
     max_token_len: usize,
     stale_grace: Option<Duration>,
+    /// Token Info calls for tokens never seen before.
+    new_token_budget: DefaultDirectRateLimiter,
 }
 
 /// What the cache knows of a request's token.
 pub(crate) enum Lookup {
-    Known(Verdict),
+    Known {
+        verdict: Verdict,
+        /// When Wix gave the verdict.
+        fetched_at: Instant,
+        digest: TokenDigest,
+    },
     /// Nothing cached: ask Wix (see [`Identities::resolve`]).
     Unknown(TokenDigest),
 }
@@ -98,6 +122,7 @@ pub(crate) struct IdentitySettings {
     pub(crate) refused_ttl: Duration,
     pub(crate) max_token_len: usize,
     pub(crate) stale_grace: Option<Duration>,
+    pub(crate) new_token_budget: Quota,
 }
 
 impl Identities {
@@ -109,6 +134,7 @@ impl Identities {
             refused_ttl: settings.refused_ttl,
             max_token_len: settings.max_token_len,
             stale_grace: settings.stale_grace,
+            new_token_budget: RateLimiter::direct(settings.new_token_budget),
         }
     }
 
@@ -119,19 +145,26 @@ impl Identities {
         let token = token::bare_token(headers, self.max_token_len)?;
         let digest = self.hasher.digest(token);
         Ok(match self.cache.get(&digest, now) {
-            Some(cached) => Lookup::Known(cached.verdict),
+            Some(cached) => Lookup::Known {
+                verdict: cached.verdict,
+                fetched_at: cached.fetched_at,
+                digest,
+            },
             None => Lookup::Unknown(digest),
         })
     }
 
     /// The miss: check the token in full, then ask Token Info through the
-    /// cache's single flight. `started` is when the request arrived.
+    /// cache's single flight. `started` is when the request arrived;
+    /// `max_age`, the route's limit on how old a verdict may be.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn resolve(
         &self,
         headers: &HeaderMap,
         digest: TokenDigest,
         client: &WixClient,
         app_id: &str,
+        max_age: Option<Duration>,
         started: Instant,
         deadline: Instant,
     ) -> Result<Verdict, Rejection> {
@@ -143,22 +176,33 @@ impl Identities {
             .get_or_fetch(
                 &digest,
                 started,
-                || self.ask(token, client, app_id, deadline),
-                |stale, now| grace.is_some_and(|grace| stale.is_servable_stale(now, grace)),
+                |cached, now| cached.is_acceptable(now, started, max_age),
+                |known| self.ask(token, known, client, app_id, deadline),
+                // Degraded mode only because Wix failed, never for a local limit.
+                |stale, error, now| {
+                    error.is_wix_failure()
+                        && grace.is_some_and(|grace| stale.is_servable_stale(now, grace))
+                },
             )
             .await
             .map_err(Rejection::upstream)?;
         Ok(cached.verdict)
     }
 
-    /// Ask Wix who `token` is, and for how long to believe the answer.
+    /// Ask Wix who `token` is, and for how long to believe the answer. A
+    /// token never seen before (`known` false) spends the new-token budget.
     async fn ask(
         &self,
         token: &str,
+        known: bool,
         client: &WixClient,
         app_id: &str,
         deadline: Instant,
     ) -> Result<CachedVerdict, UpstreamError> {
+        if !known && let Err(not_until) = self.new_token_budget.check() {
+            let wait = not_until.wait_time_from(self.new_token_budget.clock().now());
+            return Err(UpstreamError::budget_spent(Endpoint::TokenInfo, wait));
+        }
         let answer = client.token_info(token, deadline).await?;
         let (unix_now, now) = (unix_now(), Instant::now());
         let verdict = match answer {
@@ -184,7 +228,7 @@ impl Identities {
 /// Check Token Info's answer the way the SDK does (`clientId`, `instanceId`)
 /// plus what it skips (`active`, `exp`, `subjectId`). `unix_now` and `now`
 /// are the same moment on the wall and monotonic clocks.
-fn verify(info: TokenInfo, app_id: &str, unix_now: u64, now: Instant) -> Verdict {
+pub(crate) fn verify(info: TokenInfo, app_id: &str, unix_now: u64, now: Instant) -> Verdict {
     let refused = Verdict::Refused;
     if info.active != Some(true) {
         return refused(RejectionKind::InvalidToken);

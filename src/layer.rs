@@ -1,6 +1,6 @@
 //! [`ElevateLayer`]: per-route configuration of the middleware.
 
-use std::{fmt, num::NonZeroU32, sync::Arc};
+use std::{fmt, num::NonZeroU32, sync::Arc, time::Duration};
 
 use tower_layer::Layer;
 
@@ -10,7 +10,7 @@ use crate::{
     metrics::RouteMetrics,
     operation::Operation,
     policy::{Policy, SubjectTypes},
-    rate_limit::CallerRateLimit,
+    rate_limit::{RouteRateLimit, Scope},
     response::{OnRejection, ProblemJson},
     route::RouteConfig,
     service::Elevate,
@@ -55,7 +55,9 @@ pub struct ElevateLayer {
     policy: Arc<dyn Policy>,
     route_name: Arc<str>,
     operations: Vec<Operation>,
-    rate_limit: Option<Arc<CallerRateLimit>>,
+    /// Shared by every route this layer value (and its clones) is applied to.
+    rate_limits: Vec<Arc<RouteRateLimit>>,
+    max_identity_age: Option<Duration>,
     /// Registered by `route_name`; unnamed routes register when layered.
     metrics: Option<Arc<RouteMetrics>>,
     on_rejection: Arc<dyn OnRejection>,
@@ -78,7 +80,8 @@ impl ElevateLayer {
             policy: Arc::new(SubjectTypes::default()),
             route_name: Arc::from(""),
             operations: Vec::new(),
-            rate_limit: None,
+            rate_limits: Vec::new(),
+            max_identity_age: None,
             metrics: None,
             on_rejection: Arc::new(ProblemJson),
         }
@@ -110,7 +113,13 @@ impl ElevateLayer {
     /// at most `per_minute` requests per minute on this route, in bursts of
     /// as many. Beyond it: 429 with `Retry-After`; other callers are
     /// unaffected. Anyone can obtain a visitor token, so an elevated visitor
-    /// route wants this.
+    /// route wants this; a visitor is an anonymous *session*, though, not a
+    /// person, so add [`rate_limit_visitors_per_instance`](Self::rate_limit_visitors_per_instance)
+    /// to bound them together.
+    ///
+    /// The limit belongs to this layer value: every route it (or a clone of
+    /// it) is applied to shares one budget per caller. For a budget per
+    /// route, call this on each route's layer.
     ///
     /// ```
     /// # use wix_elevate::Elevator;
@@ -122,8 +131,58 @@ impl ElevateLayer {
     pub fn rate_limit_per_caller(mut self, per_minute: u32) -> Result<Self, ConfigError> {
         let per_minute =
             NonZeroU32::new(per_minute).ok_or(ConfigError::Zero("rate_limit_per_caller"))?;
-        self.rate_limit = Some(Arc::new(CallerRateLimit::per_minute(per_minute)));
+        self.rate_limits.push(Arc::new(RouteRateLimit::per_minute(
+            Scope::PerCaller,
+            per_minute,
+        )));
         Ok(self)
+    }
+
+    /// Allow all `VISITOR` callers of one instance together at most
+    /// `per_minute` requests per minute on this route (members, Wix users
+    /// and apps are not counted). Every new anonymous session is a new
+    /// visitor with a fresh per-caller allowance; this bounds what they can
+    /// do to one site however many sessions they open.
+    ///
+    /// ```
+    /// # use wix_elevate::Elevator;
+    /// # let elevator = Elevator::builder("app", "secret").build().unwrap();
+    /// let layer = elevator
+    ///     .layer()
+    ///     .rate_limit_per_caller(30)?
+    ///     .rate_limit_visitors_per_instance(600)?;
+    /// # let _ = layer;
+    /// # Ok::<(), wix_elevate::ConfigError>(())
+    /// ```
+    pub fn rate_limit_visitors_per_instance(
+        mut self,
+        per_minute: u32,
+    ) -> Result<Self, ConfigError> {
+        let per_minute = NonZeroU32::new(per_minute)
+            .ok_or(ConfigError::Zero("rate_limit_visitors_per_instance"))?;
+        self.rate_limits.push(Arc::new(RouteRateLimit::per_minute(
+            Scope::VisitorsPerInstance,
+            per_minute,
+        )));
+        Ok(self)
+    }
+
+    /// The oldest verified identity this route accepts. The elevator's
+    /// [`token_info_ttl`](crate::ElevatorBuilder::token_info_ttl) applies to
+    /// every route; a sensitive route can ask Wix sooner, so a revoked
+    /// token stops working sooner there. `Duration::ZERO` asks Wix on every
+    /// request (concurrent requests for one token still share one call).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use wix_elevate::Elevator;
+    /// # let elevator = Elevator::builder("app", "secret").build().unwrap();
+    /// let payouts = elevator.layer().max_identity_age(Duration::ZERO);
+    /// # let _ = payouts;
+    /// ```
+    pub fn max_identity_age(mut self, age: Duration) -> Self {
+        self.max_identity_age = Some(age);
+        self
     }
 
     /// Declare a Wix operation that is safe to retry on a transient failure
@@ -175,7 +234,8 @@ impl<S> Layer<S> for ElevateLayer {
                     .unwrap_or_else(|| Arc::new(RouteMetrics::new(&self.route_name))),
                 route_name: self.route_name.clone(),
                 operations: self.operations.clone().into(),
-                rate_limit: self.rate_limit.clone(),
+                rate_limits: self.rate_limits.clone().into(),
+                max_identity_age: self.max_identity_age,
                 on_rejection: self.on_rejection.clone(),
             },
         )

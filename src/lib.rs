@@ -129,6 +129,11 @@ mod wire;
 #[cfg(feature = "test-util")]
 pub mod test_util;
 
+// Entry points for `cargo fuzz` (which sets `--cfg fuzzing`); not an API.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzz;
+
 #[doc(inline)]
 pub use api::{WixApi, WixApiError, WixApiErrorKind, WixRequest, WixResponse};
 #[doc(inline)]

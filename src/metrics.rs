@@ -2,7 +2,7 @@
 //!
 //! | name | kind | labels |
 //! |---|---|---|
-//! | `wix_elevate_requests_total` | counter | `route`, `outcome` (`granted` or the rejection code), `status` |
+//! | `wix_elevate_requests_total` | counter | `route`, `outcome` (`granted` or the rejection code), `status` (rejections only: a granted request's status is its handler's) |
 //! | `wix_elevate_cache_total` | counter | `cache` (`identity`, `app_token`), `result` (`hit`, `miss`, `coalesced`) |
 //! | `wix_elevate_wix_calls_total` | counter | `endpoint` (`token_info`, `create_access_token`, `api`), `outcome` |
 //! | `wix_elevate_wix_call_duration_seconds` | histogram | `endpoint` |
@@ -147,7 +147,8 @@ impl RouteMetrics {
     pub(crate) fn new(route: &str) -> Self {
         let route = route.to_owned();
         Self {
-            granted: counter!("wix_elevate_requests_total", "route" => route.clone(), "outcome" => "granted", "status" => "200"),
+            // No `status`: a granted request's status is the handler's.
+            granted: counter!("wix_elevate_requests_total", "route" => route.clone(), "outcome" => "granted"),
             rejected: RejectionKind::ALL.map(|kind| {
                 counter!(
                     "wix_elevate_requests_total",

@@ -178,7 +178,8 @@ pub struct And<A, B>(A, B);
 #[derive(Clone, Copy, Debug)]
 pub struct Or<A, B>(A, B);
 
-/// The policy must deny. See [`PolicyExt::not`].
+/// The policy must deny, and the caller must not be an app or unknown.
+/// See [`PolicyExt::not`].
 #[derive(Clone, Copy, Debug)]
 pub struct Not<A>(A);
 
@@ -202,7 +203,13 @@ impl<A: Policy, B: Policy> Policy for Or<A, B> {
 
 impl<A: Policy> Policy for Not<A> {
     fn allows(&self, caller: &Caller) -> bool {
-        !self.0.allows(caller)
+        // `APP` and `UNKNOWN` are admitted only where a policy names them:
+        // negating something else must not name them by accident.
+        let named_only = matches!(
+            caller.subject_type(),
+            SubjectType::App | SubjectType::Unknown
+        );
+        !named_only && !self.0.allows(caller)
     }
     fn name(&self) -> &str {
         "not"
@@ -228,7 +235,18 @@ pub trait PolicyExt: Policy + Sized {
         Or(self, other)
     }
 
-    /// Allows exactly when `self` denies.
+    /// Allows when `self` denies, except apps and unknown subjects: like
+    /// everywhere else, those are admitted only by a policy that names them
+    /// (`SubjectTypes::only([SubjectType::App])`).
+    ///
+    /// ```
+    /// use wix_elevate::{Caller, Policy, PolicyExt, SubjectType, SubjectTypes};
+    ///
+    /// let not_members = SubjectTypes::members().not();
+    /// assert!(not_members.allows(&Caller::new(SubjectType::Visitor, "v", "i")));
+    /// assert!(!not_members.allows(&Caller::new(SubjectType::App, "a", "i")));
+    /// assert!(!not_members.allows(&Caller::new(SubjectType::Unknown, "u", "i")));
+    /// ```
     fn not(self) -> Not<Self> {
         Not(self)
     }
@@ -368,5 +386,27 @@ mod tests {
         assert!(any([Box::new(u) as Box<dyn Policy>, Box::new(m)]).allows(&member));
         assert!(!all([Box::new(u) as Box<dyn Policy>, Box::new(m)]).allows(&member));
         assert!(!all([]).allows(&member));
+    }
+
+    #[test]
+    fn negation_never_admits_an_app_or_an_unknown_subject() {
+        let app = caller(SubjectType::App);
+        let unknown = caller(SubjectType::Unknown);
+        for negated in [
+            Box::new(SubjectTypes::members().not()) as Box<dyn Policy>,
+            Box::new(SubjectTypes::NONE.not()),
+            Box::new((|c: &Caller| c.subject_id() == "blocked").not()),
+        ] {
+            assert!(!negated.allows(&app));
+            assert!(!negated.allows(&unknown));
+            assert!(negated.allows(&caller(SubjectType::User)));
+        }
+        // Named, they are admitted as usual.
+        let apps = SubjectTypes::only([SubjectType::App]);
+        assert!(apps.allows(&app));
+        assert!(
+            !apps.not().not().allows(&app),
+            "a double negation names nothing"
+        );
     }
 }

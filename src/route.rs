@@ -4,7 +4,10 @@
 //! or not, its rejections (response, log line, metrics, audit), and the
 //! scope its handlers' [`WixApi`](crate::WixApi) acts within.
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use bytes::Bytes;
 use http::{Extensions, Response};
@@ -18,7 +21,7 @@ use crate::{
     metrics::RouteMetrics,
     operation::Operation,
     policy::Policy,
-    rate_limit::CallerRateLimit,
+    rate_limit::RouteRateLimit,
     response::OnRejection,
 };
 
@@ -29,15 +32,24 @@ pub(crate) struct RouteConfig {
     pub(crate) policy: Arc<dyn Policy>,
     pub(crate) route_name: Arc<str>,
     pub(crate) operations: Arc<[Operation]>,
-    pub(crate) rate_limit: Option<Arc<CallerRateLimit>>,
+    pub(crate) rate_limits: Arc<[Arc<RouteRateLimit>]>,
+    /// The oldest verified identity this route accepts; `None`: the
+    /// elevator's TTL alone.
+    pub(crate) max_identity_age: Option<Duration>,
     pub(crate) metrics: Arc<RouteMetrics>,
     pub(crate) on_rejection: Arc<dyn OnRejection>,
 }
 
-/// The route's configuration, as a request extension for
-/// [`WixApi`](crate::WixApi) and on-demand elevation.
+/// The route's configuration and, where the layer elevated, the app token:
+/// one request extension for [`WixApi`](crate::WixApi), the
+/// [`ElevatedToken`] extractor and on-demand elevation. (One extension, not
+/// two: with axum's own and the [`Caller`], the request's extension table
+/// then never grows past its first allocation on the warm path.)
 #[derive(Clone)]
-pub(crate) struct RouteScope(pub(crate) Arc<RouteConfig>);
+pub(crate) struct RouteScope {
+    pub(crate) route: Arc<RouteConfig>,
+    pub(crate) token: Option<ElevatedToken>,
+}
 
 impl RouteConfig {
     /// Whether the layer elevates every request: only routes that declare
@@ -61,16 +73,16 @@ impl RouteConfig {
         if !self.policy.allows(&caller) {
             return Err(Rejection::forbidden(caller));
         }
-        if let Some(limit) = &self.rate_limit
-            && let Err(wait) = limit.check(&caller)
-        {
-            return Err(Rejection::rate_limited(caller, wait));
+        for limit in self.rate_limits.iter() {
+            if let Err(wait) = limit.check(&caller) {
+                return Err(Rejection::rate_limited(caller, wait));
+            }
         }
         Ok(caller)
     }
 
-    /// Step 5: put the verified caller, the app token (when there is one)
-    /// and the route's scope into the request's extensions.
+    /// Step 5: put the verified caller, and the route's scope with the app
+    /// token (when there is one), into the request's extensions.
     pub(crate) fn attach(
         self: &Arc<Self>,
         extensions: &mut Extensions,
@@ -79,10 +91,10 @@ impl RouteConfig {
     ) {
         self.metrics.granted();
         extensions.insert(caller);
-        if let Some(token) = token {
-            extensions.insert(token);
-        }
-        extensions.insert(RouteScope(self.clone()));
+        extensions.insert(RouteScope {
+            route: self.clone(),
+            token,
+        });
     }
 
     /// Elevate a request the layer did not (see [`elevates`](Self::elevates)):

@@ -36,7 +36,7 @@ use crate::{
     elevator::Elevator,
     error::{Rejection, RejectionKind},
     future::ResponseFuture,
-    identity::Lookup,
+    identity::{Lookup, is_older},
     route::RouteConfig,
     token::TokenDigest,
 };
@@ -164,7 +164,20 @@ where
         let elevator = &route.elevator;
         // 1 + 2. The token, and who it is.
         let verdict = match elevator.identities().cached(req.headers(), started) {
-            Ok(Lookup::Known(verdict)) => verdict,
+            Ok(Lookup::Known {
+                verdict,
+                fetched_at,
+                digest,
+            }) => {
+                // A route may want a younger verdict than the cache's TTL.
+                if route
+                    .max_identity_age
+                    .is_some_and(|age| is_older(fetched_at, started, age))
+                {
+                    return self.resume(req, Resume::Identify(digest), started);
+                }
+                verdict
+            }
             Ok(Lookup::Unknown(digest)) => {
                 return self.resume(req, Resume::Identify(digest), started);
             }
@@ -241,6 +254,7 @@ async fn authorize<B>(
                         digest,
                         elevator.client(),
                         elevator.app_id(),
+                        route.max_identity_age,
                         started,
                         deadline,
                     )
@@ -299,6 +313,8 @@ mod tests {
         let elevator = Elevator::builder(wix.app_id(), wix.app_secret())
             .base_url(wix.base_url())
             .max_cached_identities(64)
+            // The flood below is of new tokens on purpose.
+            .token_info_budget_for_new_tokens(100_000, 100_000)
             .build()
             .unwrap();
         (wix, elevator)

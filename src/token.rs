@@ -82,7 +82,7 @@ pub(crate) fn checked(token: &[u8]) -> Result<&str, RejectionKind> {
     std::str::from_utf8(token).map_err(|_| RejectionKind::MalformedToken)
 }
 
-#[cfg(test)]
+#[cfg(any(test, fuzzing))]
 pub(crate) fn parse_authorization(value: &[u8], max_len: usize) -> Result<&str, RejectionKind> {
     checked(split_authorization(value, max_len)?)
 }

@@ -9,6 +9,7 @@ mod elevation;
 mod extractors;
 mod failures;
 mod fidelity;
+mod hardening;
 mod hostile;
 mod identity;
 mod interop;

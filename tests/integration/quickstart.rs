@@ -14,7 +14,8 @@ use wix_elevate::{
     test_util::{CallerSpec, MockWix},
 };
 
-const ENV: [&str; 10] = [
+const ENV: [&str; 11] = [
+    "WIX_NEW_TOKENS_PER_SEC",
     "WIX_DEADLINE_MS",
     "WIX_BREAKER_COOLDOWN_MS",
     "RATE_LIMIT_PER_CALLER_PER_MIN",
@@ -58,6 +59,8 @@ pub(crate) struct Quickstart {
     child: Child,
     lines: Vec<String>,
     pub(crate) url: String,
+    /// Its stdout after `listening on`, line by line.
+    rest: Option<mpsc::Receiver<String>>,
 }
 
 impl Drop for Quickstart {
@@ -79,6 +82,7 @@ fn start(envs: &[(&str, &str)]) -> Quickstart {
         child,
         lines: Vec::new(),
         url: String::new(),
+        rest: None,
     };
     let stdout = qs.child.stdout.take().expect("stdout");
     let (tx, rx) = mpsc::channel();
@@ -95,6 +99,7 @@ fn start(envs: &[(&str, &str)]) -> Quickstart {
             .unwrap_or_else(|_| panic!("no `listening on` line; got {:#?}", qs.lines));
         if let Some(url) = line.strip_prefix("listening on ") {
             qs.url = url.to_owned();
+            qs.rest = Some(rx);
             return qs;
         }
         qs.lines.push(line);
@@ -374,7 +379,7 @@ fn a_wix_url_without_credentials_is_a_clear_error() {
 
 #[tokio::test]
 async fn it_names_its_wix_answers_readiness_and_stops_on_sigterm() {
-    let mut qs = start(&[]);
+    let mut qs = start(&[("RUST_LOG", "info")]);
     assert!(
         qs.lines
             .iter()
@@ -386,10 +391,35 @@ async fn it_names_its_wix_answers_readiness_and_stops_on_sigterm() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["ready"], true);
     assert_eq!(body["circuits"]["token_info"], "closed");
+    // An audited refusal, so there is a log line to look at.
+    let member = qs
+        .lines
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("MEMBER "))
+        .expect("a demo member token")
+        .trim()
+        .to_owned();
+    let refused = reqwest::Client::new()
+        .post(format!("{}/api/members/escalate", qs.url))
+        .header("authorization", member)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
     // What a container platform sends on a deploy.
     let pid = qs.child.id().to_string();
     let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(sent.success());
     let exit = qs.child.wait().unwrap();
     assert!(exit.success(), "graceful exit on SIGTERM: {exit:?}");
+    // Everything it printed after `listening on`, audit lines included:
+    // plain text, since its stdout is not a terminal.
+    let rest: Vec<String> = qs.rest.take().unwrap().iter().collect();
+    assert!(rest.iter().any(|l| l == "shutting down"), "{rest:#?}");
+    let all = qs.lines.iter().chain(&rest);
+    assert!(all.clone().any(|l| l.contains("INFO")), "logs were printed");
+    assert!(
+        !all.clone().any(|l| l.contains('\u{1b}')),
+        "no ANSI escapes"
+    );
 }

@@ -10,6 +10,7 @@ mod common;
 mod scoped_app;
 
 mod audit;
+mod rejections;
 mod secrets;
 
 use std::sync::{Arc, Mutex};

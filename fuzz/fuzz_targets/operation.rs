@@ -1,0 +1,4 @@
+//! Fuzz target: `cargo +nightly fuzz run operation` (see fuzz/README.md).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| wix_elevate::fuzz::operation(data));
