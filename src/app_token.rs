@@ -22,6 +22,7 @@ use crate::{
     cache::{FlightCache, Fresh},
     caller::ElevatedToken,
     error::{Rejection, UpstreamError},
+    fleet::Invalidation,
     metrics::CacheMetrics,
 };
 
@@ -48,6 +49,17 @@ impl AppTokens {
             renew_before,
             expiry_margin,
         }
+    }
+
+    pub(crate) fn contains(&self, instance: &str) -> bool {
+        self.cache
+            .get(&Arc::from(instance), Instant::now())
+            .is_some()
+    }
+
+    /// Drop `instance`'s token if `stale` picks it out.
+    pub(crate) fn forget(&self, instance: &str, stale: impl FnOnce(&ElevatedToken) -> bool) {
+        self.cache.remove_if(&Arc::from(instance), stale);
     }
 
     #[cfg(test)]
@@ -107,13 +119,22 @@ impl Elevator {
         let instance = stale.instance_key();
         let cache = &self.app_tokens().cache;
         cache.remove_if(instance, |current| current.same_as(stale));
+        if let Some(fleet) = self.fleet() {
+            // Every replica drops this token (and only this one).
+            let digest = self.identities().digest(stale.expose_secret().as_bytes());
+            let invalidation = Invalidation::Instance {
+                instance: instance.to_string(),
+                stale: Some(digest.hex()),
+            };
+            fleet.forget(&[], invalidation).await;
+        }
         let started = Instant::now();
         cache
             .get_or_fetch(
                 instance,
                 started,
                 ElevatedToken::is_fresh,
-                |_| self.fetch_app_token(instance, deadline),
+                |_| self.fetch_app_token_replacing(instance, Some(stale), deadline),
                 |_, _, _| false,
             )
             .await
@@ -121,6 +142,50 @@ impl Elevator {
     }
 
     async fn fetch_app_token(
+        &self,
+        instance: &Arc<str>,
+        deadline: Instant,
+    ) -> Result<ElevatedToken, UpstreamError> {
+        self.fetch_app_token_replacing(instance, None, deadline)
+            .await
+    }
+
+    /// Wix's token for `instance` (in fleet mode, another replica's if it
+    /// stored one that is not due for renewal and is not `stale`).
+    async fn fetch_app_token_replacing(
+        &self,
+        instance: &Arc<str>,
+        stale: Option<&ElevatedToken>,
+        deadline: Instant,
+    ) -> Result<ElevatedToken, UpstreamError> {
+        let Some(fleet) = self.fleet() else {
+            return self.grant_app_token(instance, deadline).await;
+        };
+        let key = fleet.app_key(instance);
+        // Bound to the key and to the instance: never moved to another.
+        let aad = [key.as_bytes(), b"\0", instance.as_bytes()].concat();
+        let tokens = self.app_tokens();
+        fleet
+            .shared(
+                &key,
+                &aad,
+                |plaintext| {
+                    let token = shared::open(plaintext, instance, tokens)?;
+                    let is_stale =
+                        stale.is_some_and(|s| s.expose_secret() == token.expose_secret());
+                    (!is_stale).then_some(token)
+                },
+                async {
+                    let token = self.grant_app_token(instance, deadline).await?;
+                    let (plaintext, ttl) = shared::seal(&token, tokens);
+                    Ok((token, plaintext, ttl))
+                },
+            )
+            .await
+    }
+
+    /// Ask Wix's Create Access Token.
+    async fn grant_app_token(
         &self,
         instance: &Arc<str>,
         deadline: Instant,
@@ -166,5 +231,65 @@ impl Elevator {
                 }
             }
         });
+    }
+}
+
+/// App tokens as stored in Redis (fleet mode): the token and its expiry on
+/// the wall clock, since replicas share no monotonic clock.
+mod shared {
+    use std::{
+        sync::Arc,
+        time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    };
+
+    use serde::{Deserialize, Serialize};
+
+    use super::AppTokens;
+    use crate::caller::ElevatedToken;
+
+    #[derive(Serialize, Deserialize)]
+    struct Stored {
+        token: String,
+        /// Unix ms.
+        expires: u64,
+    }
+
+    fn unix_ms() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    /// The plaintext to store, and its TTL in Redis: until the token enters
+    /// its expiry margin.
+    pub(super) fn seal(token: &ElevatedToken, tokens: &AppTokens) -> (Vec<u8>, Duration) {
+        let left = token.expires_at().saturating_duration_since(Instant::now());
+        let stored = Stored {
+            token: token.expose_secret().to_owned(),
+            expires: unix_ms().saturating_add(u64::try_from(left.as_millis()).unwrap_or(u64::MAX)),
+        };
+        let ttl = left.saturating_sub(tokens.expiry_margin);
+        (serde_json::to_vec(&stored).unwrap_or_default(), ttl)
+    }
+
+    /// A stored token, unless it is due for renewal (then the fleet renews
+    /// it once) or inside its expiry margin.
+    pub(super) fn open(
+        plaintext: &[u8],
+        instance: &Arc<str>,
+        tokens: &AppTokens,
+    ) -> Option<ElevatedToken> {
+        let stored: Stored = serde_json::from_slice(plaintext).ok()?;
+        let left = Duration::from_millis(stored.expires.checked_sub(unix_ms())?);
+        if left <= tokens.renew_before.max(tokens.expiry_margin) {
+            return None;
+        }
+        Some(ElevatedToken::issued(
+            stored.token,
+            instance.clone(),
+            left,
+            tokens.renew_before,
+            tokens.expiry_margin,
+        ))
     }
 }

@@ -70,6 +70,8 @@ pub struct ElevatorBuilder {
     fallback_lifetime: Duration,
     /// Token Info calls for never-seen tokens: per second, burst.
     new_token_budget: (u32, u32),
+    #[cfg(feature = "redis")]
+    fleet: Option<crate::fleet::FleetSettings>,
 }
 
 /// The longest any duration setting may be: longer ones are a mistake, and
@@ -101,6 +103,8 @@ impl ElevatorBuilder {
             stale_identity_grace: None,
             fallback_lifetime: Duration::from_secs(3600),
             new_token_budget: (100, 1_000),
+            #[cfg(feature = "redis")]
+            fleet: None,
         }
     }
 
@@ -244,6 +248,68 @@ impl ElevatorBuilder {
         self
     }
 
+    /// Fleet mode (feature `redis`): share identities, app tokens, rate
+    /// limits and invalidations with every replica through the Redis or
+    /// Valkey at `url` (`redis://[user:password@]host:port[/db]`, `rediss://`
+    /// for TLS). The in-process caches stay the first level; Redis is asked
+    /// only on a local miss, with a tight timeout, and skipped while it is
+    /// down. Nothing is stored readable: see the crate docs.
+    ///
+    /// ```
+    /// # use wix_elevate::Elevator;
+    /// let elevator = Elevator::builder("app", "secret")
+    ///     .redis("redis://127.0.0.1:6379")
+    ///     .redis_key_prefix("my-app")
+    ///     .build()?;
+    /// # Ok::<(), wix_elevate::ConfigError>(())
+    /// ```
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn redis(mut self, url: impl Into<String>) -> Self {
+        self.fleet = Some(crate::fleet::FleetSettings {
+            url: url.into(),
+            prefix: None,
+            timeout: std::time::Duration::from_millis(50),
+            lease: std::time::Duration::from_secs(2),
+        });
+        self
+    }
+
+    /// The prefix of every Redis key and channel (default
+    /// `wix-elevate:<app id>`): one per app sharing a Redis.
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn redis_key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        if let Some(fleet) = &mut self.fleet {
+            fleet.prefix = Some(prefix.into());
+        }
+        self
+    }
+
+    /// The timeout of each Redis operation (default 50 ms). Past it the
+    /// replica carries on alone; three failures in a row skip Redis for a
+    /// second.
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn redis_timeout(mut self, timeout: Duration) -> Self {
+        if let Some(fleet) = &mut self.fleet {
+            fleet.timeout = timeout;
+        }
+        self
+    }
+
+    /// How long a replica may hold the fleet-wide lease on one Wix call
+    /// (default 2 s): a replica that dies holding it delays the others by
+    /// at most this long.
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn redis_lease(mut self, lease: Duration) -> Self {
+        if let Some(fleet) = &mut self.fleet {
+            fleet.lease = lease;
+        }
+        self
+    }
+
     /// Check the settings and build the elevator.
     ///
     /// Every duration must be at most 24 hours, and those that must be
@@ -307,6 +373,28 @@ impl ElevatorBuilder {
         };
         let new_token_budget = Quota::per_second(budget(self.new_token_budget.0)?)
             .allow_burst(budget(self.new_token_budget.1)?);
+        #[cfg(feature = "redis")]
+        let (fleet, hasher) = match self.fleet {
+            Some(settings) => {
+                for (name, duration) in [
+                    ("redis_timeout", settings.timeout),
+                    ("redis_lease", settings.lease),
+                ] {
+                    if duration.is_zero() {
+                        return Err(ConfigError::Zero(name));
+                    }
+                    if duration > MAX_SETTING {
+                        return Err(ConfigError::TooLong(name));
+                    }
+                }
+                let secret = secrecy::ExposeSecret::expose_secret(&self.app_secret).as_bytes();
+                let fleet = crate::fleet::Fleet::new(settings, &self.app_id, secret)?;
+                (Some(fleet), crate::fleet::token_hasher(secret)?)
+            }
+            None => (None, TokenHasher::random()?),
+        };
+        #[cfg(not(feature = "redis"))]
+        let (fleet, hasher) = (None, TokenHasher::random()?);
         let identities = Identities::new(
             IdentitySettings {
                 capacity: self.max_cached_identities,
@@ -316,7 +404,7 @@ impl ElevatorBuilder {
                 stale_grace: self.stale_identity_grace,
                 new_token_budget,
             },
-            TokenHasher::random()?,
+            hasher,
         );
         Ok(Elevator::from_shared(Shared {
             app_id: self.app_id.into(),
@@ -330,6 +418,7 @@ impl ElevatorBuilder {
             ),
             auth_deadline: self.auth_deadline,
             api_deadline: self.api_deadline,
+            fleet,
         }))
     }
 }

@@ -148,6 +148,19 @@ where
         self.entries.insert(key, Slot::Ready(value));
     }
 
+    /// Drop the entry for `key`.
+    pub(crate) fn remove(&self, key: &K) {
+        self.entries.remove(key);
+    }
+
+    /// Keep only the ready values `keep` picks out (failures go too).
+    pub(crate) fn retain(&self, keep: impl Fn(&V) -> bool) {
+        self.entries.retain(|_, slot| match slot {
+            Slot::Ready(value) => keep(value),
+            Slot::Failed { .. } => false,
+        });
+    }
+
     /// Drop the entry for `key` if it holds a value `stale` picks out.
     pub(crate) fn remove_if(&self, key: &K, stale: impl FnOnce(&V) -> bool) {
         self.entries.remove_if(

@@ -138,9 +138,9 @@ impl WixClient {
             fallback_lifetime,
             warned_fallback: AtomicBool::new(false),
             guards: Guards {
-                token_info: UpstreamGuard::new(guard),
-                create_access_token: UpstreamGuard::new(guard),
-                api: UpstreamGuard::new(guard),
+                token_info: UpstreamGuard::new("Wix token_info", guard),
+                create_access_token: UpstreamGuard::new("Wix create_access_token", guard),
+                api: UpstreamGuard::new("Wix API", guard),
             },
         })
     }

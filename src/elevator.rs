@@ -16,8 +16,13 @@ use std::{
 use secrecy::SecretString;
 
 use crate::{
-    app_token::AppTokens, builder::ElevatorBuilder, client::WixClient, error::Endpoint,
-    identity::Identities, layer::ElevateLayer,
+    app_token::AppTokens,
+    builder::ElevatorBuilder,
+    client::WixClient,
+    error::Endpoint,
+    fleet::{Fleet, Invalidation},
+    identity::Identities,
+    layer::ElevateLayer,
 };
 
 /// Wix's production API.
@@ -59,6 +64,8 @@ pub(crate) struct Shared {
     pub(crate) app_tokens: AppTokens,
     pub(crate) auth_deadline: Duration,
     pub(crate) api_deadline: Duration,
+    /// Fleet mode: Redis as the second level (feature `redis`).
+    pub(crate) fleet: Option<Fleet>,
 }
 
 impl Elevator {
@@ -68,8 +75,83 @@ impl Elevator {
     }
 
     pub(crate) fn from_shared(shared: Shared) -> Self {
-        Self {
-            shared: Arc::new(shared),
+        let shared = Arc::new(shared);
+        if let Some(fleet) = &shared.fleet {
+            // What another replica (or this one) says to forget. The fleet
+            // lives inside `shared`, so it holds it weakly.
+            let weak = Arc::downgrade(&shared);
+            fleet.on_invalidation(move |invalidation| {
+                if let Some(shared) = weak.upgrade() {
+                    Elevator { shared }.forget_locally(&invalidation);
+                }
+            });
+        }
+        Self { shared }
+    }
+
+    pub(crate) fn fleet(&self) -> Option<&Fleet> {
+        self.shared.fleet.as_ref()
+    }
+
+    /// Forget everything cached about `instance`: its app token and its
+    /// callers' identities, here and (in fleet mode) in Redis and on every
+    /// replica. Call it when the app is removed from a site; the next
+    /// request asks Wix again.
+    ///
+    /// ```
+    /// # use wix_elevate::Elevator;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let elevator = Elevator::builder("app", "secret").build().unwrap();
+    /// elevator.forget_instance("instance-1").await;
+    /// # }
+    /// ```
+    pub async fn forget_instance(&self, instance: &str) {
+        let invalidation = Invalidation::Instance {
+            instance: instance.to_owned(),
+            stale: None,
+        };
+        self.forget_locally(&invalidation);
+        if let Some(fleet) = self.fleet() {
+            let key = fleet.app_key(instance);
+            fleet.forget(&[&key], invalidation).await;
+        }
+    }
+
+    /// Forget a caller token: the next request with it asks Wix again, here
+    /// and (in fleet mode) on every replica.
+    pub async fn forget_token(&self, token: &str) {
+        let bare = token.trim();
+        let bare = bare
+            .get(..7)
+            .filter(|scheme| scheme.eq_ignore_ascii_case("bearer "))
+            .map_or(bare, |_| bare[7..].trim_start());
+        let digest = self.identities().digest(bare.as_bytes());
+        let invalidation = Invalidation::Token {
+            digest: digest.hex(),
+        };
+        self.forget_locally(&invalidation);
+        if let Some(fleet) = self.fleet() {
+            let key = fleet.identity_key(&digest.hex());
+            fleet.forget(&[&key], invalidation).await;
+        }
+    }
+
+    /// Apply an invalidation to this replica's caches.
+    pub(crate) fn forget_locally(&self, invalidation: &Invalidation) {
+        match invalidation {
+            Invalidation::Instance { instance, stale } => {
+                let identities = self.identities();
+                self.app_tokens().forget(instance, |token| {
+                    stale.as_ref().is_none_or(|stale| {
+                        identities.digest(token.expose_secret().as_bytes()).hex() == *stale
+                    })
+                });
+                if stale.is_none() {
+                    identities.forget_instance(instance);
+                }
+            }
+            Invalidation::Token { digest } => self.identities().forget_digest(digest),
         }
     }
 
@@ -101,6 +183,27 @@ impl Elevator {
     /// ```
     pub fn circuits(&self) -> [(Endpoint, bool); 3] {
         self.shared.client.circuits_closed()
+    }
+
+    /// Fleet mode: whether Redis is in use (its circuit closed). `None`
+    /// without fleet mode. Not a readiness signal: without Redis each
+    /// replica carries on alone.
+    pub fn redis_available(&self) -> Option<bool> {
+        self.fleet().map(Fleet::is_available)
+    }
+
+    /// Whether this replica's local cache holds an app token for
+    /// `instance` (for tests of invalidation).
+    #[doc(hidden)]
+    pub fn has_cached_app_token(&self, instance: &str) -> bool {
+        self.app_tokens().contains(instance)
+    }
+
+    /// Whether this replica's local cache holds an identity for `token`.
+    #[doc(hidden)]
+    pub fn has_cached_identity(&self, token: &str) -> bool {
+        self.identities()
+            .contains(self.identities().digest(token.trim().as_bytes()))
     }
 
     pub(crate) fn client(&self) -> &WixClient {

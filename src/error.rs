@@ -56,6 +56,11 @@ pub enum ConfigError {
     /// The HTTP client could not be built (for example, no TLS backend).
     #[error("the HTTP client for Wix could not be built")]
     HttpClient(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The Redis URL (`ElevatorBuilder::redis`) is not a `redis://`,
+    /// `rediss://` or `unix://` URL, or the key prefix is empty or has
+    /// spaces.
+    #[error("the Redis URL or key prefix is invalid")]
+    InvalidRedisUrl,
     /// The base URL is `https`, but the crate was built without a TLS
     /// backend (features `rustls` and `native-tls` both off).
     #[error("the Wix API base URL is https, but no TLS feature (rustls, native-tls) is enabled")]
@@ -540,6 +545,11 @@ impl RejectionKind {
             RejectionKind::UpstreamUnavailable => "Wix is unavailable; retry later.",
             RejectionKind::RateLimited => "Too many requests from this caller; retry later.",
         }
+    }
+
+    /// The kind with this [`code`](Self::code), if any.
+    pub(crate) fn from_code(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.code() == code)
     }
 
     /// Whether the caller sent a token that was refused (as opposed to none).

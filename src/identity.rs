@@ -25,6 +25,7 @@ use crate::{
     caller::{Caller, SubjectType},
     client::{TokenInfoAnswer, WixClient},
     error::{Endpoint, Rejection, RejectionKind, UpstreamError},
+    fleet::Fleet,
     metrics::CacheMetrics,
     token::{self, TokenDigest, TokenHasher},
     wire::TokenInfo,
@@ -155,14 +156,16 @@ impl Identities {
     }
 
     /// The miss: check the token in full, then ask Token Info through the
-    /// cache's single flight. `started` is when the request arrived;
-    /// `max_age`, the route's limit on how old a verdict may be.
+    /// cache's single flight (and, in fleet mode, Redis first). `started`
+    /// is when the request arrived; `max_age`, the route's limit on how old
+    /// a verdict may be.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn resolve(
         &self,
         headers: &HeaderMap,
         digest: TokenDigest,
         client: &WixClient,
+        fleet: Option<&Fleet>,
         app_id: &str,
         max_age: Option<Duration>,
         started: Instant,
@@ -177,7 +180,17 @@ impl Identities {
                 &digest,
                 started,
                 |cached, now| cached.is_acceptable(now, started, max_age),
-                |known| self.ask(token, known, client, app_id, deadline),
+                |known| async move {
+                    match fleet {
+                        // A route that wants a younger verdict than the
+                        // cache's asks Wix itself.
+                        Some(fleet) if max_age.is_none() => {
+                            self.ask_fleet(fleet, digest, token, known, client, app_id, deadline)
+                                .await
+                        }
+                        _ => self.ask(token, known, client, app_id, deadline).await,
+                    }
+                },
                 // Degraded mode only because Wix failed, never for a local limit.
                 |stale, error, now| {
                     error.is_wix_failure()
@@ -187,6 +200,35 @@ impl Identities {
             .await
             .map_err(Rejection::upstream)?;
         Ok(cached.verdict)
+    }
+
+    /// Fleet mode: the verdict another replica stored, else Wix's (asked
+    /// by one replica of the fleet at a time), stored for the others.
+    #[allow(clippy::too_many_arguments)]
+    async fn ask_fleet(
+        &self,
+        fleet: &Fleet,
+        digest: TokenDigest,
+        token: &str,
+        known: bool,
+        client: &WixClient,
+        app_id: &str,
+        deadline: Instant,
+    ) -> Result<CachedVerdict, UpstreamError> {
+        let key = fleet.identity_key(&digest.hex());
+        let ttl = self.ttl;
+        fleet
+            .shared(
+                &key,
+                key.as_bytes(),
+                |plaintext| shared::open(plaintext, ttl),
+                async {
+                    let cached = self.ask(token, known, client, app_id, deadline).await?;
+                    let (plaintext, ttl) = shared::seal(&cached);
+                    Ok((cached, plaintext, ttl))
+                },
+            )
+            .await
     }
 
     /// Ask Wix who `token` is, and for how long to believe the answer. A
@@ -219,9 +261,147 @@ impl Identities {
         Ok(CachedVerdict::new(verdict, now, ttl))
     }
 
+    /// The keyed digest of a bare token.
+    pub(crate) fn digest(&self, token: &[u8]) -> TokenDigest {
+        self.hasher.digest(token)
+    }
+
+    pub(crate) fn contains(&self, digest: TokenDigest) -> bool {
+        self.cache.get(&digest, Instant::now()).is_some()
+    }
+
+    /// Drop the identity cached under this digest (hex).
+    pub(crate) fn forget_digest(&self, hex: &str) {
+        if let Some(digest) = TokenDigest::from_hex(hex) {
+            self.cache.remove(&digest);
+        }
+    }
+
+    /// Drop every identity of `instance`'s callers.
+    pub(crate) fn forget_instance(&self, instance: &str) {
+        self.cache.retain(|cached| match &cached.verdict {
+            Verdict::Valid(caller) => caller.instance_id() != instance,
+            Verdict::Refused(_) => true,
+        });
+    }
+
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.cache.len()
+    }
+}
+
+/// Verdicts as stored in Redis (fleet mode): wall-clock times, since
+/// replicas share no monotonic clock.
+mod shared {
+    use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+    use serde::{Deserialize, Serialize};
+
+    use super::{CachedVerdict, Verdict};
+    use crate::{
+        caller::{Caller, SubjectType},
+        error::RejectionKind,
+    };
+
+    #[derive(Serialize, Deserialize)]
+    struct Stored {
+        /// When Wix answered, and until when to believe it (Unix ms).
+        at: u64,
+        until: u64,
+        caller: Option<StoredCaller>,
+        refused: Option<String>,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    struct StoredCaller {
+        subject_type: String,
+        subject_id: String,
+        instance_id: String,
+        site_id: Option<String>,
+        /// Wix's `exp`, Unix ms.
+        exp: u64,
+    }
+
+    fn unix_ms() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    /// The plaintext to store, and its TTL in Redis.
+    pub(super) fn seal(cached: &CachedVerdict) -> (Vec<u8>, Duration) {
+        let (now, now_ms) = (Instant::now(), unix_ms());
+        let ms = |at: Instant, later: bool| {
+            let delta = if later {
+                at.saturating_duration_since(now)
+            } else {
+                now.saturating_duration_since(at)
+            };
+            let delta = u64::try_from(delta.as_millis()).unwrap_or(u64::MAX);
+            if later {
+                now_ms.saturating_add(delta)
+            } else {
+                now_ms.saturating_sub(delta)
+            }
+        };
+        let ttl = cached.fresh_until.saturating_duration_since(now);
+        let stored = Stored {
+            at: ms(cached.fetched_at, false),
+            until: ms(cached.fresh_until, true),
+            caller: match &cached.verdict {
+                Verdict::Valid(caller) => Some(StoredCaller {
+                    subject_type: caller.subject_type().as_str().to_owned(),
+                    subject_id: caller.subject_id().to_owned(),
+                    instance_id: caller.instance_id().to_owned(),
+                    site_id: caller.site_id().map(str::to_owned),
+                    exp: ms(caller.expires_at(), true),
+                }),
+                Verdict::Refused(_) => None,
+            },
+            refused: match &cached.verdict {
+                Verdict::Refused(kind) => Some(kind.code().to_owned()),
+                Verdict::Valid(_) => None,
+            },
+        };
+        (serde_json::to_vec(&stored).unwrap_or_default(), ttl)
+    }
+
+    /// A stored verdict, if it is still to be believed (never past `exp`,
+    /// never longer than this replica's own TTL).
+    pub(super) fn open(plaintext: &[u8], max_ttl: Duration) -> Option<CachedVerdict> {
+        let stored: Stored = serde_json::from_slice(plaintext).ok()?;
+        let (now, now_ms) = (Instant::now(), unix_ms());
+        let left = |until_ms: u64| Duration::from_millis(until_ms.checked_sub(now_ms)?).into();
+        let fresh_for: Option<Duration> = left(stored.until);
+        let fresh_for = fresh_for.filter(|d| !d.is_zero())?.min(max_ttl);
+        let fetched_at = now
+            .checked_sub(Duration::from_millis(now_ms.saturating_sub(stored.at)))
+            .unwrap_or(now);
+        let verdict = match (stored.caller, stored.refused) {
+            (Some(c), None) => {
+                let live_for: Option<Duration> = left(c.exp);
+                let live_for = live_for.filter(|d| !d.is_zero())?;
+                Verdict::Valid(Caller::from_parts(
+                    SubjectType::from_wix(&c.subject_type),
+                    c.subject_id.into(),
+                    c.instance_id.into(),
+                    c.site_id.map(Into::into),
+                    now.checked_add(live_for)?,
+                ))
+            }
+            (None, Some(code)) => Verdict::Refused(RejectionKind::from_code(&code)?),
+            _ => return None,
+        };
+        let fresh_for = match &verdict {
+            Verdict::Valid(caller) => fresh_for.min(caller.time_left(now)),
+            Verdict::Refused(_) => fresh_for,
+        };
+        Some(CachedVerdict {
+            verdict,
+            fetched_at,
+            fresh_until: now.checked_add(fresh_for)?,
+        })
     }
 }
 

@@ -112,6 +112,7 @@ mod elevator;
 mod error;
 #[cfg(feature = "axum")]
 mod extract;
+mod fleet;
 mod future;
 mod identity;
 mod layer;

@@ -28,7 +28,10 @@ use governor::{
     Quota, RateLimiter, clock::Clock, clock::DefaultClock, state::keyed::DefaultKeyedStateStore,
 };
 
-use crate::caller::{Caller, SubjectType};
+use crate::{
+    caller::{Caller, SubjectType},
+    fleet::Fleet,
+};
 
 const RETAIN_EVERY: u64 = 4096;
 
@@ -47,6 +50,7 @@ pub(crate) enum Scope {
 /// One of a route's limits.
 pub(crate) struct RouteRateLimit {
     scope: Scope,
+    per_minute: NonZeroU32,
     limiter: RateLimiter<Key, DefaultKeyedStateStore<Key>, DefaultClock>,
     checks: AtomicU64,
 }
@@ -56,6 +60,7 @@ impl RouteRateLimit {
     pub(crate) fn per_minute(scope: Scope, per_minute: NonZeroU32) -> Self {
         Self {
             scope,
+            per_minute,
             limiter: RateLimiter::keyed(Quota::per_minute(per_minute)),
             checks: AtomicU64::new(0),
         }
@@ -79,6 +84,31 @@ impl RouteRateLimit {
         self.limiter
             .check_key(&key)
             .map_err(|not_until| not_until.wait_time_from(self.limiter.clock().now()))
+    }
+
+    /// Fleet mode: the same limit for the whole fleet, as one atomic check
+    /// in Redis keyed by route, scope, quota and caller; the local limiter
+    /// when Redis is unavailable. `None` when the limit does not apply.
+    pub(crate) async fn check_fleet(
+        &self,
+        fleet: &Fleet,
+        route: &str,
+        caller: &Caller,
+    ) -> Result<(), Duration> {
+        let (scope, subject) = match self.scope {
+            Scope::PerCaller => ("caller", caller.subject_id()),
+            Scope::VisitorsPerInstance if caller.subject_type() == SubjectType::Visitor => {
+                ("visitors", "")
+            }
+            Scope::VisitorsPerInstance => return Ok(()),
+        };
+        let per_minute = self.per_minute.get();
+        let quota = per_minute.to_string();
+        let parts = [route, scope, quota.as_str(), caller.instance_id(), subject];
+        match fleet.rate(&parts, per_minute).await {
+            Some(verdict) => verdict,
+            None => self.check(caller),
+        }
     }
 
     #[cfg(test)]

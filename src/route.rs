@@ -73,12 +73,35 @@ impl RouteConfig {
         if !self.policy.allows(&caller) {
             return Err(Rejection::forbidden(caller));
         }
+        if self.shares_limits() {
+            // Checked fleet-wide by `check_shared_limits`, asynchronously.
+            return Ok(caller);
+        }
         for limit in self.rate_limits.iter() {
             if let Err(wait) = limit.check(&caller) {
                 return Err(Rejection::rate_limited(caller, wait));
             }
         }
         Ok(caller)
+    }
+
+    /// Whether this route's rate limits hold fleet-wide (fleet mode): then
+    /// they cost one Redis round trip per request, off the warm path.
+    pub(crate) fn shares_limits(&self) -> bool {
+        self.elevator.fleet().is_some() && !self.rate_limits.is_empty()
+    }
+
+    /// Step 3, fleet mode: the rate limits, checked across replicas.
+    pub(crate) async fn check_shared_limits(&self, caller: &Caller) -> Result<(), Rejection> {
+        let Some(fleet) = self.elevator.fleet() else {
+            return Ok(());
+        };
+        for limit in self.rate_limits.iter() {
+            if let Err(wait) = limit.check_fleet(fleet, &self.route_name, caller).await {
+                return Err(Rejection::rate_limited(caller.clone(), wait));
+            }
+        }
+        Ok(())
     }
 
     /// Step 5: put the verified caller, and the route's scope with the app

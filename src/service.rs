@@ -83,6 +83,9 @@ pub struct Elevate<S> {
 enum Resume {
     /// Step 2 missed: nothing cached for this token.
     Identify(TokenDigest),
+    /// Step 3 needs Redis: the caller passed the policy; its route's rate
+    /// limits hold fleet-wide.
+    Limits(Caller),
     /// Step 4 missed: the caller is admitted; its instance has no app token.
     Elevate(Caller),
 }
@@ -188,6 +191,9 @@ where
             Ok(caller) => caller,
             Err(rejection) => return ResponseFuture::rejected(route.reject(rejection)),
         };
+        if route.shares_limits() {
+            return self.resume(req, Resume::Limits(caller), started);
+        }
         // 4. The app token, where the route elevates.
         let token = if route.elevates() {
             match elevator.cached_app_token(caller.instance_key(), started) {
@@ -246,6 +252,10 @@ async fn authorize<B>(
     let steps = async {
         let caller = match resume {
             Resume::Elevate(caller) => caller,
+            Resume::Limits(caller) => {
+                route.check_shared_limits(&caller).await?;
+                caller
+            }
             Resume::Identify(digest) => {
                 let verdict = elevator
                     .identities()
@@ -253,13 +263,16 @@ async fn authorize<B>(
                         headers,
                         digest,
                         elevator.client(),
+                        elevator.fleet(),
                         elevator.app_id(),
                         route.max_identity_age,
                         started,
                         deadline,
                     )
                     .await?;
-                route.admit(verdict, Instant::now())?
+                let caller = route.admit(verdict, Instant::now())?;
+                route.check_shared_limits(&caller).await?;
+                caller
             }
         };
         let token = if route.elevates() {

@@ -108,6 +108,20 @@ pub(crate) fn parse_authorization(value: &[u8], max_len: usize) -> Result<&str, 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct TokenDigest(u128);
 
+impl TokenDigest {
+    /// Lowercase hex, for fleet keys and messages.
+    pub(crate) fn hex(self) -> String {
+        format!("{:032x}", self.0)
+    }
+
+    pub(crate) fn from_hex(hex: &str) -> Option<Self> {
+        (hex.len() == 32)
+            .then(|| u128::from_str_radix(hex, 16).ok())
+            .flatten()
+            .map(TokenDigest)
+    }
+}
+
 impl std::fmt::Debug for TokenDigest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("TokenDigest(..)")
@@ -131,6 +145,15 @@ impl TokenHasher {
         let (mut h, mut k) = (Zeroizing::new([0; 16]), Zeroizing::new([0; 16]));
         getrandom::fill(&mut *h).map_err(|e| ConfigError::Randomness(e.into()))?;
         getrandom::fill(&mut *k).map_err(|e| ConfigError::Randomness(e.into()))?;
+        Self::from_keys(h, k)
+    }
+
+    /// A hasher with these keys (fleet mode derives them from the app
+    /// secret, so that every replica computes the same digests).
+    pub(crate) fn from_keys(
+        h: Zeroizing<[u8; 16]>,
+        k: Zeroizing<[u8; 16]>,
+    ) -> Result<Self, ConfigError> {
         // `H = 0` would give every token the same digest. A working CSPRNG
         // draws it with odds of 2^-128, so take it for a broken one.
         if *h == [0; 16] {

@@ -54,9 +54,9 @@ pub(crate) struct UpstreamGuard {
 }
 
 impl UpstreamGuard {
-    pub(crate) fn new(settings: GuardSettings) -> Self {
+    pub(crate) fn new(name: &'static str, settings: GuardSettings) -> Self {
         Self {
-            breaker: Breaker::new(settings.breaker_threshold, settings.breaker_cooldown),
+            breaker: Breaker::new(name, settings.breaker_threshold, settings.breaker_cooldown),
             permits: Semaphore::new(settings.max_in_flight),
             max_queue_wait: settings.max_queue_wait,
             jitter: Jitter::default(),
@@ -165,7 +165,7 @@ impl Jitter {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Admission {
+pub(crate) enum Admission {
     Normal,
     Probe,
 }
@@ -177,16 +177,21 @@ enum State {
     HalfOpen { probing: bool },
 }
 
-/// Consecutive-failure circuit breaker with a single half-open probe.
+/// Consecutive-failure circuit breaker with a single half-open probe. It
+/// logs one WARN when it opens and one when it closes again, never one
+/// per request.
 pub(crate) struct Breaker {
+    /// What it guards, for its log lines ("Wix token_info", "Redis").
+    name: &'static str,
     threshold: u32,
     cooldown: Duration,
     state: Mutex<State>,
 }
 
 impl Breaker {
-    pub(crate) fn new(threshold: u32, cooldown: Duration) -> Self {
+    pub(crate) fn new(name: &'static str, threshold: u32, cooldown: Duration) -> Self {
         Self {
+            name,
             threshold,
             cooldown,
             state: Mutex::new(State::Closed { failures: 0 }),
@@ -200,7 +205,7 @@ impl Breaker {
     }
 
     /// May a call go out now? `Err` holds how long until one may.
-    fn admit(&self, now: Instant) -> Result<Admission, Duration> {
+    pub(crate) fn admit(&self, now: Instant) -> Result<Admission, Duration> {
         let mut state = self.lock();
         match *state {
             State::Closed { .. } => Ok(Admission::Normal),
@@ -213,15 +218,21 @@ impl Breaker {
         }
     }
 
-    fn record(&self, ok: bool, now: Instant) {
+    pub(crate) fn record(&self, ok: bool, now: Instant) {
         let mut state = self.lock();
         *state = match (*state, ok) {
-            (_, true) => State::Closed { failures: 0 },
+            (State::Closed { .. }, true) => State::Closed { failures: 0 },
+            (_, true) => {
+                tracing::warn!(target: "wix_elevate", name = self.name, "answering again: circuit closed");
+                State::Closed { failures: 0 }
+            }
             (State::Closed { failures }, false) if failures + 1 < self.threshold => State::Closed {
                 failures: failures + 1,
             },
             (_, false) => {
-                tracing::warn!(target: "wix_elevate", cooldown_ms = self.cooldown.as_millis() as u64, "Wix is failing: circuit open");
+                if !matches!(*state, State::Open { .. } | State::HalfOpen { .. }) {
+                    tracing::warn!(target: "wix_elevate", name = self.name, cooldown_ms = self.cooldown.as_millis() as u64, "failing: circuit open");
+                }
                 State::Open {
                     until: now + self.cooldown,
                 }
@@ -229,12 +240,12 @@ impl Breaker {
         };
     }
 
-    fn is_open(&self, now: Instant) -> bool {
+    pub(crate) fn is_open(&self, now: Instant) -> bool {
         matches!(*self.lock(), State::Open { until } if now < until)
     }
 
     /// A probe ended without an outcome (its request was dropped).
-    fn abandon_probe(&self) {
+    pub(crate) fn abandon_probe(&self) {
         let mut state = self.lock();
         if *state == (State::HalfOpen { probing: true }) {
             *state = State::HalfOpen { probing: false };
@@ -283,7 +294,7 @@ mod tests {
 
     #[test]
     fn the_breaker_opens_after_consecutive_failures_and_probes_once() {
-        let breaker = Breaker::new(3, Duration::from_secs(10));
+        let breaker = Breaker::new("test", 3, Duration::from_secs(10));
         let now = Instant::now();
         for _ in 0..2 {
             breaker.record(false, now);
@@ -308,7 +319,7 @@ mod tests {
 
     #[test]
     fn a_success_resets_the_failure_count() {
-        let breaker = Breaker::new(3, Duration::from_secs(10));
+        let breaker = Breaker::new("test", 3, Duration::from_secs(10));
         let now = Instant::now();
         breaker.record(false, now);
         breaker.record(false, now);
@@ -320,7 +331,7 @@ mod tests {
 
     #[test]
     fn an_abandoned_probe_frees_the_half_open_slot() {
-        let breaker = Breaker::new(1, Duration::ZERO);
+        let breaker = Breaker::new("test", 1, Duration::ZERO);
         let now = Instant::now();
         breaker.record(false, now);
         assert_eq!(breaker.admit(now), Ok(Admission::Probe));
@@ -330,7 +341,7 @@ mod tests {
 
     #[tokio::test]
     async fn transient_failures_are_retried_then_succeed() {
-        let guard = UpstreamGuard::new(settings());
+        let guard = UpstreamGuard::new("test", settings());
         let attempts = AtomicU32::new(0);
         let deadline = Instant::now() + Duration::from_secs(5);
         let result = guard
@@ -345,7 +356,7 @@ mod tests {
 
     #[tokio::test]
     async fn client_errors_and_malformed_answers_are_not_retried() {
-        let guard = UpstreamGuard::new(settings());
+        let guard = UpstreamGuard::new("test", settings());
         let attempts = AtomicU32::new(0);
         let deadline = Instant::now() + Duration::from_secs(5);
         let result: Result<(), _> = guard
@@ -366,7 +377,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_retry_after_longer_than_the_deadline_is_not_waited_for() {
-        let guard = UpstreamGuard::new(settings());
+        let guard = UpstreamGuard::new("test", settings());
         let attempts = AtomicU32::new(0);
         let deadline = Instant::now() + Duration::from_millis(500);
         let result: Result<(), _> = guard
@@ -387,7 +398,7 @@ mod tests {
 
     #[tokio::test]
     async fn callers_beyond_the_cap_wait_a_bounded_time_then_are_refused() {
-        let guard = UpstreamGuard::new(settings());
+        let guard = UpstreamGuard::new("test", settings());
         let (release, released) = tokio::sync::watch::channel(false);
         let deadline = Instant::now() + Duration::from_secs(5);
         let hold = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -414,7 +425,7 @@ mod tests {
 
     #[tokio::test]
     async fn only_failures_of_wix_itself_count_toward_the_breaker() {
-        let guard = UpstreamGuard::new(settings());
+        let guard = UpstreamGuard::new("test", settings());
         let deadline = Instant::now() + Duration::from_secs(5);
         // Threshold 3: five refusals and five malformed answers in a row
         // leave the circuit closed.
@@ -451,11 +462,14 @@ mod tests {
     async fn a_back_off_sleep_holds_no_slot() {
         // One slot. A call that failed once and sleeps before its retry
         // must not keep a second call from running meanwhile.
-        let guard = UpstreamGuard::new(GuardSettings {
-            max_in_flight: 1,
-            max_queue_wait: Duration::from_millis(20),
-            ..settings()
-        });
+        let guard = UpstreamGuard::new(
+            "test",
+            GuardSettings {
+                max_in_flight: 1,
+                max_queue_wait: Duration::from_millis(20),
+                ..settings()
+            },
+        );
         let deadline = Instant::now() + Duration::from_secs(5);
         let (first_failed, mut failed) = tokio::sync::watch::channel(false);
         let attempts = AtomicU32::new(0);
@@ -489,7 +503,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_single_attempt_call_is_not_retried() {
-        let guard = UpstreamGuard::new(settings());
+        let guard = UpstreamGuard::new("test", settings());
         let attempts = AtomicU32::new(0);
         let deadline = Instant::now() + Duration::from_secs(5);
         let result: Result<(), _> = guard
