@@ -34,6 +34,10 @@
 //!   route (unset: no limit).
 //! * `WIX_NEW_TOKENS_PER_SEC`: Token Info calls per second for never-seen
 //!   tokens, in bursts of ten times as many (default 100).
+//! * `REDIS_URL`: fleet mode: share identities, app tokens, rate limits and
+//!   invalidations with every replica on this Redis or Valkey
+//!   (`redis://[user:password@]host:port`, `rediss://` for TLS). Unset: the
+//!   replica works alone.
 //! * `RUST_LOG`: tracing filter (default `info`).
 
 use std::{env, error::Error, net::SocketAddr, process::ExitCode, time::Duration};
@@ -59,6 +63,7 @@ struct Settings {
     deadline: Duration,
     breaker_cooldown: Duration,
     new_tokens_per_sec: u32,
+    redis: Option<String>,
     per_caller_per_min: Option<u32>,
 }
 
@@ -93,6 +98,7 @@ impl Settings {
             breaker_cooldown: Duration::from_millis(number("WIX_BREAKER_COOLDOWN_MS", 5_000)?),
             new_tokens_per_sec: u32::try_from(number("WIX_NEW_TOKENS_PER_SEC", 100)?)
                 .map_err(|_| "WIX_NEW_TOKENS_PER_SEC is too large".to_owned())?,
+            redis: var("REDIS_URL"),
             per_caller_per_min: match var("RATE_LIMIT_PER_CALLER_PER_MIN") {
                 None => None,
                 Some(_) => Some(
@@ -288,7 +294,15 @@ async fn run() -> Result<(), Box<dyn Error>> {
             (Some(mock), wix)
         }
     };
-    let elevator = Elevator::builder(app_id, app_secret)
+    let builder = Elevator::builder(app_id, app_secret);
+    let builder = match &settings.redis {
+        Some(url) => {
+            println!("fleet mode: Redis at {}", without_password(url));
+            builder.redis(url.clone())
+        }
+        None => builder,
+    };
+    let elevator = builder
         .base_url(base_url)
         .http_timeout(settings.http_timeout)
         .token_info_ttl(settings.token_info_ttl)
@@ -316,6 +330,17 @@ async fn run() -> Result<(), Box<dyn Error>> {
     .with_graceful_shutdown(shutdown_signal())
     .await?;
     Ok(())
+}
+
+/// `scheme://user:password@host` as `scheme://user:***@host`.
+fn without_password(url: &str) -> String {
+    match (url.split_once("://"), url.rsplit_once('@')) {
+        (Some((scheme, rest)), Some((_, host))) if rest.contains('@') => {
+            let user = rest.split(['@', ':']).next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}")
+        }
+        _ => url.to_owned(),
+    }
 }
 
 /// Ctrl-C, or SIGTERM (what container platforms send) on Unix.

@@ -71,6 +71,16 @@
 //!   ([`ElevateLayer::rate_limit_per_caller`]); degraded mode is opt-in
 //!   ([`ElevatorBuilder::serve_stale_identities_for`]).
 //!
+//! ## Fleet mode
+//!
+//! With feature `redis`, [`ElevatorBuilder::redis`] makes Redis (or Valkey)
+//! a second level behind the in-process caches: one Wix call per caller and
+//! per instance for the whole fleet and across restarts, fleet-wide rate
+//! limits, invalidation by pub/sub. Keys are keyed MACs and values are
+//! sealed (AES-256-GCM-SIV) under keys derived from the app secret; the
+//! warm path never waits on Redis, and a dead or frozen Redis leaves each
+//! replica working alone.
+//!
 //! ## How errors map to statuses
 //!
 //! | status | when | [`RejectionKind`] |
@@ -97,6 +107,7 @@
 //! | `rustls` | TLS to Wix through rustls | yes |
 //! | `native-tls` | TLS to Wix through the platform's TLS | no |
 //! | `cors` | [`cors::cors_layer`], a tower-http `CorsLayer` preset for `fetchWithAuth` | no |
+//! | `redis` | fleet mode ([`ElevatorBuilder::redis`]): identities, app tokens, rate limits and invalidations shared by every replica through Redis or Valkey | no |
 //! | `test-util` | [`test_util::MockWix`], an in-process mock of Wix | no |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -3,6 +3,7 @@
 //! own `redis-server` on a free port.
 #![cfg(feature = "redis")]
 
+#[path = "../support/redis.rs"]
 mod redis;
 
 use std::time::{Duration, Instant};

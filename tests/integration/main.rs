@@ -1,6 +1,10 @@
 //! Integration tests: the layer over real HTTP against the mock Wix.
 
 mod common;
+#[cfg(feature = "redis")]
+#[path = "../support/redis.rs"]
+#[allow(dead_code)]
+mod redis_server;
 
 mod bursts;
 mod caller_token;

@@ -14,7 +14,8 @@ use wix_elevate::{
     test_util::{CallerSpec, MockWix},
 };
 
-const ENV: [&str; 11] = [
+const ENV: [&str; 12] = [
+    "REDIS_URL",
     "WIX_NEW_TOKENS_PER_SEC",
     "WIX_DEADLINE_MS",
     "WIX_BREAKER_COOLDOWN_MS",
@@ -57,7 +58,7 @@ fn command(envs: &[(&str, &str)]) -> Command {
 
 pub(crate) struct Quickstart {
     child: Child,
-    lines: Vec<String>,
+    pub(crate) lines: Vec<String>,
     pub(crate) url: String,
     /// Its stdout after `listening on`, line by line.
     rest: Option<mpsc::Receiver<String>>,
@@ -71,7 +72,7 @@ impl Drop for Quickstart {
 }
 
 /// Start the quickstart and read its stdout up to `listening on http://ADDR`.
-fn start(envs: &[(&str, &str)]) -> Quickstart {
+pub(crate) fn start(envs: &[(&str, &str)]) -> Quickstart {
     let child = command(envs)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -421,5 +422,48 @@ async fn it_names_its_wix_answers_readiness_and_stops_on_sigterm() {
     assert!(
         !all.clone().any(|l| l.contains('\u{1b}')),
         "no ANSI escapes"
+    );
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn with_redis_url_two_quickstarts_are_one_fleet() {
+    let Some(redis) = crate::redis_server::Redis::start() else {
+        return;
+    };
+    let wix = MockWix::builder()
+        .app_id("real-app")
+        .app_secret("real-secret")
+        .start()
+        .await
+        .unwrap();
+    let envs = [
+        ("WIX_API_BASE_URL", wix.base_url()),
+        ("WIX_APP_ID", "real-app"),
+        ("WIX_APP_SECRET", "real-secret"),
+        ("REDIS_URL", &redis.url()),
+    ];
+    let (one, two) = (start(&envs), start(&envs));
+    assert!(
+        one.lines
+            .iter()
+            .any(|l| l == &format!("fleet mode: Redis at {}", redis.url())),
+        "{:#?}",
+        one.lines
+    );
+    let token = wix.mint(CallerSpec::new(SubjectType::Member).instance("fleet-inst"));
+    for qs in [&one, &two, &one, &two] {
+        let (status, body) = get(&format!("{}/api/instance", qs.url), Some(&token)).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(
+        wix.token_info_calls_for(&token),
+        1,
+        "one Token Info call for both"
+    );
+    assert_eq!(
+        wix.access_token_calls_for("fleet-inst"),
+        1,
+        "one app token for both"
     );
 }
