@@ -8,8 +8,7 @@
 //! Access Token once however many requests wait for it.
 //!
 //! When Wix answers 401 to a call made with a cached token (the app was
-//! reinstalled, the token revoked, the secret rotated), [`Elevator::replace_app_token`]
-//! evicts that token (only if it is still the current one) and mints one
+//! reinstalled, the token revoked, the secret rotated), [`replace`] evicts that token (only if it is still the current one) and mints one
 //! new token for every request that saw the 401.
 
 use std::{
@@ -17,13 +16,16 @@ use std::{
     time::{Duration, Instant},
 };
 
+use secrecy::SecretString;
+
 use crate::{
-    Elevator,
     cache::{FlightCache, Fresh},
     caller::ElevatedToken,
+    client::WixClient,
     error::{Rejection, UpstreamError},
-    fleet::Invalidation,
+    fleet::{Fleet, Invalidation},
     metrics::CacheMetrics,
+    token::TokenDigest,
 };
 
 /// How long a failed background renewal waits before another may start.
@@ -68,172 +70,180 @@ impl AppTokens {
     }
 }
 
-impl Elevator {
-    /// The warm path: a usable cached token, without waiting or
-    /// allocating; starts its background renewal when it is due.
-    pub(crate) fn cached_app_token(
-        &self,
-        instance: &Arc<str>,
-        now: Instant,
-    ) -> Option<ElevatedToken> {
-        let token = self.app_tokens().cache.get(instance, now)?;
-        if token.is_due_for_renewal(now) && token.claim_renewal() {
-            self.renew_in_background(instance, token.clone());
-        }
-        Some(token)
-    }
-
-    /// The token for `instance`: cached, or fetched through the cache's
-    /// single flight. `started` is when the request arrived.
-    pub(crate) async fn app_token(
-        &self,
-        instance: &Arc<str>,
-        started: Instant,
-        deadline: Instant,
-    ) -> Result<ElevatedToken, Rejection> {
-        if let Some(token) = self.cached_app_token(instance, Instant::now()) {
-            return Ok(token);
-        }
-        self.app_tokens()
-            .cache
-            .get_or_fetch(
-                instance,
-                started,
-                ElevatedToken::is_fresh,
-                |_| self.fetch_app_token(instance, deadline),
-                // Never an app token past its expiry, degraded or not.
-                |_, _, _| false,
-            )
-            .await
-            .map_err(Rejection::upstream)
-    }
-
-    /// Wix refused `stale`: evict it if it is still the cached token for
-    /// its instance, and return the one that replaces it (one Create Access
-    /// Token call however many requests saw the refusal).
-    pub(crate) async fn replace_app_token(
-        &self,
-        stale: &ElevatedToken,
-        deadline: Instant,
-    ) -> Result<ElevatedToken, Rejection> {
-        let instance = stale.instance_key();
-        let cache = &self.app_tokens().cache;
-        cache.remove_if(instance, |current| current.same_as(stale));
-        if let Some(fleet) = self.fleet() {
-            // Every replica drops this token (and only this one).
-            let digest = self.identities().digest(stale.expose_secret().as_bytes());
-            let invalidation = Invalidation::Instance {
-                instance: instance.to_string(),
-                stale: Some(digest.hex()),
-            };
-            fleet.forget(&[], invalidation).await;
-        }
-        let started = Instant::now();
-        cache
-            .get_or_fetch(
-                instance,
-                started,
-                ElevatedToken::is_fresh,
-                |_| self.fetch_app_token_replacing(instance, Some(stale), deadline),
-                |_, _, _| false,
-            )
-            .await
-            .map_err(Rejection::upstream)
-    }
-
-    async fn fetch_app_token(
-        &self,
-        instance: &Arc<str>,
-        deadline: Instant,
-    ) -> Result<ElevatedToken, UpstreamError> {
-        self.fetch_app_token_replacing(instance, None, deadline)
-            .await
-    }
-
-    /// Wix's token for `instance` (in fleet mode, another replica's if it
-    /// stored one that is not due for renewal and is not `stale`).
-    async fn fetch_app_token_replacing(
-        &self,
-        instance: &Arc<str>,
-        stale: Option<&ElevatedToken>,
-        deadline: Instant,
-    ) -> Result<ElevatedToken, UpstreamError> {
-        let Some(fleet) = self.fleet() else {
-            return self.grant_app_token(instance, deadline).await;
-        };
-        let key = fleet.app_key(instance);
-        // Bound to the key and to the instance: never moved to another.
-        let aad = [key.as_bytes(), b"\0", instance.as_bytes()].concat();
-        let tokens = self.app_tokens();
-        fleet
-            .shared(
-                &key,
-                &aad,
-                |plaintext| {
-                    let token = shared::open(plaintext, instance, tokens)?;
-                    let is_stale =
-                        stale.is_some_and(|s| s.expose_secret() == token.expose_secret());
-                    (!is_stale).then_some(token)
-                },
-                async {
-                    let token = self.grant_app_token(instance, deadline).await?;
-                    let (plaintext, ttl) = shared::seal(&token, tokens);
-                    Ok((token, plaintext, ttl))
-                },
-            )
-            .await
-    }
-
-    /// Ask Wix's Create Access Token.
-    async fn grant_app_token(
-        &self,
-        instance: &Arc<str>,
-        deadline: Instant,
-    ) -> Result<ElevatedToken, UpstreamError> {
-        let (app_id, app_secret) = self.credentials();
-        let grant = self
-            .client()
-            .create_access_token(app_id, app_secret, instance, deadline)
-            .await?;
-        let tokens = self.app_tokens();
-        Ok(ElevatedToken::issued(
-            grant.access_token,
-            instance.clone(),
-            grant.expires_in,
-            tokens.renew_before,
-            tokens.expiry_margin,
-        ))
-    }
-
-    /// Renew `current` while requests keep using it. Outside a tokio runtime
-    /// nothing is spawned; the token is then renewed when it expires.
-    fn renew_in_background(&self, instance: &Arc<str>, current: ElevatedToken) {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            current.release_renewal();
-            return;
-        };
-        let this = self.clone();
-        let instance = instance.clone();
-        runtime.spawn(async move {
-            let deadline = this.auth_deadline_from(Instant::now());
-            match this.fetch_app_token(&instance, deadline).await {
-                Ok(fresh) => this.app_tokens().cache.insert(instance, fresh),
-                Err(error) => {
-                    tracing::warn!(target: "wix_elevate", %error, "app token renewal failed; will retry");
-                    // At most one attempt per second per instance while Wix fails;
-                    // the current token stays in use until it is no longer usable.
-                    let pause = error
-                        .retry_after()
-                        .unwrap_or(RENEWAL_RETRY_PAUSE)
-                        .min(RENEWAL_RETRY_PAUSE * 10);
-                    tokio::time::sleep(pause).await;
-                    current.release_renewal();
-                }
-            }
-        });
-    }
+/// What the app-token step needs from the per-app state. The elevator
+/// implements it; this module never names the elevator.
+pub(crate) trait AppTokenSource: Clone + Send + Sync + 'static {
+    fn app_tokens(&self) -> &AppTokens;
+    fn client(&self) -> &WixClient;
+    fn credentials(&self) -> (&str, &SecretString);
+    fn fleet(&self) -> Option<&Fleet>;
+    /// The keyed digest of a token (fleet-wide in fleet mode).
+    fn token_digest(&self, token: &[u8]) -> TokenDigest;
+    fn auth_deadline_from(&self, started: Instant) -> Instant;
 }
 
+/// The warm path: a usable cached token, without waiting or
+/// allocating; starts its background renewal when it is due.
+pub(crate) fn cached<E: AppTokenSource>(
+    source: &E,
+    instance: &Arc<str>,
+    now: Instant,
+) -> Option<ElevatedToken> {
+    let token = source.app_tokens().cache.get(instance, now)?;
+    if token.is_due_for_renewal(now) && token.claim_renewal() {
+        renew_in_background(source, instance, token.clone());
+    }
+    Some(token)
+}
+
+/// The token for `instance`: cached, or fetched through the cache's
+/// single flight. `started` is when the request arrived.
+pub(crate) async fn get<E: AppTokenSource>(
+    source: &E,
+    instance: &Arc<str>,
+    started: Instant,
+    deadline: Instant,
+) -> Result<ElevatedToken, Rejection> {
+    if let Some(token) = cached(source, instance, Instant::now()) {
+        return Ok(token);
+    }
+    source
+        .app_tokens()
+        .cache
+        .get_or_fetch(
+            instance,
+            started,
+            ElevatedToken::is_fresh,
+            |_| fetch(source, instance, deadline),
+            // Never an app token past its expiry, degraded or not.
+            |_, _, _| false,
+        )
+        .await
+        .map_err(Rejection::upstream)
+}
+
+/// Wix refused `stale`: evict it if it is still the cached token for
+/// its instance, and return the one that replaces it (one Create Access
+/// Token call however many requests saw the refusal).
+pub(crate) async fn replace<E: AppTokenSource>(
+    source: &E,
+    stale: &ElevatedToken,
+    deadline: Instant,
+) -> Result<ElevatedToken, Rejection> {
+    let instance = stale.instance_key();
+    let cache = &source.app_tokens().cache;
+    cache.remove_if(instance, |current| current.same_as(stale));
+    if let Some(fleet) = source.fleet() {
+        // Every replica drops this token (and only this one).
+        let digest = source.token_digest(stale.expose_secret().as_bytes());
+        let invalidation = Invalidation::Instance {
+            instance: instance.to_string(),
+            stale: Some(digest.hex()),
+        };
+        fleet.forget(&[], invalidation).await;
+    }
+    let started = Instant::now();
+    cache
+        .get_or_fetch(
+            instance,
+            started,
+            ElevatedToken::is_fresh,
+            |_| fetch_replacing(source, instance, Some(stale), deadline),
+            |_, _, _| false,
+        )
+        .await
+        .map_err(Rejection::upstream)
+}
+
+async fn fetch<E: AppTokenSource>(
+    source: &E,
+    instance: &Arc<str>,
+    deadline: Instant,
+) -> Result<ElevatedToken, UpstreamError> {
+    fetch_replacing(source, instance, None, deadline).await
+}
+
+/// Wix's token for `instance` (in fleet mode, another replica's if it
+/// stored one that is not due for renewal and is not `stale`).
+async fn fetch_replacing<E: AppTokenSource>(
+    source: &E,
+    instance: &Arc<str>,
+    stale: Option<&ElevatedToken>,
+    deadline: Instant,
+) -> Result<ElevatedToken, UpstreamError> {
+    let Some(fleet) = source.fleet() else {
+        return grant(source, instance, deadline).await;
+    };
+    let key = fleet.app_key(instance);
+    // Bound to the key and to the instance: never moved to another.
+    let aad = [key.as_bytes(), b"\0", instance.as_bytes()].concat();
+    let tokens = source.app_tokens();
+    fleet
+        .shared(
+            &key,
+            &aad,
+            |plaintext| {
+                let token = shared::open(plaintext, instance, tokens)?;
+                let is_stale = stale.is_some_and(|s| s.expose_secret() == token.expose_secret());
+                (!is_stale).then_some(token)
+            },
+            async {
+                let token = grant(source, instance, deadline).await?;
+                let (plaintext, ttl) = shared::seal(&token, tokens);
+                Ok((token, plaintext, ttl))
+            },
+        )
+        .await
+}
+
+/// Ask Wix's Create Access Token.
+async fn grant<E: AppTokenSource>(
+    source: &E,
+    instance: &Arc<str>,
+    deadline: Instant,
+) -> Result<ElevatedToken, UpstreamError> {
+    let (app_id, app_secret) = source.credentials();
+    let grant = source
+        .client()
+        .create_access_token(app_id, app_secret, instance, deadline)
+        .await?;
+    let tokens = source.app_tokens();
+    Ok(ElevatedToken::issued(
+        grant.access_token,
+        instance.clone(),
+        grant.expires_in,
+        tokens.renew_before,
+        tokens.expiry_margin,
+    ))
+}
+
+/// Renew `current` while requests keep using it. Outside a tokio runtime
+/// nothing is spawned; the token is then renewed when it expires.
+fn renew_in_background<E: AppTokenSource>(source: &E, instance: &Arc<str>, current: ElevatedToken) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        current.release_renewal();
+        return;
+    };
+    let this = source.clone();
+    let instance = instance.clone();
+    runtime.spawn(async move {
+        let deadline = this.auth_deadline_from(Instant::now());
+        match fetch(&this, &instance, deadline).await {
+            Ok(fresh) => this.app_tokens().cache.insert(instance, fresh),
+            Err(error) => {
+                tracing::warn!(target: "wix_elevate", %error, "app token renewal failed; will retry");
+                // At most one attempt per second per instance while Wix fails;
+                // the current token stays in use until it is no longer usable.
+                let pause = error
+                    .retry_after()
+                    .unwrap_or(RENEWAL_RETRY_PAUSE)
+                    .min(RENEWAL_RETRY_PAUSE * 10);
+                tokio::time::sleep(pause).await;
+                current.release_renewal();
+            }
+        }
+    });
+}
 /// App tokens as stored in Redis (fleet mode): the token and its expiry on
 /// the wall clock, since replicas share no monotonic clock.
 mod shared {

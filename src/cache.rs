@@ -1,6 +1,5 @@
 //! [`FlightCache`], the generic cache behind both of an elevator's caches
-//! (identities in [`identity`](crate::identity), app tokens in
-//! [`app_token`](crate::app_token)): a bounded [`quick_cache`] (S3-FIFO
+//! (identities and app tokens): a bounded [`quick_cache`] (S3-FIFO
 //! eviction, a lock-free-for-readers fast `get`) whose entries carry their
 //! own deadline, plus single flight on misses: however many requests miss
 //! the same key at once, one of them calls Wix and the rest wait for its

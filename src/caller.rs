@@ -173,37 +173,6 @@ impl Caller {
         self.0.site_id.as_deref()
     }
 
-    /// Require that a value taken from the request (a route parameter, a
-    /// query or body field) is the caller's own subject id; otherwise a 403
-    /// [`Rejection`](crate::Rejection), which is also a response.
-    ///
-    /// ```
-    /// use wix_elevate::{Caller, SubjectType};
-    ///
-    /// let me = Caller::new(SubjectType::Member, "m-1", "inst-1");
-    /// assert!(me.require_subject_id("m-1").is_ok());
-    /// assert_eq!(me.require_subject_id("m-2").unwrap_err().status(), 403);
-    /// ```
-    pub fn require_subject_id(&self, id: &str) -> Result<(), crate::Rejection> {
-        self.require(self.subject_id() == id)
-    }
-
-    /// Require that a value taken from the request is the caller's own
-    /// instance id; otherwise a 403 [`Rejection`](crate::Rejection).
-    pub fn require_instance_id(&self, id: &str) -> Result<(), crate::Rejection> {
-        self.require(self.instance_id() == id)
-    }
-
-    /// A refusal answered by a handler; the layer audits it on the way out
-    /// (`caller_mismatch`, with the route and policy).
-    fn require(&self, holds: bool) -> Result<(), crate::Rejection> {
-        if holds {
-            Ok(())
-        } else {
-            Err(crate::Rejection::forbidden(self.clone()))
-        }
-    }
-
     /// When the caller's token expires (Wix's `exp`), on the monotonic
     /// clock like every expiry in this crate.
     pub fn expires_at(&self) -> Instant {
@@ -335,39 +304,6 @@ impl ElevatedToken {
 
     pub(crate) fn instance_key(&self) -> &Arc<str> {
         &self.0.instance_id
-    }
-
-    /// The app token for a request an [`ElevateLayer`](crate::ElevateLayer)
-    /// authorized, for plain tower services (axum handlers extract
-    /// `ElevatedToken`): the one the layer attached, or, on a route that
-    /// declares no Wix operation, one fetched now through the elevator's
-    /// cache. `None` if no layer ran; `Some(Err(response))` is the
-    /// rejection to answer with (502/503/504).
-    ///
-    /// ```
-    /// use wix_elevate::ElevatedToken;
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// let req = http::Request::new(());
-    /// assert!(ElevatedToken::for_request(req.extensions()).await.is_none(), "no layer ran");
-    /// # }
-    /// ```
-    pub async fn for_request(
-        extensions: &http::Extensions,
-    ) -> Option<Result<ElevatedToken, http::Response<bytes::Bytes>>> {
-        let scope = extensions.get::<crate::route::RouteScope>()?;
-        if let Some(token) = &scope.token {
-            return Some(Ok(token.clone()));
-        }
-        let route = &scope.route;
-        let caller = extensions.get::<Caller>()?;
-        Some(
-            route
-                .elevate_on_demand(caller)
-                .await
-                .map_err(|rejection| route.reject(rejection)),
-        )
     }
 
     /// Whether both are the very same issued token (not merely equal text).

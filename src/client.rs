@@ -22,8 +22,8 @@ use serde::Serialize;
 
 use crate::{
     caller::ElevatedToken,
-    error::{ConfigError, Endpoint, UpstreamError},
-    metrics::{CallOutcome, WixMetrics},
+    error::{CallOutcome, ConfigError, Endpoint, UpstreamError},
+    metrics::WixMetrics,
     upstream::{GuardSettings, MAX_ATTEMPTS, UpstreamGuard},
     wire::{self, AccessTokenGrant, TokenInfo},
 };

@@ -1,7 +1,7 @@
 //! [`Elevator`]: the expensive, shared, per-app half of the middleware (app
 //! credentials, the one Wix client, both caches), built once by
 //! [`ElevatorBuilder`](crate::ElevatorBuilder) and shared by every route's
-//! [`ElevateLayer`].
+//! [`ElevateLayer`](crate::ElevateLayer).
 //!
 //! It answers questions (who is this token, what is this instance's app
 //! token) and knows nothing about routes: the request path lives in
@@ -16,13 +16,14 @@ use std::{
 use secrecy::SecretString;
 
 use crate::{
-    app_token::AppTokens,
-    builder::ElevatorBuilder,
+    app_token::{self, AppTokenSource, AppTokens},
+    caller::ElevatedToken,
     client::WixClient,
     error::Endpoint,
+    error::Rejection,
     fleet::{Fleet, Invalidation},
     identity::Identities,
-    layer::ElevateLayer,
+    token::TokenDigest,
 };
 
 /// Wix's production API.
@@ -69,11 +70,6 @@ pub(crate) struct Shared {
 }
 
 impl Elevator {
-    /// Start configuring an elevator for this app.
-    pub fn builder(app_id: impl Into<String>, app_secret: impl Into<String>) -> ElevatorBuilder {
-        ElevatorBuilder::new(app_id.into(), app_secret.into())
-    }
-
     pub(crate) fn from_shared(shared: Shared) -> Self {
         let shared = Arc::new(shared);
         if let Some(fleet) = &shared.fleet {
@@ -155,13 +151,6 @@ impl Elevator {
         }
     }
 
-    /// A layer on this elevator with the default policy
-    /// ([`SubjectTypes::default()`](crate::SubjectTypes)): the one way to
-    /// configure a route.
-    pub fn layer(&self) -> ElevateLayer {
-        ElevateLayer::on(self.clone())
-    }
-
     /// The app id this elevator accepts tokens for.
     pub fn app_id(&self) -> &str {
         &self.shared.app_id
@@ -218,10 +207,6 @@ impl Elevator {
         &self.shared.app_tokens
     }
 
-    pub(crate) fn credentials(&self) -> (&str, &SecretString) {
-        (&self.shared.app_id, &self.shared.app_secret)
-    }
-
     /// The deadline of a request's authentication that began at `started`.
     pub(crate) fn auth_deadline_from(&self, started: Instant) -> Instant {
         started
@@ -234,6 +219,64 @@ impl Elevator {
         started
             .checked_add(self.shared.api_deadline)
             .unwrap_or(started)
+    }
+}
+
+impl AppTokenSource for Elevator {
+    fn app_tokens(&self) -> &AppTokens {
+        &self.shared.app_tokens
+    }
+
+    fn client(&self) -> &WixClient {
+        &self.shared.client
+    }
+
+    fn credentials(&self) -> (&str, &SecretString) {
+        (&self.shared.app_id, &self.shared.app_secret)
+    }
+
+    fn fleet(&self) -> Option<&Fleet> {
+        self.shared.fleet.as_ref()
+    }
+
+    fn token_digest(&self, token: &[u8]) -> TokenDigest {
+        self.identities().digest(token)
+    }
+
+    fn auth_deadline_from(&self, started: Instant) -> Instant {
+        Elevator::auth_deadline_from(self, started)
+    }
+}
+
+/// Step 4 of a request, for the service and the extractors; the logic is
+/// in [`app_token`](crate::app_token).
+impl Elevator {
+    /// A usable cached app token, without waiting or allocating.
+    pub(crate) fn cached_app_token(
+        &self,
+        instance: &Arc<str>,
+        now: Instant,
+    ) -> Option<ElevatedToken> {
+        app_token::cached(self, instance, now)
+    }
+
+    /// The app token for `instance`, from the caches or Wix.
+    pub(crate) async fn app_token(
+        &self,
+        instance: &Arc<str>,
+        started: Instant,
+        deadline: Instant,
+    ) -> Result<ElevatedToken, Rejection> {
+        app_token::get(self, instance, started, deadline).await
+    }
+
+    /// The token that replaces one Wix refused.
+    pub(crate) async fn replace_app_token(
+        &self,
+        stale: &ElevatedToken,
+        deadline: Instant,
+    ) -> Result<ElevatedToken, Rejection> {
+        app_token::replace(self, stale, deadline).await
     }
 }
 

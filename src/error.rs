@@ -13,7 +13,7 @@ use std::{fmt, sync::Arc, time::Duration};
 
 use http::StatusCode;
 
-use crate::{caller::Caller, metrics::CallOutcome};
+use crate::caller::Caller;
 
 /// Building an [`Elevator`](crate::Elevator) failed.
 ///
@@ -658,6 +658,41 @@ impl Rejection {
     }
 }
 
+/// Checks a handler makes against the caller; a refusal is a 403
+/// [`Rejection`] (the layer audits it on the way out).
+impl Caller {
+    /// Require that a value taken from the request (a route parameter, a
+    /// query or body field) is the caller's own subject id; otherwise a 403
+    /// [`Rejection`](crate::Rejection), which is also a response.
+    ///
+    /// ```
+    /// use wix_elevate::{Caller, SubjectType};
+    ///
+    /// let me = Caller::new(SubjectType::Member, "m-1", "inst-1");
+    /// assert!(me.require_subject_id("m-1").is_ok());
+    /// assert_eq!(me.require_subject_id("m-2").unwrap_err().status(), 403);
+    /// ```
+    pub fn require_subject_id(&self, id: &str) -> Result<(), Rejection> {
+        self.require(self.subject_id() == id)
+    }
+
+    /// Require that a value taken from the request is the caller's own
+    /// instance id; otherwise a 403 [`Rejection`](crate::Rejection).
+    pub fn require_instance_id(&self, id: &str) -> Result<(), Rejection> {
+        self.require(self.instance_id() == id)
+    }
+
+    /// A refusal answered by a handler; the layer audits it on the way out
+    /// (`caller_mismatch`, with the route and policy).
+    fn require(&self, holds: bool) -> Result<(), Rejection> {
+        if holds {
+            Ok(())
+        } else {
+            Err(Rejection::forbidden(self.clone()))
+        }
+    }
+}
+
 impl From<RejectionKind> for Rejection {
     fn from(kind: RejectionKind) -> Self {
         Self::new(kind)
@@ -675,6 +710,51 @@ impl std::error::Error for Rejection {
         self.source
             .as_deref()
             .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// How a call to Wix ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CallOutcome {
+    Ok,
+    ClientError,
+    ServerError,
+    Throttled,
+    Timeout,
+    Transport,
+    Malformed,
+}
+
+impl CallOutcome {
+    pub(crate) const ALL: [CallOutcome; 7] = [
+        CallOutcome::Ok,
+        CallOutcome::ClientError,
+        CallOutcome::ServerError,
+        CallOutcome::Throttled,
+        CallOutcome::Timeout,
+        CallOutcome::Transport,
+        CallOutcome::Malformed,
+    ];
+
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            CallOutcome::Ok => "ok",
+            CallOutcome::ClientError => "client_error",
+            CallOutcome::ServerError => "server_error",
+            CallOutcome::Throttled => "throttled",
+            CallOutcome::Timeout => "timeout",
+            CallOutcome::Transport => "transport",
+            CallOutcome::Malformed => "malformed",
+        }
+    }
+
+    pub(crate) fn of_status(status: http::StatusCode) -> Self {
+        match status.as_u16() {
+            200..=299 => CallOutcome::Ok,
+            429 => CallOutcome::Throttled,
+            400..=499 => CallOutcome::ClientError,
+            _ => CallOutcome::ServerError,
+        }
     }
 }
 

@@ -63,6 +63,30 @@ pub struct ElevateLayer {
     on_rejection: Arc<dyn OnRejection>,
 }
 
+impl<S> Elevate<S> {
+    /// Wrap `inner` with the default policy.
+    pub fn new(inner: S, elevator: Elevator) -> Self {
+        tower_layer::Layer::layer(&elevator.layer(), inner)
+    }
+
+    /// The layer form of [`Elevate::new`].
+    #[deprecated(
+        since = "0.2.0",
+        note = "use `Elevator::layer`, the one way to build a layer"
+    )]
+    pub fn layer(elevator: Elevator) -> crate::ElevateLayer {
+        elevator.layer()
+    }
+}
+
+impl Elevator {
+    /// A layer on this elevator with the default policy
+    /// ([`SubjectTypes::default()`]): the one way to configure a route.
+    pub fn layer(&self) -> ElevateLayer {
+        ElevateLayer::on(self.clone())
+    }
+}
+
 impl ElevateLayer {
     /// A layer with the default policy ([`SubjectTypes::default()`]:
     /// visitors, members and Wix users) and [`ProblemJson`] rejections.

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use metrics::{Counter, Histogram, counter, histogram};
 
-use crate::error::{Endpoint, RejectionKind};
+use crate::error::{CallOutcome, Endpoint, RejectionKind};
 
 /// Per-cache counters.
 pub(crate) struct CacheMetrics {
@@ -32,51 +32,6 @@ impl CacheMetrics {
             hit: result("hit"),
             miss: result("miss"),
             coalesced: result("coalesced"),
-        }
-    }
-}
-
-/// How a call to Wix ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum CallOutcome {
-    Ok,
-    ClientError,
-    ServerError,
-    Throttled,
-    Timeout,
-    Transport,
-    Malformed,
-}
-
-impl CallOutcome {
-    const ALL: [CallOutcome; 7] = [
-        CallOutcome::Ok,
-        CallOutcome::ClientError,
-        CallOutcome::ServerError,
-        CallOutcome::Throttled,
-        CallOutcome::Timeout,
-        CallOutcome::Transport,
-        CallOutcome::Malformed,
-    ];
-
-    pub(crate) const fn as_str(self) -> &'static str {
-        match self {
-            CallOutcome::Ok => "ok",
-            CallOutcome::ClientError => "client_error",
-            CallOutcome::ServerError => "server_error",
-            CallOutcome::Throttled => "throttled",
-            CallOutcome::Timeout => "timeout",
-            CallOutcome::Transport => "transport",
-            CallOutcome::Malformed => "malformed",
-        }
-    }
-
-    pub(crate) fn of_status(status: http::StatusCode) -> Self {
-        match status.as_u16() {
-            200..=299 => CallOutcome::Ok,
-            429 => CallOutcome::Throttled,
-            400..=499 => CallOutcome::ClientError,
-            _ => CallOutcome::ServerError,
         }
     }
 }

@@ -33,7 +33,6 @@ use tracing::Instrument;
 
 use crate::{
     caller::Caller,
-    elevator::Elevator,
     error::{Rejection, RejectionKind},
     future::ResponseFuture,
     identity::{Lookup, is_older},
@@ -91,20 +90,6 @@ enum Resume {
 }
 
 impl<S> Elevate<S> {
-    /// Wrap `inner` with the default policy.
-    pub fn new(inner: S, elevator: Elevator) -> Self {
-        tower_layer::Layer::layer(&elevator.layer(), inner)
-    }
-
-    /// The layer form of [`Elevate::new`].
-    #[deprecated(
-        since = "0.2.0",
-        note = "use `Elevator::layer`, the one way to build a layer"
-    )]
-    pub fn layer(elevator: Elevator) -> crate::ElevateLayer {
-        elevator.layer()
-    }
-
     pub(crate) fn from_parts(inner: S, route: RouteConfig) -> Self {
         Self {
             inner,
