@@ -249,25 +249,19 @@ fn renew_in_background<E: AppTokenSource>(source: &E, instance: &Arc<str>, curre
 mod shared {
     use std::{
         sync::Arc,
-        time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+        time::{Duration, Instant},
     };
 
     use serde::{Deserialize, Serialize};
 
     use super::AppTokens;
-    use crate::caller::ElevatedToken;
+    use crate::{caller::ElevatedToken, fleet::unix_ms};
 
     #[derive(Serialize, Deserialize)]
     struct Stored {
         token: String,
         /// Unix ms.
         expires: u64,
-    }
-
-    fn unix_ms() -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     }
 
     /// The plaintext to store, and its TTL in Redis: until the token enters

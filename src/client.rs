@@ -336,12 +336,8 @@ impl WixClient {
             .map_err(|e| transport_error(endpoint, e))?;
         let status = response.status();
         let request_id = request_id(response.headers());
-        if status == StatusCode::TOO_MANY_REQUESTS {
-            return Err(UpstreamError::throttled(
-                endpoint,
-                retry_after(response.headers()),
-                request_id,
-            ));
+        if let Some(throttled) = throttled(endpoint, &response) {
+            return Err(throttled);
         }
         if status.is_server_error() || !(status.is_success() || status.is_client_error()) {
             return Err(UpstreamError::bad_status(endpoint, status, request_id));
@@ -400,18 +396,25 @@ async fn read_ok_body(
     response: reqwest::Response,
 ) -> Result<Bytes, UpstreamError> {
     let status = response.status();
-    let request_id = request_id(response.headers());
-    if status == StatusCode::TOO_MANY_REQUESTS {
-        return Err(UpstreamError::throttled(
-            endpoint,
-            retry_after(response.headers()),
-            request_id,
-        ));
+    if let Some(throttled) = throttled(endpoint, &response) {
+        return Err(throttled);
     }
+    let request_id = request_id(response.headers());
     if status != StatusCode::OK {
         return Err(UpstreamError::bad_status(endpoint, status, request_id));
     }
     read_body(endpoint, response, MAX_BODY).await
+}
+
+/// Wix's 429, with its `Retry-After` and request id.
+fn throttled(endpoint: Endpoint, response: &reqwest::Response) -> Option<UpstreamError> {
+    (response.status() == StatusCode::TOO_MANY_REQUESTS).then(|| {
+        UpstreamError::throttled(
+            endpoint,
+            retry_after(response.headers()),
+            request_id(response.headers()),
+        )
+    })
 }
 
 /// The whole body, refusing more than `max` bytes.

@@ -23,7 +23,7 @@ use crate::{
     error::Rejection,
     fleet::{Fleet, Invalidation},
     identity::Identities,
-    token::TokenDigest,
+    token::{self, TokenDigest},
 };
 
 /// Wix's production API.
@@ -117,12 +117,11 @@ impl Elevator {
     /// Forget a caller token: the next request with it asks Wix again, here
     /// and (in fleet mode) on every replica.
     pub async fn forget_token(&self, token: &str) {
-        let bare = token.trim();
-        let bare = bare
-            .get(..7)
-            .filter(|scheme| scheme.eq_ignore_ascii_case("bearer "))
-            .map_or(bare, |_| bare[7..].trim_start());
-        let digest = self.identities().digest(bare.as_bytes());
+        // Raw or `Bearer`, as the layer reads it; anything else was never cached.
+        let Ok(bare) = token::split_authorization(token.as_bytes(), usize::MAX) else {
+            return;
+        };
+        let digest = self.identities().digest(bare);
         let invalidation = Invalidation::Token {
             digest: digest.hex(),
         };
@@ -191,8 +190,8 @@ impl Elevator {
     /// Whether this replica's local cache holds an identity for `token`.
     #[doc(hidden)]
     pub fn has_cached_identity(&self, token: &str) -> bool {
-        self.identities()
-            .contains(self.identities().digest(token.trim().as_bytes()))
+        token::split_authorization(token.as_bytes(), usize::MAX)
+            .is_ok_and(|bare| self.identities().contains(self.identities().digest(bare)))
     }
 
     pub(crate) fn client(&self) -> &WixClient {

@@ -294,7 +294,7 @@ impl Identities {
 /// Verdicts as stored in Redis (fleet mode): wall-clock times, since
 /// replicas share no monotonic clock.
 mod shared {
-    use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+    use std::time::{Duration, Instant};
 
     use serde::{Deserialize, Serialize};
 
@@ -302,6 +302,7 @@ mod shared {
     use crate::{
         caller::{Caller, SubjectType},
         error::RejectionKind,
+        fleet::unix_ms,
     };
 
     #[derive(Serialize, Deserialize)]
@@ -321,12 +322,6 @@ mod shared {
         site_id: Option<String>,
         /// Wix's `exp`, Unix ms.
         exp: u64,
-    }
-
-    fn unix_ms() -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     }
 
     /// The plaintext to store, and its TTL in Redis.

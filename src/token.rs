@@ -40,7 +40,8 @@ pub(crate) fn bare_token(headers: &HeaderMap, max_len: usize) -> Result<&[u8], R
     split_authorization(value.as_bytes(), max_len)
 }
 
-fn split_authorization(value: &[u8], max_len: usize) -> Result<&[u8], RejectionKind> {
+/// The token in an `Authorization` value: raw, or after `Bearer `.
+pub(crate) fn split_authorization(value: &[u8], max_len: usize) -> Result<&[u8], RejectionKind> {
     const BEARER: &[u8] = b"bearer ";
     let value = value.trim_ascii();
     if value.is_empty() {

@@ -33,6 +33,14 @@ pub(crate) use disabled::*;
 #[cfg(feature = "redis")]
 pub(crate) use enabled::*;
 
+/// Now on the wall clock, in Unix milliseconds: what replicas agree on
+/// (they share no monotonic clock).
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// A message every replica acts on.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) enum Invalidation {

@@ -175,6 +175,27 @@ impl Rig {
         }
     }
 
+    /// `n` concurrent GETs of `path`, each on its own task; their statuses.
+    fn spawn_gets(
+        &self,
+        n: usize,
+        path: &'static str,
+        token: &str,
+    ) -> Vec<tokio::task::JoinHandle<u16>> {
+        (0..n)
+            .map(|_| {
+                let (app, token) = (self.app.clone(), token.to_owned());
+                tokio::spawn(async move {
+                    let req = Request::get(path)
+                        .header("authorization", token)
+                        .body(Body::empty())
+                        .unwrap();
+                    app.oneshot(req).await.unwrap().status().as_u16()
+                })
+            })
+            .collect()
+    }
+
     fn member(&self, instance: &str) -> String {
         self.wix.mint(
             CallerSpec::new(SubjectType::Member)
@@ -250,18 +271,7 @@ async fn a_revoked_app_token_is_replaced_once_for_all_waiting_calls() {
     // The app is reinstalled: Wix refuses every token it issued before.
     rig.wix.revoke_app_tokens("inst-r");
     rig.wix.hold(MockEndpoint::CreateAccessToken);
-    let calls: Vec<_> = (0..20)
-        .map(|_| {
-            let (app, token) = (rig.app.clone(), token.clone());
-            tokio::spawn(async move {
-                let req = Request::get("/products/p1")
-                    .header("authorization", token)
-                    .body(Body::empty())
-                    .unwrap();
-                app.oneshot(req).await.unwrap().status().as_u16()
-            })
-        })
-        .collect();
+    let calls = rig.spawn_gets(20, "/products/p1", &token);
     // Every call saw its 401, and one of them is asking for a new token.
     rig.wix
         .wait_for_calls(MockEndpoint::CreateAccessToken, 2)
@@ -432,18 +442,7 @@ async fn a_route_that_never_uses_the_app_identity_never_mints_a_token() {
     assert_eq!(rig.wix.calls(MockEndpoint::CreateAccessToken), 0);
     // A handler that asks for the token gets one, on demand, coalesced.
     rig.wix.hold(MockEndpoint::CreateAccessToken);
-    let asks: Vec<_> = (0..10)
-        .map(|_| {
-            let (app, token) = (rig.app.clone(), token.clone());
-            tokio::spawn(async move {
-                let req = Request::get("/token")
-                    .header("authorization", token)
-                    .body(Body::empty())
-                    .unwrap();
-                app.oneshot(req).await.unwrap().status().as_u16()
-            })
-        })
-        .collect();
+    let asks = rig.spawn_gets(10, "/token", &token);
     rig.wix
         .wait_for_calls(MockEndpoint::CreateAccessToken, 1)
         .await;

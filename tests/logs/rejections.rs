@@ -5,6 +5,13 @@ use std::time::Duration;
 
 use crate::{Captured, common::harness_with};
 
+/// The rejection line a Wix failure writes.
+fn rejection_line(logs: &str) -> &str {
+    logs.lines()
+        .find(|l| l.contains("request rejected: Wix failed"))
+        .unwrap_or_else(|| panic!("no rejection line in:\n{logs}"))
+}
+
 #[tokio::test]
 async fn a_rejection_because_wix_failed_logs_its_cause_at_warn() {
     let captured = Captured::default();
@@ -25,10 +32,7 @@ async fn a_rejection_because_wix_failed_logs_its_cause_at_warn() {
         .assert_problem(502, "upstream_failed");
     drop(_guard);
     let logs = captured.text();
-    let line = logs
-        .lines()
-        .find(|l| l.contains("request rejected: Wix failed"))
-        .unwrap_or_else(|| panic!("no rejection line in:\n{logs}"));
+    let line = rejection_line(&logs);
     assert!(line.contains("WARN"), "{line}");
     assert!(line.contains("endpoint=\"token_info\""), "{line}");
     assert!(
@@ -53,10 +57,7 @@ async fn a_wix_status_and_request_id_reach_the_rejection_line() {
         .assert_problem(502, "upstream_failed");
     drop(_guard);
     let logs = captured.text();
-    let line = logs
-        .lines()
-        .find(|l| l.contains("request rejected: Wix failed"))
-        .unwrap_or_else(|| panic!("no rejection line in:\n{logs}"));
+    let line = rejection_line(&logs);
     assert!(line.contains("wix_status=500"), "{line}");
     assert!(
         line.contains("wix_request_id=\"mock-request-id\""),
