@@ -1,5 +1,6 @@
 //! Integration tests: the layer over real HTTP against the mock Wix.
 
+#[path = "../support/common.rs"]
 mod common;
 #[cfg(feature = "redis")]
 #[path = "../support/redis.rs"]
@@ -21,4 +22,5 @@ mod least_privilege;
 mod policy;
 mod quickstart;
 mod resilience;
+#[path = "../support/scoped_app.rs"]
 mod scoped_app;

@@ -2,11 +2,11 @@
 //! `tracing` callsite cache is process-wide, and events first hit on another
 //! test's thread (with no subscriber) can race a thread-scoped capture.
 
-#[path = "../integration/common.rs"]
+#[path = "../support/common.rs"]
 #[allow(dead_code)]
 mod common;
 
-#[path = "../integration/scoped_app.rs"]
+#[path = "../support/scoped_app.rs"]
 mod scoped_app;
 
 mod audit;
