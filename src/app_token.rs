@@ -257,10 +257,17 @@ mod shared {
     use super::AppTokens;
     use crate::{caller::ElevatedToken, fleet::unix_ms};
 
-    #[derive(Serialize, Deserialize)]
+    #[derive(Deserialize)]
     struct Stored {
         token: String,
         /// Unix ms.
+        expires: u64,
+    }
+
+    /// What is sealed: borrowed, so no unwiped copy of the token is made.
+    #[derive(Serialize)]
+    struct StoredRef<'a> {
+        token: &'a str,
         expires: u64,
     }
 
@@ -268,8 +275,8 @@ mod shared {
     /// its expiry margin.
     pub(super) fn seal(token: &ElevatedToken, tokens: &AppTokens) -> (Vec<u8>, Duration) {
         let left = token.expires_at().saturating_duration_since(Instant::now());
-        let stored = Stored {
-            token: token.expose_secret().to_owned(),
+        let stored = StoredRef {
+            token: token.expose_secret(),
             expires: unix_ms().saturating_add(u64::try_from(left.as_millis()).unwrap_or(u64::MAX)),
         };
         let ttl = left.saturating_sub(tokens.expiry_margin);

@@ -208,6 +208,8 @@ mod enabled {
                 None => {}
             }
             let (value, plaintext, ttl) = fetch.await?;
+            // It may hold an app token: wiped once sealed.
+            let plaintext = zeroize::Zeroizing::new(plaintext);
             if let Some(sealed) = self.sealer.seal(&plaintext, aad) {
                 self.store.put(key, &sealed, ttl).await;
             }
