@@ -110,20 +110,30 @@ pub(crate) fn start(envs: &[(&str, &str)]) -> Quickstart {
 /// A mock standing in for real Wix, with its own credentials, and the
 /// quickstart pointed at it with `WIX_API_BASE_URL` plus `extra` settings.
 pub(crate) async fn start_against_another_wix(extra: &[(&str, &str)]) -> (MockWix, Quickstart) {
-    let wix = MockWix::builder()
+    let wix = another_wix().await;
+    let qs = start_against(&wix, extra);
+    (wix, qs)
+}
+
+/// A mock standing in for real Wix, with its own credentials.
+async fn another_wix() -> MockWix {
+    MockWix::builder()
         .app_id("real-app")
         .app_secret("real-secret")
         .start()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// The quickstart pointed at `wix` with `WIX_API_BASE_URL`, plus `extra`.
+fn start_against(wix: &MockWix, extra: &[(&str, &str)]) -> Quickstart {
     let mut envs = vec![
         ("WIX_API_BASE_URL", wix.base_url()),
         ("WIX_APP_ID", "real-app"),
         ("WIX_APP_SECRET", "real-secret"),
     ];
     envs.extend_from_slice(extra);
-    let qs = start(&envs);
-    (wix, qs)
+    start(&envs)
 }
 
 struct Curl {
@@ -431,19 +441,10 @@ async fn with_redis_url_two_quickstarts_are_one_fleet() {
     let Some(redis) = crate::redis_server::Redis::start() else {
         return;
     };
-    let wix = MockWix::builder()
-        .app_id("real-app")
-        .app_secret("real-secret")
-        .start()
-        .await
-        .unwrap();
-    let envs = [
-        ("WIX_API_BASE_URL", wix.base_url()),
-        ("WIX_APP_ID", "real-app"),
-        ("WIX_APP_SECRET", "real-secret"),
-        ("REDIS_URL", &redis.url()),
-    ];
-    let (one, two) = (start(&envs), start(&envs));
+    let wix = another_wix().await;
+    let url = redis.url();
+    let envs = [("REDIS_URL", url.as_str())];
+    let (one, two) = (start_against(&wix, &envs), start_against(&wix, &envs));
     assert!(
         one.lines
             .iter()
