@@ -207,14 +207,19 @@ mod enabled {
                 // Redis is unavailable: this replica asks Wix alone.
                 None => {}
             }
-            let (value, plaintext, ttl) = fetch.await?;
-            // It may hold an app token: wiped once sealed.
-            let plaintext = zeroize::Zeroizing::new(plaintext);
-            if let Some(sealed) = self.sealer.seal(&plaintext, aad) {
-                self.store.put(key, &sealed, ttl).await;
+            let fetched = fetch.await.map(|(value, plaintext, ttl)| {
+                // It may hold an app token: wiped once sealed.
+                (value, zeroize::Zeroizing::new(plaintext), ttl)
+            });
+            if let Ok((_, plaintext, ttl)) = &fetched
+                && let Some(sealed) = self.sealer.seal(plaintext, aad)
+            {
+                self.store.put(key, &sealed, *ttl).await;
             }
+            // Released whatever Wix said: a failure is never shared, so the
+            // next replica asks Wix at once instead of waiting out the lease.
             self.store.delete(&[&lock]).await;
-            Ok(value)
+            fetched.map(|(value, _, _)| value)
         }
 
         async fn read<T>(

@@ -602,3 +602,24 @@ async fn a_dead_or_frozen_redis_never_fails_a_request() {
         println!("Redis back after being {what}: in use again within {took:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_wix_call_releases_its_lease_at_once() {
+    let _serial = SERIAL.lock().await;
+    let Some(redis) = Redis::start() else { return };
+    let fleet = Fleet::start(2, Some(&redis)).await;
+    let token = fleet.wix.mint(CallerSpec::new(SubjectType::Member));
+    fleet.wix.fail(
+        MockEndpoint::TokenInfo,
+        wix_elevate::test_util::Fault::Status(500),
+    );
+    // Replica 0 takes the lease, and Wix fails it.
+    assert_eq!(fleet.send(0, "/whoami", &token).await, 502);
+    // Replica 1 must not wait out the lease of a call that already ended.
+    let started = Instant::now();
+    assert_eq!(fleet.send(1, "/whoami", &token).await, 502);
+    let waited = started.elapsed();
+    println!("a second replica after a failed call: answered in {waited:?}");
+    assert!(waited < Duration::from_secs(1), "{waited:?}");
+    assert_eq!(fleet.wix.token_info_calls_for(&token), 2);
+}
