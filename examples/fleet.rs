@@ -51,7 +51,7 @@ async fn replica(wix: &MockWix, redis: Option<&str>) -> Result<Replica, Box<dyn 
     let app = Router::new().route(
         "/token",
         get(|token: ElevatedToken| async move { token.instance_id().to_owned() })
-            .route_layer(elevator.layer()),
+            .route_layer(elevator.layer().expose_app_token()),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

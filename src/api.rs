@@ -305,26 +305,28 @@ impl WixRequest<'_> {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let declared = api
-            .route
-            .operations
-            .iter()
-            .find(|op| op.permits(&self.method, segments.iter().copied(), &query, caller));
+        // The first declared operation this call is, and the query it sends
+        // (caller-bound keys filled in).
+        let declared = api.route.operations.iter().find_map(|op| {
+            op.permits(&self.method, segments.iter().copied(), &query, caller)
+                .map(|sent| (op, sent))
+        });
+        let sent = declared.as_ref().map_or(&query, |(_, sent)| sent);
         let mut path = String::with_capacity(self.path.len() + 16);
         for segment in &segments {
             path.push('/');
             path.push_str(segment);
         }
-        if !query.is_empty() {
+        if !sent.is_empty() {
             path.push('?');
             path.push_str(
                 &form_urlencoded::Serializer::new(String::new())
-                    .extend_pairs(&query)
+                    .extend_pairs(sent)
                     .finish(),
             );
         }
         match declared {
-            Some(operation) => Ok((path, operation)),
+            Some((operation, _)) => Ok((path, operation)),
             None => {
                 let refused = format!("{} {path}", self.method);
                 audit::denied(

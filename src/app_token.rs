@@ -23,7 +23,8 @@ use crate::{
     caller::ElevatedToken,
     client::WixClient,
     error::{Rejection, UpstreamError},
-    fleet::{Fleet, Invalidation},
+    fleet::{Fleet, Invalidation, Place, ToStore},
+    forget::Forgetting,
     metrics::CacheMetrics,
     token::TokenDigest,
 };
@@ -42,15 +43,27 @@ pub(crate) struct AppTokens {
     cache: FlightCache<Arc<str>, ElevatedToken>,
     renew_before: Duration,
     expiry_margin: Duration,
+    forgetting: Arc<Forgetting>,
 }
 
 impl AppTokens {
-    pub(crate) fn new(capacity: usize, renew_before: Duration, expiry_margin: Duration) -> Self {
+    pub(crate) fn new(
+        capacity: usize,
+        renew_before: Duration,
+        expiry_margin: Duration,
+        forgetting: Arc<Forgetting>,
+    ) -> Self {
         Self {
             cache: FlightCache::new(capacity, CacheMetrics::new("app_token")),
             renew_before,
             expiry_margin,
+            forgetting,
         }
+    }
+
+    /// Drop `instance`'s token (it was forgotten).
+    pub(crate) fn forget_instance(&self, instance: &str) {
+        self.cache.remove(&Arc::from(instance));
     }
 
     pub(crate) fn contains(&self, instance: &str) -> bool {
@@ -140,7 +153,7 @@ pub(crate) async fn replace<E: AppTokenSource>(
             instance: instance.to_string(),
             stale: Some(digest.hex()),
         };
-        fleet.forget(&[], invalidation).await;
+        fleet.forget(invalidation).await;
     }
     let started = Instant::now();
     cache
@@ -171,27 +184,40 @@ async fn fetch_replacing<E: AppTokenSource>(
     stale: Option<&ElevatedToken>,
     deadline: Instant,
 ) -> Result<ElevatedToken, UpstreamError> {
+    let tokens = source.app_tokens();
+    let begun = tokens.forgetting.now();
     let Some(fleet) = source.fleet() else {
-        return grant(source, instance, deadline).await;
+        return grant(source, instance, deadline, begun).await;
     };
     let key = fleet.app_key(instance);
     // Bound to the key and to the instance: never moved to another.
     let aad = [key.as_bytes(), b"\0", instance.as_bytes()].concat();
-    let tokens = source.app_tokens();
+    let place = Place {
+        key: &key,
+        marked: false,
+        aad: &aad,
+        budget: None,
+    };
     fleet
         .shared(
-            &key,
-            &aad,
+            place,
             |plaintext| {
-                let token = shared::open(plaintext, instance, tokens)?;
+                let token = shared::open(plaintext, instance, tokens, begun)?;
                 let is_stale = stale.is_some_and(|s| s.expose_secret() == token.expose_secret());
                 (!is_stale).then_some(token)
             },
-            async {
-                let token = grant(source, instance, deadline).await?;
+            |_| async {
+                let token = grant(source, instance, deadline, begun).await?;
                 let (plaintext, ttl) = shared::seal(&token, tokens);
-                Ok((token, plaintext, ttl))
+                let to_store = ToStore {
+                    plaintext,
+                    ttl,
+                    instance: Some(instance.clone()),
+                };
+                Ok((token, Some(to_store)))
             },
+            // App tokens spend no budget.
+            |_| UpstreamError::overloaded(crate::error::Endpoint::CreateAccessToken),
         )
         .await
 }
@@ -201,6 +227,7 @@ async fn grant<E: AppTokenSource>(
     source: &E,
     instance: &Arc<str>,
     deadline: Instant,
+    begun: u64,
 ) -> Result<ElevatedToken, UpstreamError> {
     let (app_id, app_secret) = source.credentials();
     let grant = source
@@ -214,6 +241,7 @@ async fn grant<E: AppTokenSource>(
         grant.expires_in,
         tokens.renew_before,
         tokens.expiry_margin,
+        Some(tokens.forgetting.stamp(instance, begun)),
     ))
 }
 
@@ -289,6 +317,7 @@ mod shared {
         plaintext: &[u8],
         instance: &Arc<str>,
         tokens: &AppTokens,
+        begun: u64,
     ) -> Option<ElevatedToken> {
         let stored: Stored = serde_json::from_slice(plaintext).ok()?;
         let left = Duration::from_millis(stored.expires.checked_sub(unix_ms())?);
@@ -301,6 +330,7 @@ mod shared {
             left,
             tokens.renew_before,
             tokens.expiry_margin,
+            Some(tokens.forgetting.stamp(instance, begun)),
         ))
     }
 }

@@ -6,12 +6,13 @@
 //! `status`, `latency_ms`. Never a token or a secret. Route them to their
 //! own sink with a target filter, e.g. `wix_elevate::audit=info`.
 //!
-//! `operation`, the one field a client can put text into (a refused path
-//! built from route parameters), is written through [`Clean`]: control
-//! characters, quotes and backslashes escaped, at most [`MAX_FIELD`]
-//! characters, so no crafted route parameter can end a line and forge
-//! another event. String fields (`route`, ids) are recorded as strings,
-//! which subscribers quote and escape themselves.
+//! Every field that carries request data or text from Wix (`operation`, a
+//! refused path built from route parameters; the caller's ids) is written
+//! through [`Clean`]: control characters, the Unicode line and paragraph
+//! separators, bidirectional controls, quotes and backslashes escaped, at
+//! most [`MAX_FIELD`] characters, so no crafted value can end a line,
+//! forge another event or reorder what a reader sees, whatever the
+//! subscriber's format. `route` and `policy` come from the configuration.
 
 use std::{fmt, time::Duration};
 
@@ -44,8 +45,8 @@ pub(crate) fn wix_call(
         route = scope.route,
         policy = scope.policy,
         subject_type = caller.subject_type().as_str(),
-        subject_id = caller.subject_id(),
-        instance_id = caller.instance_id(),
+        subject_id = %Clean(caller.subject_id()),
+        instance_id = %Clean(caller.instance_id()),
         operation = %Clean(operation),
         outcome,
         status,
@@ -67,8 +68,8 @@ pub(crate) fn denied(
         route = scope.route,
         policy = scope.policy,
         subject_type = caller.map(|c| c.subject_type().as_str()),
-        subject_id = caller.map(Caller::subject_id),
-        instance_id = caller.map(Caller::instance_id),
+        subject_id = caller.map(|c| tracing::field::display(Clean(c.subject_id()))),
+        instance_id = caller.map(|c| tracing::field::display(Clean(c.instance_id()))),
         operation = operation.map(|op| tracing::field::display(Clean(op))),
         outcome,
         status = 403u16,
@@ -76,42 +77,83 @@ pub(crate) fn denied(
     );
 }
 
-/// A value written escaped and capped: printable ASCII and non-control
-/// Unicode as is; `"`, `\` and control characters (newlines included) as
-/// Rust escapes; an ellipsis past [`MAX_FIELD`] characters.
+/// A value written escaped and capped: printable ASCII and other Unicode
+/// as is; `"`, `\`, control characters (newlines included), U+2028 and
+/// U+2029 (line and paragraph separators) and the bidirectional controls
+/// (U+061C, U+200E, U+200F, U+202A to U+202E, U+2066 to U+2069) as Rust
+/// escapes; an ellipsis past [`MAX_FIELD`] characters.
 pub(crate) struct Clean<T>(pub(crate) T);
 
 impl<T: fmt::Display> fmt::Display for Clean<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        struct Escaper<'a, 'b> {
-            out: &'a mut fmt::Formatter<'b>,
-            written: usize,
-        }
-        impl fmt::Write for Escaper<'_, '_> {
-            fn write_str(&mut self, s: &str) -> fmt::Result {
-                for c in s.chars() {
-                    if self.written == MAX_FIELD {
-                        self.written += 1;
-                        return self.out.write_str("…");
-                    }
-                    if self.written > MAX_FIELD {
-                        return Ok(());
-                    }
-                    self.written += 1;
-                    if c.is_control() || c == '"' || c == '\\' {
-                        write!(self.out, "{}", c.escape_default())?;
-                    } else {
-                        self.out.write_char(c)?;
-                    }
-                }
-                Ok(())
-            }
-        }
-        fmt::write(
-            &mut Escaper { out: f, written: 0 },
-            format_args!("{}", self.0),
-        )
+        write_clean(f, &self.0, MAX_FIELD)
     }
+}
+
+/// Like [`Clean`], capped at [`MAX_TEXT`] characters: for error causes,
+/// which are longer than an identifier and still come from outside.
+pub(crate) struct CleanText<T>(pub(crate) T);
+
+/// The longest an error cause is written, in characters.
+pub(crate) const MAX_TEXT: usize = 2_000;
+
+impl<T: fmt::Display> fmt::Display for CleanText<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_clean(f, &self.0, MAX_TEXT)
+    }
+}
+
+/// `value`, escaped (see [`must_escape`]) and capped at `cap` characters.
+fn write_clean(f: &mut fmt::Formatter<'_>, value: &dyn fmt::Display, cap: usize) -> fmt::Result {
+    struct Escaper<'a, 'b> {
+        out: &'a mut fmt::Formatter<'b>,
+        written: usize,
+        cap: usize,
+    }
+    impl fmt::Write for Escaper<'_, '_> {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            for c in s.chars() {
+                if self.written == self.cap {
+                    self.written += 1;
+                    return self.out.write_str("…");
+                }
+                if self.written > self.cap {
+                    return Ok(());
+                }
+                self.written += 1;
+                if must_escape(c) {
+                    write!(self.out, "{}", c.escape_default())?;
+                } else {
+                    self.out.write_char(c)?;
+                }
+            }
+            Ok(())
+        }
+    }
+    fmt::write(
+        &mut Escaper {
+            out: f,
+            written: 0,
+            cap,
+        },
+        format_args!("{value}"),
+    )
+}
+
+/// Whether `c` could end a line, forge structure or disguise text.
+fn must_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '"' | '\\'
+                | '\u{2028}'
+                | '\u{2029}'
+                | '\u{061C}'
+                | '\u{200E}'
+                | '\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2066}'..='\u{2069}'
+        )
 }
 
 #[cfg(test)]
@@ -133,6 +175,24 @@ mod tests {
         assert_eq!(
             Clean("GET /apps/v1/instance").to_string(),
             "GET /apps/v1/instance"
+        );
+    }
+
+    #[test]
+    fn clean_escapes_unicode_line_breaks_and_every_bidirectional_control() {
+        let disguising = [
+            '\u{2028}', '\u{2029}', '\u{061C}', '\u{200E}', '\u{200F}', '\u{202A}', '\u{202B}',
+            '\u{202C}', '\u{202D}', '\u{202E}', '\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}',
+        ];
+        for c in disguising {
+            let clean = Clean(format!("a{c}b")).to_string();
+            assert!(!clean.contains(c), "U+{:04X} kept: {clean}", u32::from(c));
+            assert_eq!(clean, format!("a\\u{{{:x}}}b", u32::from(c)));
+        }
+        // Letters of every script stay as they are.
+        assert_eq!(
+            Clean("héllo ÅΩж 名前 مرحبا").to_string(),
+            "héllo ÅΩж 名前 مرحبا"
         );
     }
 }

@@ -1,9 +1,7 @@
 //! [`ElevatorBuilder`]: every per-app setting, checked once in
 //! [`build`](ElevatorBuilder::build).
 
-use std::{fmt, num::NonZeroU32, time::Duration};
-
-use governor::Quota;
+use std::{fmt, sync::Arc, time::Duration};
 
 use secrecy::SecretString;
 
@@ -12,7 +10,9 @@ use crate::{
     client::WixClient,
     elevator::{Elevator, Shared, WIX_API_BASE_URL},
     error::ConfigError,
+    forget::Forgetting,
     identity::{Identities, IdentitySettings},
+    log_throttle::LogThrottle,
     metrics::WixMetrics,
     token::{self, TokenHasher},
     upstream::GuardSettings,
@@ -375,11 +375,6 @@ impl ElevatorBuilder {
             self.fallback_lifetime,
             WixMetrics::new(),
         )?;
-        let budget = |n: u32| {
-            NonZeroU32::new(n).ok_or(ConfigError::Zero("token_info_budget_for_new_tokens"))
-        };
-        let new_token_budget = Quota::per_second(budget(self.new_token_budget.0)?)
-            .allow_burst(budget(self.new_token_budget.1)?);
         #[cfg(feature = "redis")]
         let (fleet, hasher) = match self.fleet {
             Some(settings) => {
@@ -402,6 +397,10 @@ impl ElevatorBuilder {
         };
         #[cfg(not(feature = "redis"))]
         let (fleet, hasher) = (None, TokenHasher::random()?);
+        let forgetting = Arc::new(Forgetting::new(
+            self.max_cached_identities
+                .saturating_add(self.max_cached_app_tokens),
+        ));
         let identities = Identities::new(
             IdentitySettings {
                 capacity: self.max_cached_identities,
@@ -409,10 +408,11 @@ impl ElevatorBuilder {
                 refused_ttl: self.refused_token_ttl,
                 max_token_len: self.max_token_len,
                 stale_grace: self.stale_identity_grace,
-                new_token_budget,
+                new_token_budget: self.new_token_budget,
             },
             hasher,
-        );
+            forgetting.clone(),
+        )?;
         Ok(Elevator::from_shared(Shared {
             app_id: self.app_id.into(),
             app_secret: self.app_secret,
@@ -422,7 +422,10 @@ impl ElevatorBuilder {
                 self.max_cached_app_tokens,
                 self.renew_before,
                 self.expiry_margin,
+                forgetting.clone(),
             ),
+            forgetting,
+            log_throttle: LogThrottle::new(crate::log_throttle::INTERVAL),
             auth_deadline: self.auth_deadline,
             api_deadline: self.api_deadline,
             fleet,

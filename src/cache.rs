@@ -66,8 +66,8 @@ where
     /// answer shared by every request waiting on it. `started` is when the
     /// asking request began: a failure recorded before it is never
     /// returned. `accept` says whether a cached value will do (at least
-    /// [`Fresh::is_fresh`]); `fetch` is told whether it replaces a value
-    /// (the key is known) or fills an empty slot.
+    /// [`Fresh::is_fresh`]); `fetch` is handed the value it replaces, if
+    /// any (known but stale, or kept through a failure).
     ///
     /// If the fetch fails and the value it was replacing passes `stale_ok`
     /// for that failure (degraded mode), that value is kept and returned.
@@ -76,7 +76,7 @@ where
         key: &K,
         started: Instant,
         accept: impl Fn(&V, Instant) -> bool,
-        fetch: impl FnOnce(bool) -> Fut,
+        fetch: impl FnOnce(Option<V>) -> Fut,
         stale_ok: impl Fn(&V, &UpstreamError, Instant) -> bool,
     ) -> Result<V, Arc<UpstreamError>>
     where
@@ -111,10 +111,9 @@ where
             Some(Slot::Failed { stale, .. }) => stale,
             None => None,
         };
-        let known = previous.is_some();
         // If this future is dropped mid-fetch, the guard's drop hands the
         // fill to the next waiter.
-        let (slot, result) = match fetch(known).await {
+        let (slot, result) = match fetch(previous.clone()).await {
             Ok(value) => (Slot::Ready(value.clone()), Ok(value)),
             Err(error) => match previous {
                 Some(stale) if stale_ok(&stale, &error, Instant::now()) => {
@@ -150,14 +149,6 @@ where
     /// Drop the entry for `key`.
     pub(crate) fn remove(&self, key: &K) {
         self.entries.remove(key);
-    }
-
-    /// Keep only the ready values `keep` picks out (failures go too).
-    pub(crate) fn retain(&self, keep: impl Fn(&V) -> bool) {
-        self.entries.retain(|_, slot| match slot {
-            Slot::Ready(value) => keep(value),
-            Slot::Failed { .. } => false,
-        });
     }
 
     /// Drop the entry for `key` if it holds a value `stale` picks out.

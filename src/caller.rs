@@ -16,6 +16,8 @@ use std::{
 use http::HeaderValue;
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::forget::Stamp;
+
 /// "Forever", for values made without an expiry.
 const CENTURY: Duration = Duration::from_secs(100 * 365 * 86_400);
 
@@ -109,6 +111,9 @@ struct CallerData {
     site_id: Option<Box<str>>,
     /// Wix's `exp`, on the monotonic clock.
     live_until: Instant,
+    /// Whether the layer may still serve this identity from its cache
+    /// (see [`forget`](crate::forget)); `None` for callers made by hand.
+    stamp: Option<Stamp>,
 }
 
 impl Caller {
@@ -142,7 +147,29 @@ impl Caller {
             instance_id,
             site_id,
             live_until,
+            stamp: None,
         }))
+    }
+
+    /// The same caller, cached under `stamp`.
+    pub(crate) fn with_stamp(self, stamp: Stamp) -> Self {
+        let data = Arc::try_unwrap(self.0).unwrap_or_else(|shared| CallerData {
+            subject_type: shared.subject_type,
+            subject_id: shared.subject_id.clone(),
+            instance_id: shared.instance_id.clone(),
+            site_id: shared.site_id.clone(),
+            live_until: shared.live_until,
+            stamp: None,
+        });
+        Caller(Arc::new(CallerData {
+            stamp: Some(stamp),
+            ..data
+        }))
+    }
+
+    /// Whether this identity was not forgotten since Wix gave it.
+    pub(crate) fn is_unforgotten(&self) -> bool {
+        self.0.stamp.as_ref().is_none_or(Stamp::holds)
     }
 
     /// The kind of identity calling.
@@ -232,6 +259,9 @@ struct TokenData {
     usable_until: Instant,
     /// Set by the one request that started this token's renewal.
     renewal_claimed: AtomicBool,
+    /// Whether it may still be served from the cache (see
+    /// [`forget`](crate::forget)).
+    stamp: Option<Stamp>,
 }
 
 impl ElevatedToken {
@@ -251,6 +281,7 @@ impl ElevatedToken {
             lifetime,
             Duration::ZERO,
             Duration::ZERO,
+            None,
         )
     }
 
@@ -263,6 +294,7 @@ impl ElevatedToken {
         lifetime: Duration,
         renew_before: Duration,
         margin: Duration,
+        stamp: Option<Stamp>,
     ) -> Self {
         let now = Instant::now();
         // Never a panic on a huge lifetime: it saturates at a century.
@@ -283,6 +315,7 @@ impl ElevatedToken {
                 .checked_sub(margin.min(lifetime / 10))
                 .unwrap_or(now),
             renewal_claimed: AtomicBool::new(false),
+            stamp,
         }))
     }
 
@@ -317,7 +350,7 @@ impl ElevatedToken {
     }
 
     pub(crate) fn is_usable_at(&self, now: Instant) -> bool {
-        now < self.0.usable_until
+        now < self.0.usable_until && self.0.stamp.as_ref().is_none_or(Stamp::holds)
     }
 
     pub(crate) fn is_due_for_renewal(&self, now: Instant) -> bool {

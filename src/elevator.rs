@@ -22,7 +22,9 @@ use crate::{
     error::Endpoint,
     error::Rejection,
     fleet::{Fleet, Invalidation},
+    forget::{ForgetError, Forgetting},
     identity::Identities,
+    log_throttle::LogThrottle,
     token::{self, TokenDigest},
 };
 
@@ -63,6 +65,10 @@ pub(crate) struct Shared {
     pub(crate) client: WixClient,
     pub(crate) identities: Identities,
     pub(crate) app_tokens: AppTokens,
+    /// What forgetting leaves behind, shared by both caches.
+    pub(crate) forgetting: Arc<Forgetting>,
+    /// Holds back repeated WARN lines for rejections that never reached Wix.
+    pub(crate) log_throttle: LogThrottle,
     pub(crate) auth_deadline: Duration,
     pub(crate) api_deadline: Duration,
     /// Fleet mode: Redis as the second level (feature `redis`).
@@ -91,62 +97,92 @@ impl Elevator {
 
     /// Forget everything cached about `instance`: its app token and its
     /// callers' identities, here and (in fleet mode) in Redis and on every
-    /// replica. Call it when the app is removed from a site; the next
-    /// request asks Wix again.
+    /// replica. Call it when the app is removed from a site, reinstalled
+    /// (Wix keeps the instance id) or its plan changes.
+    ///
+    /// Once it returns, no request is admitted for that instance on the
+    /// strength of anything cached before, nor of a Wix answer that was in
+    /// flight while it ran: the next request asks Wix again. It costs the
+    /// same whatever the caches hold (no scan). In fleet mode it fails
+    /// only if Redis could not be reached: the instance is then forgotten
+    /// on this replica alone (and other replicas drop their caches when
+    /// they reconnect); retry, or let the webhook's retry do it.
     ///
     /// ```
     /// # use wix_elevate::Elevator;
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
+    /// # async fn main() -> Result<(), wix_elevate::ForgetError> {
     /// let elevator = Elevator::builder("app", "secret").build().unwrap();
-    /// elevator.forget_instance("instance-1").await;
+    /// elevator.forget_instance("instance-1").await?;
+    /// # Ok(())
     /// # }
     /// ```
-    pub async fn forget_instance(&self, instance: &str) {
+    pub async fn forget_instance(&self, instance: &str) -> Result<(), ForgetError> {
         let invalidation = Invalidation::Instance {
             instance: instance.to_owned(),
             stale: None,
         };
         self.forget_locally(&invalidation);
-        if let Some(fleet) = self.fleet() {
-            let key = fleet.app_key(instance);
-            fleet.forget(&[&key], invalidation).await;
-        }
+        self.tell_fleet(invalidation).await
     }
 
-    /// Forget a caller token: the next request with it asks Wix again, here
-    /// and (in fleet mode) on every replica.
-    pub async fn forget_token(&self, token: &str) {
-        // Raw or `Bearer`, as the layer reads it; anything else was never cached.
+    /// Forget a caller token (raw or `Bearer`, as the layer reads it): the
+    /// next request with it asks Wix again, here and (in fleet mode) on
+    /// every replica, with the same guarantees as
+    /// [`forget_instance`](Self::forget_instance).
+    ///
+    /// ```
+    /// # use wix_elevate::Elevator;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), wix_elevate::ForgetError> {
+    /// let elevator = Elevator::builder("app", "secret").build().unwrap();
+    /// elevator.forget_token("Bearer some-caller-token").await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn forget_token(&self, token: &str) -> Result<(), ForgetError> {
+        // Anything the layer would not read was never cached.
         let Ok(bare) = token::split_authorization(token.as_bytes(), usize::MAX) else {
-            return;
+            return Ok(());
         };
         let digest = self.identities().digest(bare);
-        let invalidation = Invalidation::Token {
+        self.identities().forget_digest(digest);
+        self.tell_fleet(Invalidation::Token {
             digest: digest.hex(),
-        };
-        self.forget_locally(&invalidation);
-        if let Some(fleet) = self.fleet() {
-            let key = fleet.identity_key(&digest.hex());
-            fleet.forget(&[&key], invalidation).await;
+        })
+        .await
+    }
+
+    /// Fleet mode: forget in Redis and on every replica.
+    async fn tell_fleet(&self, invalidation: Invalidation) -> Result<(), ForgetError> {
+        match self.fleet() {
+            Some(fleet) if !fleet.forget(invalidation).await => Err(ForgetError::fleet()),
+            _ => Ok(()),
         }
     }
 
-    /// Apply an invalidation to this replica's caches.
+    /// Apply an invalidation (this replica's own, or another's) to this
+    /// replica's caches.
     pub(crate) fn forget_locally(&self, invalidation: &Invalidation) {
         match invalidation {
-            Invalidation::Instance { instance, stale } => {
+            Invalidation::Instance {
+                instance,
+                stale: None,
+            } => {
+                self.shared.forgetting.forget_instance(instance);
+                self.app_tokens().forget_instance(instance);
+            }
+            Invalidation::Instance {
+                instance,
+                stale: Some(stale),
+            } => {
                 let identities = self.identities();
                 self.app_tokens().forget(instance, |token| {
-                    stale.as_ref().is_none_or(|stale| {
-                        identities.digest(token.expose_secret().as_bytes()).hex() == *stale
-                    })
+                    identities.digest(token.expose_secret().as_bytes()).hex() == *stale
                 });
-                if stale.is_none() {
-                    identities.forget_instance(instance);
-                }
             }
-            Invalidation::Token { digest } => self.identities().forget_digest(digest),
+            Invalidation::Token { digest } => self.identities().forget_hex(digest),
+            Invalidation::Everything => self.shared.forgetting.forget_all(),
         }
     }
 
@@ -192,6 +228,10 @@ impl Elevator {
     pub fn has_cached_identity(&self, token: &str) -> bool {
         token::split_authorization(token.as_bytes(), usize::MAX)
             .is_ok_and(|bare| self.identities().contains(self.identities().digest(bare)))
+    }
+
+    pub(crate) fn log_throttle(&self) -> &LogThrottle {
+        &self.shared.log_throttle
     }
 
     pub(crate) fn client(&self) -> &WixClient {

@@ -56,5 +56,5 @@ pub fn operation(data: &[u8]) {
     let segments = path.strip_prefix('/').unwrap_or(path).split('/');
     let _ = operation.permits(&Method::GET, segments, &query, &caller);
     let _ = operation.matches(&Method::GET, path, &caller);
-    let _ = operation.allows_query(&query);
+    let _ = operation.allows_query(&query, &caller);
 }

@@ -17,6 +17,8 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
+use std::num::NonZeroU32;
+
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter, clock::Clock};
 use http::HeaderMap;
 
@@ -24,8 +26,9 @@ use crate::{
     cache::{FlightCache, Fresh},
     caller::{Caller, SubjectType},
     client::{TokenInfoAnswer, WixClient},
-    error::{Endpoint, Rejection, RejectionKind, UpstreamError},
-    fleet::Fleet,
+    error::{ConfigError, Endpoint, Rejection, RejectionKind, UpstreamError},
+    fleet::{Budget, Fleet, Gcra, Place, ToStore},
+    forget::Forgetting,
     metrics::CacheMetrics,
     token::{self, TokenDigest, TokenHasher},
     wire::TokenInfo,
@@ -48,14 +51,32 @@ pub(crate) struct CachedVerdict {
     pub(crate) verdict: Verdict,
     fetched_at: Instant,
     fresh_until: Instant,
+    /// The forget sequence when the fetch that gave it began.
+    begun: u64,
 }
 
 impl CachedVerdict {
-    pub(crate) fn new(verdict: Verdict, now: Instant, ttl: Duration) -> Self {
+    pub(crate) fn new(verdict: Verdict, now: Instant, ttl: Duration, begun: u64) -> Self {
         Self {
             verdict,
             fetched_at: now,
             fresh_until: now.checked_add(ttl).unwrap_or(now),
+            begun,
+        }
+    }
+
+    /// Whether Wix vouched for the token: only a once-valid identity is
+    /// exempt from the new-token budget.
+    fn is_vouched(&self) -> bool {
+        matches!(self.verdict, Verdict::Valid(_))
+    }
+
+    /// Not forgotten (with [`Elevator::forget_instance`](crate::Elevator::forget_instance))
+    /// since it was fetched.
+    fn is_unforgotten(&self) -> bool {
+        match &self.verdict {
+            Verdict::Valid(caller) => caller.is_unforgotten(),
+            Verdict::Refused(_) => true,
         }
     }
 
@@ -65,14 +86,22 @@ impl CachedVerdict {
         self.is_fresh(now) && max_age.is_none_or(|age| !is_older(self.fetched_at, started, age))
     }
 
-    /// Servable in degraded mode: a valid, unexpired identity at most
-    /// `grace` past its TTL.
-    fn is_servable_stale(&self, now: Instant, grace: Duration) -> bool {
-        matches!(&self.verdict, Verdict::Valid(caller) if caller.is_live(now))
+    /// Servable in degraded mode: a valid, unexpired, unforgotten
+    /// identity at most `grace` past its TTL, and never older than the
+    /// route's maximum age (a ceiling in every mode).
+    fn is_servable_stale(
+        &self,
+        now: Instant,
+        grace: Duration,
+        started: Instant,
+        max_age: Option<Duration>,
+    ) -> bool {
+        matches!(&self.verdict, Verdict::Valid(caller) if caller.is_live(now) && caller.is_unforgotten())
             && self
                 .fresh_until
                 .checked_add(grace)
                 .is_some_and(|until| now < until)
+            && max_age.is_none_or(|age| !is_older(self.fetched_at, started, age))
     }
 }
 
@@ -86,7 +115,7 @@ pub(crate) fn is_older(fetched_at: Instant, started: Instant, max_age: Duration)
 
 impl Fresh for CachedVerdict {
     fn is_fresh(&self, now: Instant) -> bool {
-        now < self.fresh_until
+        now < self.fresh_until && self.is_unforgotten()
     }
 }
 
@@ -100,8 +129,11 @@ pub(crate) struct Identities {
     refused_ttl: Duration,
     max_token_len: usize,
     stale_grace: Option<Duration>,
-    /// Token Info calls for tokens never seen before.
+    /// Token Info calls for tokens Wix never vouched for, in this process.
     new_token_budget: DefaultDirectRateLimiter,
+    /// The same budget, fleet-wide (fleet mode, while Redis answers).
+    fleet_budget: Gcra,
+    forgetting: Arc<Forgetting>,
 }
 
 /// What the cache knows of a request's token.
@@ -116,6 +148,19 @@ pub(crate) enum Lookup {
     Unknown(TokenDigest),
 }
 
+/// One question to Token Info.
+#[derive(Clone, Copy)]
+struct Ask<'a> {
+    token: &'a str,
+    /// Whether Wix vouched for this token before (budget-exempt).
+    vouched: bool,
+    client: &'a WixClient,
+    app_id: &'a str,
+    deadline: Instant,
+    /// The forget sequence when the fetch began.
+    begun: u64,
+}
+
 /// How an [`Identities`] is set up.
 pub(crate) struct IdentitySettings {
     pub(crate) capacity: usize,
@@ -123,20 +168,32 @@ pub(crate) struct IdentitySettings {
     pub(crate) refused_ttl: Duration,
     pub(crate) max_token_len: usize,
     pub(crate) stale_grace: Option<Duration>,
-    pub(crate) new_token_budget: Quota,
+    /// Per second, and burst.
+    pub(crate) new_token_budget: (u32, u32),
 }
 
 impl Identities {
-    pub(crate) fn new(settings: IdentitySettings, hasher: TokenHasher) -> Self {
-        Self {
+    pub(crate) fn new(
+        settings: IdentitySettings,
+        hasher: TokenHasher,
+        forgetting: Arc<Forgetting>,
+    ) -> Result<Self, ConfigError> {
+        let (per_second, burst) = settings.new_token_budget;
+        let nonzero = |n: u32| {
+            NonZeroU32::new(n).ok_or(ConfigError::Zero("token_info_budget_for_new_tokens"))
+        };
+        let quota = Quota::per_second(nonzero(per_second)?).allow_burst(nonzero(burst)?);
+        Ok(Self {
             hasher,
             cache: FlightCache::new(settings.capacity, CacheMetrics::new("identity")),
             ttl: settings.ttl,
             refused_ttl: settings.refused_ttl,
             max_token_len: settings.max_token_len,
             stale_grace: settings.stale_grace,
-            new_token_budget: RateLimiter::direct(settings.new_token_budget),
-        }
+            new_token_budget: RateLimiter::direct(quota),
+            fleet_budget: Gcra::per_second(per_second, burst),
+            forgetting,
+        })
     }
 
     /// The warm path: the token read and looked up, without waiting or
@@ -180,85 +237,128 @@ impl Identities {
                 &digest,
                 started,
                 |cached, now| cached.is_acceptable(now, started, max_age),
-                |known| async move {
+                |previous| async move {
+                    // Only a token Wix once vouched for is exempt from the
+                    // budget: a refusal past its TTL, or a route's re-check
+                    // of a refused token, costs Wix like a new one.
+                    let vouched = previous.is_some_and(|p| p.is_vouched());
+                    let begun = self.forgetting.now();
+                    let ask = Ask {
+                        token,
+                        vouched,
+                        client,
+                        app_id,
+                        deadline,
+                        begun,
+                    };
                     match fleet {
                         // A route that wants a younger verdict than the
                         // cache's asks Wix itself.
                         Some(fleet) if max_age.is_none() => {
-                            self.ask_fleet(fleet, digest, token, known, client, app_id, deadline)
-                                .await
+                            self.ask_fleet(fleet, digest, ask).await
                         }
-                        _ => self.ask(token, known, client, app_id, deadline).await,
+                        _ => {
+                            self.spend_budget(vouched)?;
+                            self.ask(&ask).await
+                        }
                     }
                 },
-                // Degraded mode only because Wix failed, never for a local limit.
+                // Degraded mode only because Wix failed, never for a local
+                // limit, and never past the route's maximum age.
                 |stale, error, now| {
                     error.is_wix_failure()
-                        && grace.is_some_and(|grace| stale.is_servable_stale(now, grace))
+                        && grace.is_some_and(|grace| {
+                            stale.is_servable_stale(now, grace, started, max_age)
+                        })
                 },
             )
             .await
             .map_err(Rejection::upstream)?;
+        // A `forget_token` that ran while the answer was in flight: what
+        // was stored must go (the forget removed what was there before).
+        if self.forgetting.token_forgotten_since(digest, cached.begun) {
+            self.cache
+                .remove_if(&digest, |stored| stored.begun <= cached.begun);
+        }
         Ok(cached.verdict)
     }
 
+    /// Spend the new-token budget for a token Wix never vouched for.
+    fn spend_budget(&self, vouched: bool) -> Result<(), UpstreamError> {
+        if vouched {
+            return Ok(());
+        }
+        self.new_token_budget.check().map_err(|not_until| {
+            let wait = not_until.wait_time_from(self.new_token_budget.clock().now());
+            UpstreamError::budget_spent(Endpoint::TokenInfo, wait)
+        })
+    }
+
     /// Fleet mode: the verdict another replica stored, else Wix's (asked
-    /// by one replica of the fleet at a time), stored for the others.
-    #[allow(clippy::too_many_arguments)]
+    /// by one replica of the fleet at a time, after the fleet-wide budget),
+    /// stored for the others.
     async fn ask_fleet(
         &self,
         fleet: &Fleet,
         digest: TokenDigest,
-        token: &str,
-        known: bool,
-        client: &WixClient,
-        app_id: &str,
-        deadline: Instant,
+        ask: Ask<'_>,
     ) -> Result<CachedVerdict, UpstreamError> {
         let key = fleet.identity_key(&digest.hex());
-        let ttl = self.ttl;
+        let place = Place {
+            key: &key,
+            marked: true,
+            aad: key.as_bytes(),
+            budget: (!ask.vouched).then_some(self.fleet_budget),
+        };
+        let (ttl, forgetting, begun) = (self.ttl, &*self.forgetting, ask.begun);
         fleet
             .shared(
-                &key,
-                key.as_bytes(),
-                |plaintext| shared::open(plaintext, ttl),
-                async {
-                    let cached = self.ask(token, known, client, app_id, deadline).await?;
+                place,
+                |plaintext| shared::open(plaintext, ttl, forgetting, begun),
+                |budget| async move {
+                    if budget == Budget::Local {
+                        self.spend_budget(ask.vouched)?;
+                    }
+                    let cached = self.ask(&ask).await?;
                     let (plaintext, ttl) = shared::seal(&cached);
-                    Ok((cached, plaintext, ttl))
+                    let instance = match &cached.verdict {
+                        Verdict::Valid(caller) => Some(caller.instance_key().clone()),
+                        Verdict::Refused(_) => None,
+                    };
+                    let to_store = ToStore {
+                        plaintext,
+                        ttl,
+                        instance,
+                    };
+                    Ok((cached, Some(to_store)))
                 },
+                |wait| UpstreamError::budget_spent(Endpoint::TokenInfo, wait),
             )
             .await
     }
 
-    /// Ask Wix who `token` is, and for how long to believe the answer. A
-    /// token never seen before (`known` false) spends the new-token budget.
-    async fn ask(
-        &self,
-        token: &str,
-        known: bool,
-        client: &WixClient,
-        app_id: &str,
-        deadline: Instant,
-    ) -> Result<CachedVerdict, UpstreamError> {
-        if !known && let Err(not_until) = self.new_token_budget.check() {
-            let wait = not_until.wait_time_from(self.new_token_budget.clock().now());
-            return Err(UpstreamError::budget_spent(Endpoint::TokenInfo, wait));
-        }
-        let answer = client.token_info(token, deadline).await?;
+    /// Ask Wix who the token is, and for how long to believe the answer.
+    async fn ask(&self, ask: &Ask<'_>) -> Result<CachedVerdict, UpstreamError> {
+        let answer = ask.client.token_info(ask.token, ask.deadline).await?;
         let (unix_now, now) = (unix_now(), Instant::now());
         let verdict = match answer {
             TokenInfoAnswer::Refused(status) => {
                 tracing::debug!(target: "wix_elevate", status = status.as_u16(), "Wix Token Info refused the token");
                 Verdict::Refused(RejectionKind::InvalidToken)
             }
-            TokenInfoAnswer::Info(info) => verify(info, app_id, unix_now, now),
+            TokenInfoAnswer::Info(info) => match verify(info, ask.app_id, unix_now, now) {
+                Verdict::Valid(caller) => {
+                    let stamp = self.forgetting.stamp(caller.instance_id(), ask.begun);
+                    Verdict::Valid(caller.with_stamp(stamp))
+                }
+                refused => refused,
+            },
         };
         let ttl = match &verdict {
             Verdict::Valid(caller) => self.ttl.min(caller.time_left(now)),
             Verdict::Refused(_) => self.refused_ttl,
         };
-        Ok(CachedVerdict::new(verdict, now, ttl))
+        Ok(CachedVerdict::new(verdict, now, ttl, ask.begun))
     }
 
     /// The keyed digest of a bare token.
@@ -270,19 +370,18 @@ impl Identities {
         self.cache.get(&digest, Instant::now()).is_some()
     }
 
-    /// Drop the identity cached under this digest (hex).
-    pub(crate) fn forget_digest(&self, hex: &str) {
-        if let Some(digest) = TokenDigest::from_hex(hex) {
-            self.cache.remove(&digest);
-        }
+    /// Forget the token with this digest: the entry goes, and a fetch in
+    /// flight will not keep what it stores.
+    pub(crate) fn forget_digest(&self, digest: TokenDigest) {
+        self.forgetting.forget_token(digest);
+        self.cache.remove(&digest);
     }
 
-    /// Drop every identity of `instance`'s callers.
-    pub(crate) fn forget_instance(&self, instance: &str) {
-        self.cache.retain(|cached| match &cached.verdict {
-            Verdict::Valid(caller) => caller.instance_id() != instance,
-            Verdict::Refused(_) => true,
-        });
+    /// Forget the token whose digest is `hex` (from another replica).
+    pub(crate) fn forget_hex(&self, hex: &str) {
+        if let Some(digest) = TokenDigest::from_hex(hex) {
+            self.forget_digest(digest);
+        }
     }
 
     #[cfg(test)]
@@ -303,6 +402,7 @@ mod shared {
         caller::{Caller, SubjectType},
         error::RejectionKind,
         fleet::unix_ms,
+        forget::Forgetting,
     };
 
     #[derive(Serialize, Deserialize)]
@@ -363,8 +463,14 @@ mod shared {
     }
 
     /// A stored verdict, if it is still to be believed (never past `exp`,
-    /// never longer than this replica's own TTL).
-    pub(super) fn open(plaintext: &[u8], max_ttl: Duration) -> Option<CachedVerdict> {
+    /// never longer than this replica's own TTL), stamped for a fetch that
+    /// began at `begun`.
+    pub(super) fn open(
+        plaintext: &[u8],
+        max_ttl: Duration,
+        forgetting: &Forgetting,
+        begun: u64,
+    ) -> Option<CachedVerdict> {
         let stored: Stored = serde_json::from_slice(plaintext).ok()?;
         let (now, now_ms) = (Instant::now(), unix_ms());
         let left = |until_ms: u64| Duration::from_millis(until_ms.checked_sub(now_ms)?).into();
@@ -377,13 +483,17 @@ mod shared {
             (Some(c), None) => {
                 let live_for: Option<Duration> = left(c.exp);
                 let live_for = live_for.filter(|d| !d.is_zero())?;
-                Verdict::Valid(Caller::from_parts(
-                    SubjectType::from_wix(&c.subject_type),
-                    c.subject_id.into(),
-                    c.instance_id.into(),
-                    c.site_id.map(Into::into),
-                    now.checked_add(live_for)?,
-                ))
+                let stamp = forgetting.stamp(&c.instance_id, begun);
+                Verdict::Valid(
+                    Caller::from_parts(
+                        SubjectType::from_wix(&c.subject_type),
+                        c.subject_id.into(),
+                        c.instance_id.into(),
+                        c.site_id.map(Into::into),
+                        now.checked_add(live_for)?,
+                    )
+                    .with_stamp(stamp),
+                )
             }
             (None, Some(code)) => Verdict::Refused(RejectionKind::from_code(&code)?),
             _ => return None,
@@ -396,6 +506,7 @@ mod shared {
             verdict,
             fetched_at,
             fresh_until: now.checked_add(fresh_for)?,
+            begun,
         })
     }
 }

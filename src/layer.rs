@@ -58,6 +58,7 @@ pub struct ElevateLayer {
     /// Shared by every route this layer value (and its clones) is applied to.
     rate_limits: Vec<Arc<RouteRateLimit>>,
     max_identity_age: Option<Duration>,
+    expose_app_token: bool,
     /// Registered by `route_name`; unnamed routes register when layered.
     metrics: Option<Arc<RouteMetrics>>,
     on_rejection: Arc<dyn OnRejection>,
@@ -106,6 +107,7 @@ impl ElevateLayer {
             operations: Vec::new(),
             rate_limits: Vec::new(),
             max_identity_age: None,
+            expose_app_token: false,
             metrics: None,
             on_rejection: Arc::new(ProblemJson),
         }
@@ -222,6 +224,28 @@ impl ElevateLayer {
         self
     }
 
+    /// Let this route's handlers hold the raw app token: the
+    /// [`ElevatedToken`](crate::ElevatedToken) extractor (and
+    /// [`ElevatedToken::for_request`](crate::ElevatedToken::for_request)).
+    ///
+    /// Off by default. Without it, asking for the token answers 500 and
+    /// logs why: a handler with the raw token can call any Wix API as the
+    /// app, so the route's declared operations would no longer be the
+    /// whole truth about what it can do. [`WixApi`](crate::WixApi) is the
+    /// way to call Wix; opt in only for what it cannot do (handing the
+    /// token to another SDK, say), and never send the token to a browser.
+    ///
+    /// ```
+    /// # use wix_elevate::Elevator;
+    /// # let elevator = Elevator::builder("app", "secret").build().unwrap();
+    /// let raw_token_route = elevator.layer().route_name("sdk-bridge").expose_app_token();
+    /// # let _ = raw_token_route;
+    /// ```
+    pub fn expose_app_token(mut self) -> Self {
+        self.expose_app_token = true;
+        self
+    }
+
     /// Who may call this route. Checked on every request, before elevation.
     pub fn policy(mut self, policy: impl Policy) -> Self {
         self.policy = Arc::new(policy);
@@ -260,6 +284,7 @@ impl<S> Layer<S> for ElevateLayer {
                 operations: self.operations.clone().into(),
                 rate_limits: self.rate_limits.clone().into(),
                 max_identity_age: self.max_identity_age,
+                expose_app_token: self.expose_app_token,
                 on_rejection: self.on_rejection.clone(),
             },
         )

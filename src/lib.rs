@@ -124,9 +124,11 @@ mod error;
 #[cfg(feature = "axum")]
 mod extract;
 mod fleet;
+mod forget;
 mod future;
 mod identity;
 mod layer;
+mod log_throttle;
 mod metrics;
 mod operation;
 pub mod policy;
@@ -161,6 +163,8 @@ pub use error::{
 #[cfg(feature = "axum")]
 #[doc(inline)]
 pub use extract::MissingElevateLayer;
+#[doc(inline)]
+pub use forget::ForgetError;
 #[doc(inline)]
 pub use future::ResponseFuture;
 #[doc(inline)]

@@ -13,6 +13,11 @@
 //!   value (`fieldsets` may only be `PUBLIC`) or a free one (`{n}`). A key
 //!   not declared, a fixed key with another value, or a repeated key is
 //!   refused. With no `?`, the call may carry no query at all.
+//! * `GET /items/v1/items?memberId={subjectId}`: in the query as in the
+//!   path, `{subjectId}` and `{instanceId}` are the caller's own. The
+//!   library always sends them with the caller's value (a handler need not
+//!   pass them) and refuses a call that passes another value. Any other
+//!   `{name}` is free.
 //!
 //! A path matches only if each of its segments is plain (`A-Z a-z 0-9 - .
 //! _ ~`, not `.` or `..`), so no `?`, `#`, encoded slash, dot-segment or
@@ -36,9 +41,13 @@
 //! assert!(!own_profile.matches(&Method::GET, "/members/v1/members/..", &me));
 //!
 //! let public_only: Operation = "GET /members/v1/members/{id}?fieldsets=PUBLIC".parse().unwrap();
-//! assert!(public_only.allows_query(&[("fieldsets", "PUBLIC")]));
-//! assert!(!public_only.allows_query(&[("fieldsets", "FULL")]));
-//! assert!(!public_only.allows_query(&[("paging.limit", "1000")]));
+//! assert!(public_only.allows_query(&[("fieldsets", "PUBLIC")], &me));
+//! assert!(!public_only.allows_query(&[("fieldsets", "FULL")], &me));
+//! assert!(!public_only.allows_query(&[("paging.limit", "1000")], &me));
+//!
+//! let own_items: Operation = "GET /items/v1/items?memberId={subjectId}".parse().unwrap();
+//! assert!(own_items.allows_query(&[("memberId", "m-1")], &me));
+//! assert!(!own_items.allows_query(&[("memberId", "m-2")], &me), "another member's");
 //! ```
 
 use std::{fmt, str::FromStr};
@@ -69,8 +78,38 @@ enum Segment {
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct QueryParam {
     key: Box<str>,
-    /// `None`: any value.
-    fixed: Option<Box<str>>,
+    value: QueryValue,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum QueryValue {
+    /// Only this value.
+    Fixed(Box<str>),
+    /// Any value.
+    Free,
+    /// Always the caller's subject id.
+    CallerSubject,
+    /// Always the caller's instance id.
+    CallerInstance,
+}
+
+impl QueryValue {
+    /// The value the library sends itself, for a caller-bound key.
+    fn bound<'a>(&self, caller: &'a Caller) -> Option<&'a str> {
+        match self {
+            QueryValue::CallerSubject => Some(caller.subject_id()),
+            QueryValue::CallerInstance => Some(caller.instance_id()),
+            QueryValue::Fixed(_) | QueryValue::Free => None,
+        }
+    }
+
+    fn admits(&self, value: &str, caller: &Caller) -> bool {
+        match self {
+            QueryValue::Fixed(fixed) => **fixed == *value,
+            QueryValue::Free => true,
+            bound => bound.bound(caller) == Some(value),
+        }
+    }
 }
 
 impl Operation {
@@ -106,9 +145,11 @@ impl Operation {
         let mut params: Vec<QueryParam> = Vec::new();
         for pair in query.map(|q| q.split('&')).into_iter().flatten() {
             let (key, value) = pair.split_once('=').ok_or_else(invalid)?;
-            let fixed = match placeholder(value) {
-                Some(_) => None,
-                None if is_plain(value) => Some(value.into()),
+            let value = match placeholder(value) {
+                Some("subjectId") => QueryValue::CallerSubject,
+                Some("instanceId") => QueryValue::CallerInstance,
+                Some(_) => QueryValue::Free,
+                None if is_plain(value) => QueryValue::Fixed(value.into()),
                 None => return Err(invalid()),
             };
             if !is_plain(key) || params.iter().any(|p| &*p.key == key) {
@@ -116,7 +157,7 @@ impl Operation {
             }
             params.push(QueryParam {
                 key: key.into(),
-                fixed,
+                value,
             });
         }
         Ok(Self {
@@ -169,29 +210,54 @@ impl Operation {
         *method == self.method && self.matches_segments(rest.split('/'), caller)
     }
 
-    /// Whether a call carrying exactly these query parameters (decoded, in
-    /// order) is allowed: every key declared, at most once, with its fixed
-    /// value where it has one.
-    pub fn allows_query(&self, params: &[(&str, &str)]) -> bool {
-        params.iter().enumerate().all(|(i, (key, value))| {
-            let once = !params[..i].iter().any(|(k, _)| k == key);
-            let declared = self.query.iter().find(|p| &*p.key == *key);
-            once && declared.is_some_and(|p| p.fixed.as_deref().is_none_or(|f| f == *value))
-        })
+    /// Whether a call by `caller` carrying these query parameters
+    /// (decoded, in order) is allowed: every key declared, at most once,
+    /// with its fixed value where it has one and the caller's own where
+    /// it is `{subjectId}` or `{instanceId}`.
+    pub fn allows_query(&self, params: &[(&str, &str)], caller: &Caller) -> bool {
+        self.query_for(params, caller).is_some()
     }
 
-    /// Whether a whole call is this operation: method, path segments
-    /// (already split, no query) and query.
+    /// The query a call by `caller` sends: the handler's `params`, allowed,
+    /// then the caller-bound keys it did not pass, with the caller's
+    /// values. `None` if the params are not allowed.
+    fn query_for<'a>(
+        &'a self,
+        params: &[(&'a str, &'a str)],
+        caller: &'a Caller,
+    ) -> Option<Vec<(&'a str, &'a str)>> {
+        let allowed = params.iter().enumerate().all(|(i, (key, value))| {
+            let once = !params[..i].iter().any(|(k, _)| k == key);
+            let declared = self.query.iter().find(|p| &*p.key == *key);
+            once && declared.is_some_and(|p| p.value.admits(value, caller))
+        });
+        if !allowed {
+            return None;
+        }
+        let mut query = params.to_vec();
+        for param in self.query.iter() {
+            if let Some(own) = param.value.bound(caller)
+                && !params.iter().any(|(key, _)| **key == *param.key)
+            {
+                query.push((&param.key, own));
+            }
+        }
+        Some(query)
+    }
+
+    /// The query a whole call sends if it is this operation (method, path
+    /// segments already split with no query, and query), else `None`.
     pub(crate) fn permits<'a>(
-        &self,
+        &'a self,
         method: &Method,
         segments: impl Iterator<Item = &'a str>,
-        query: &[(&str, &str)],
-        caller: &Caller,
-    ) -> bool {
-        *method == self.method
-            && self.matches_segments(segments, caller)
-            && self.allows_query(query)
+        query: &[(&'a str, &'a str)],
+        caller: &'a Caller,
+    ) -> Option<Vec<(&'a str, &'a str)>> {
+        if *method != self.method || !self.matches_segments(segments, caller) {
+            return None;
+        }
+        self.query_for(query, caller)
     }
 
     fn matches_segments<'a>(
@@ -349,20 +415,76 @@ mod tests {
 
     #[test]
     fn the_query_declaration_governs_every_key() {
+        let me = Caller::new(SubjectType::Member, "m-1", "inst-1");
         let none = op("GET /a");
-        assert!(none.allows_query(&[]));
-        assert!(!none.allows_query(&[("x", "1")]));
+        assert!(none.allows_query(&[], &me));
+        assert!(!none.allows_query(&[("x", "1")], &me));
         let declared = op("GET /a?fieldsets=PUBLIC&paging.limit={n}");
-        assert!(declared.allows_query(&[]));
-        assert!(declared.allows_query(&[("fieldsets", "PUBLIC")]));
-        assert!(declared.allows_query(&[("paging.limit", "10"), ("fieldsets", "PUBLIC")]));
-        assert!(declared.allows_query(&[("paging.limit", "a&b=c")]), "free");
-        assert!(!declared.allows_query(&[("fieldsets", "FULL")]), "fixed");
-        assert!(!declared.allows_query(&[("filter", "x")]), "undeclared");
+        assert!(declared.allows_query(&[], &me));
+        assert!(declared.allows_query(&[("fieldsets", "PUBLIC")], &me));
+        assert!(declared.allows_query(&[("paging.limit", "10"), ("fieldsets", "PUBLIC")], &me));
         assert!(
-            !declared.allows_query(&[("fieldsets", "PUBLIC"), ("fieldsets", "PUBLIC")]),
+            declared.allows_query(&[("paging.limit", "a&b=c")], &me),
+            "free"
+        );
+        assert!(
+            !declared.allows_query(&[("fieldsets", "FULL")], &me),
+            "fixed"
+        );
+        assert!(
+            !declared.allows_query(&[("filter", "x")], &me),
+            "undeclared"
+        );
+        assert!(
+            !declared.allows_query(&[("fieldsets", "PUBLIC"), ("fieldsets", "PUBLIC")], &me),
             "repeated"
         );
+    }
+
+    #[test]
+    fn caller_bound_query_values_are_the_callers_own_and_always_sent() {
+        let me = Caller::new(SubjectType::Member, "m-1", "inst-1");
+        let own = op("GET /items?memberId={subjectId}&site={instanceId}&limit={n}");
+        let segments = || ["items"].into_iter();
+        // Not passed: filled in with the caller's values.
+        assert_eq!(
+            own.permits(&Method::GET, segments(), &[("limit", "5")], &me),
+            Some(vec![
+                ("limit", "5"),
+                ("memberId", "m-1"),
+                ("site", "inst-1")
+            ])
+        );
+        // Passed as the caller's own: sent once.
+        assert_eq!(
+            own.permits(&Method::GET, segments(), &[("memberId", "m-1")], &me),
+            Some(vec![("memberId", "m-1"), ("site", "inst-1")])
+        );
+        // Another member's, or another instance's: refused.
+        for other in [("memberId", "m-2"), ("site", "inst-2")] {
+            assert_eq!(
+                own.permits(&Method::GET, segments(), &[other], &me),
+                None,
+                "{other:?}"
+            );
+        }
+        // Any other placeholder stays free.
+        assert!(own.allows_query(&[("limit", "anything")], &me));
+    }
+
+    #[test]
+    fn a_call_that_differs_only_in_a_literal_segment_is_not_the_operation() {
+        let me = Caller::new(SubjectType::Member, "m-1", "inst-1");
+        let instance = op("GET /apps/v1/instance");
+        for other in [
+            "/apps/v1/instances",
+            "/apps/v2/instance",
+            "/sites/v1/instance",
+        ] {
+            assert!(!instance.matches(&Method::GET, other, &me), "{other}");
+        }
+        let member = op("GET /members/v1/members/{id}");
+        assert!(!member.matches(&Method::GET, "/members/v1/contacts/x", &me));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use http::{Extensions, Response};
 
 use crate::{
     Elevator,
-    audit::{self, Scope},
+    audit::{self, Clean, CleanText, Scope},
     caller::{Caller, ElevatedToken},
     error::{Rejection, RejectionKind},
     identity::Verdict,
@@ -36,6 +36,9 @@ pub(crate) struct RouteConfig {
     /// The oldest verified identity this route accepts; `None`: the
     /// elevator's TTL alone.
     pub(crate) max_identity_age: Option<Duration>,
+    /// Whether handlers may hold the raw app token
+    /// ([`ElevateLayer::expose_app_token`](crate::ElevateLayer::expose_app_token)).
+    pub(crate) expose_app_token: bool,
     pub(crate) metrics: Arc<RouteMetrics>,
     pub(crate) on_rejection: Arc<dyn OnRejection>,
 }
@@ -180,25 +183,34 @@ impl RouteConfig {
     }
 
     /// One event per rejection on target `wix_elevate::rejection`: `debug`
-    /// for a refused caller, `warn` with the cause when Wix failed. Never a
-    /// token.
+    /// for a refused caller, `warn` with the cause when Wix failed. A
+    /// failure that never reached Wix (circuit open, overloaded, budget
+    /// spent) writes at most one line per kind every ten seconds, with the
+    /// count held back (`suppressed`). Never a token; text from outside
+    /// (the cause, Wix's request id) is escaped.
     fn log(&self, rejection: &Rejection) {
         let (route, policy) = (&*self.route_name, self.policy.name());
         let (code, status) = (rejection.kind().code(), rejection.status().as_u16());
         match rejection.upstream_error() {
-            Some(error) => tracing::warn!(
-                target: "wix_elevate::rejection",
-                route,
-                policy,
-                code,
-                status,
-                endpoint = error.endpoint().as_str(),
-                wix_status = error.status().map(|s| s.as_u16()),
-                wix_request_id = error.request_id(),
-                %error,
-                cause = error_chain(error),
-                "request rejected: Wix failed"
-            ),
+            Some(error) => {
+                let Some(suppressed) = self.elevator.log_throttle().admit(error.kind()) else {
+                    return;
+                };
+                tracing::warn!(
+                    target: "wix_elevate::rejection",
+                    route,
+                    policy,
+                    code,
+                    status,
+                    endpoint = error.endpoint().as_str(),
+                    wix_status = error.status().map(|s| s.as_u16()),
+                    wix_request_id = error.request_id().map(|id| tracing::field::display(Clean(id))),
+                    error = %CleanText(error),
+                    cause = error_chain(error).map(|cause| tracing::field::display(CleanText(cause))),
+                    suppressed = (suppressed > 0).then_some(suppressed),
+                    "request rejected: Wix failed"
+                )
+            }
             None => {
                 tracing::debug!(target: "wix_elevate::rejection", route, policy, code, status, "request rejected")
             }
@@ -212,7 +224,9 @@ impl ElevatedToken {
     /// `ElevatedToken`): the one the layer attached, or, on a route that
     /// declares no Wix operation, one fetched now through the elevator's
     /// cache. `None` if no layer ran; `Some(Err(response))` is the
-    /// rejection to answer with (502/503/504).
+    /// rejection to answer with (502/503/504), or a 500 if the route's
+    /// layer did not opt in with
+    /// [`expose_app_token`](crate::ElevateLayer::expose_app_token).
     ///
     /// ```
     /// use wix_elevate::ElevatedToken;
@@ -227,6 +241,19 @@ impl ElevatedToken {
         extensions: &http::Extensions,
     ) -> Option<Result<ElevatedToken, http::Response<bytes::Bytes>>> {
         let scope = extensions.get::<RouteScope>()?;
+        if !scope.route.expose_app_token {
+            tracing::error!(
+                target: "wix_elevate::rejection",
+                route = &*scope.route.route_name,
+                "a handler asked for the raw app token (ElevatedToken) on a route whose layer did not opt in: call Wix through WixApi, or opt in with ElevateLayer::expose_app_token()"
+            );
+            return Some(Err(crate::response::problem(
+                http::StatusCode::INTERNAL_SERVER_ERROR,
+                "Server misconfiguration: this route may not hold the app token.",
+                "app_token_not_exposed",
+                None,
+            )));
+        }
         if let Some(token) = &scope.token {
             return Some(Ok(token.clone()));
         }

@@ -66,7 +66,8 @@ fn held_bytes(capacity: usize, tokens: &[String]) -> i64 {
             // The handler takes the app token, so each instance gets one.
             let app = Router::new().route(
                 "/",
-                get(|_token: ElevatedToken| async { "ok" }).route_layer(elevator.layer()),
+                get(|_token: ElevatedToken| async { "ok" })
+                    .route_layer(elevator.layer().expose_app_token()),
             );
             for token in tokens {
                 let req = Request::get("/")

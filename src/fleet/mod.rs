@@ -28,6 +28,8 @@ mod seal;
 #[cfg(feature = "redis")]
 mod store;
 
+use std::time::Duration;
+
 #[cfg(not(feature = "redis"))]
 pub(crate) use disabled::*;
 #[cfg(feature = "redis")]
@@ -41,6 +43,77 @@ pub(crate) fn unix_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+// Without feature `redis` the fleet is never built, nor are these.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+/// A GCRA rate: one admission per `interval_ms`, bursts of `burst`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Gcra {
+    pub(crate) interval_ms: f64,
+    pub(crate) burst: u32,
+}
+
+// Without feature `redis` the fleet is never built, nor are these.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+impl Gcra {
+    /// No limit (the claim script then skips its budget).
+    pub(crate) const NONE: Gcra = Gcra {
+        interval_ms: 0.0,
+        burst: 0,
+    };
+
+    /// `per_minute`, in bursts of as many.
+    pub(crate) fn per_minute(per_minute: u32) -> Self {
+        Self {
+            interval_ms: 60_000.0 / f64::from(per_minute.max(1)),
+            burst: per_minute.max(1),
+        }
+    }
+
+    /// `per_second`, in bursts of `burst`.
+    pub(crate) fn per_second(per_second: u32, burst: u32) -> Self {
+        Self {
+            interval_ms: 1_000.0 / f64::from(per_second.max(1)),
+            burst: burst.max(1),
+        }
+    }
+}
+
+// Without feature `redis` the fleet is never built, nor are these.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+/// Where one shared value lives, and what guards its fetch.
+pub(crate) struct Place<'a> {
+    /// Its Redis key.
+    pub(crate) key: &'a str,
+    /// Whether it has a forget mark of its own (identities: forgetting
+    /// the token).
+    pub(crate) marked: bool,
+    /// What it is bound to besides its key and generation.
+    pub(crate) aad: &'a [u8],
+    /// The fleet-wide budget its fetch spends (never-vouched tokens).
+    pub(crate) budget: Option<Gcra>,
+}
+
+// Without feature `redis` the fleet is never built, nor are these.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+/// How a fetch's budget stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Budget {
+    /// Spent fleet-wide already (or none applies).
+    Spent,
+    /// Redis is unavailable: the fetch spends this replica's own.
+    Local,
+}
+
+// Without feature `redis` the fleet is never built, nor are these.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+/// What a fetch hands back to share.
+pub(crate) struct ToStore {
+    pub(crate) plaintext: Vec<u8>,
+    pub(crate) ttl: Duration,
+    /// The instance it belongs to: forgetting it forgets the value.
+    pub(crate) instance: Option<std::sync::Arc<str>>,
+}
+
 /// A message every replica acts on.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) enum Invalidation {
@@ -52,6 +125,9 @@ pub(crate) enum Invalidation {
     },
     /// Drop the identity cached under this token digest (hex).
     Token { digest: String },
+    /// Drop everything cached locally (a replica that may have missed
+    /// invalidations).
+    Everything,
 }
 
 #[cfg(feature = "redis")]
@@ -69,14 +145,39 @@ mod enabled {
     use futures_util::StreamExt;
 
     use super::{
-        Invalidation,
+        Budget, Gcra, Invalidation, Place, ToStore,
         seal::{Sealer, derive},
-        store::RedisStore,
+        store::{Claim, Lookup, RedisStore, SlotKeys},
     };
     use crate::{error::ConfigError, token::TokenHasher};
 
     /// How often a replica waiting on another's lease looks for the value.
     const POLL: Duration = Duration::from_millis(10);
+
+    /// How long an instance's generation and a token's forget mark stay in
+    /// Redis: longer than any value they govern can be served (app tokens
+    /// are clamped to 24 hours, identities to the identity TTL).
+    const MARK_LIFETIME: Duration = Duration::from_secs(25 * 3600);
+
+    /// The forget mark of the value under `key`.
+    fn mark_key(key: &str) -> String {
+        format!("{key}:forgotten")
+    }
+
+    /// The associated data of a sealed value: its own, and its generation
+    /// key (so that no value can be made to answer to another's).
+    fn bound_aad(aad: &[u8], generation: &str) -> Vec<u8> {
+        [aad, b"\0", generation.as_bytes()].concat()
+    }
+
+    /// A lease owner: random, so that only its holder releases a lease.
+    fn lease_owner() -> String {
+        let mut bytes = [0u8; 16];
+        // Without randomness, a constant owner still releases correctly
+        // except against a concurrent holder: the lease's expiry bounds that.
+        let _ = getrandom::fill(&mut bytes);
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
 
     /// Fleet settings from the builder.
     #[derive(Clone)]
@@ -96,6 +197,10 @@ mod enabled {
         hasher: TokenHasher,
         prefix: Box<str>,
         channel: Arc<str>,
+        /// The fleet's forget sequence.
+        sequence_key: String,
+        /// The fleet-wide budget of Token Info calls for new tokens.
+        budget_key: String,
         lease: Duration,
         handler: Arc<OnceLock<Handler>>,
         listening: AtomicBool,
@@ -132,6 +237,8 @@ mod enabled {
                 sealer: Arc::new(Sealer::from_secret(app_secret)),
                 hasher,
                 channel: format!("{prefix}:invalidate").into(),
+                sequence_key: format!("{prefix}:forget-sequence"),
+                budget_key: format!("{prefix}:budget:token-info"),
                 prefix: prefix.into(),
                 lease: settings.lease,
                 handler: Arc::new(OnceLock::new()),
@@ -150,6 +257,13 @@ mod enabled {
             format!("{}:app:{}", self.prefix, digest.hex())
         }
 
+        /// The Redis key of an instance's generation: the fleet's forget
+        /// sequence at the instance's last forget.
+        fn generation_key(&self, instance: &str) -> String {
+            let digest = self.hasher.digest(format!("gen\0{instance}").as_bytes());
+            format!("{}:gen:{}", self.prefix, digest.hex())
+        }
+
         /// What every replica does with an invalidation (set once).
         pub(crate) fn on_invalidation(
             &self,
@@ -163,94 +277,191 @@ mod enabled {
             self.store.is_available()
         }
 
-        /// The value under `key`, else `fetch`'s, which is written back: a
+        /// The value in `place`, else `fetch`'s, which is written back: a
         /// cross-replica single flight. `open` turns a stored plaintext into
-        /// a value, or `None` if it will not do (expired, due). `fetch`
-        /// yields the value, its plaintext and its TTL in Redis.
+        /// a value, or `None` if it will not do (expired, due). `fetch` is
+        /// told how its budget stands and yields the value and what to
+        /// store (nothing for a value not to share).
+        ///
+        /// A stored value is served only if neither its instance nor its
+        /// key was forgotten after the fetch that wrote it began, and a
+        /// fetch's answer is written only on the same condition, checked
+        /// by Redis as it writes: so neither a replayed old value nor a
+        /// verdict that was in flight during a forget outlives the forget.
         pub(crate) async fn shared<T, E, Fut>(
             &self,
-            key: &str,
-            aad: &[u8],
+            place: Place<'_>,
             open: impl Fn(&[u8]) -> Option<T>,
-            fetch: Fut,
+            fetch: impl FnOnce(Budget) -> Fut,
+            spent: impl FnOnce(Duration) -> E,
         ) -> Result<T, E>
         where
-            Fut: Future<Output = Result<(T, Vec<u8>, Duration), E>>,
+            Fut: Future<Output = Result<(T, Option<ToStore>), E>>,
         {
             self.ensure_listening();
-            if let Some(value) = self.read(key, aad, &open).await {
+            let lease = format!("{}:lease", place.key);
+            let mark = if place.marked {
+                mark_key(place.key)
+            } else {
+                String::new()
+            };
+            let keys = SlotKeys {
+                value: place.key,
+                mark: &mark,
+                sequence: &self.sequence_key,
+                lease: &lease,
+            };
+            let Some(found) = self.store.lookup(&keys).await else {
+                // Redis is unavailable: this replica asks Wix alone.
+                return fetch(Budget::Local).await.map(|(value, _)| value);
+            };
+            if let Some(value) = self.open_found(&found, place.aad, &open) {
                 return Ok(value);
             }
-            let lock = format!("{key}:lease");
-            match self.store.lease(&lock, self.lease).await {
-                // Another replica is asking Wix: take what it writes.
-                Some(false) => {
-                    let until = Instant::now() + self.lease;
-                    while Instant::now() < until {
-                        tokio::time::sleep(POLL).await;
-                        if let Some(value) = self.read(key, aad, &open).await {
+            let owner = lease_owner();
+            let budget = place.budget.map(|rate| (self.budget_key.as_str(), rate));
+            let give_up = Instant::now() + self.lease * 2;
+            let started = 'claim: loop {
+                match self.store.claim(&keys, &owner, self.lease, budget).await {
+                    None => return fetch(Budget::Local).await.map(|(value, _)| value),
+                    Some(Claim::BudgetSpent(wait)) => return Err(spent(wait)),
+                    Some(Claim::Taken(found)) => {
+                        // The holder before may have written and released
+                        // between the lookup and the claim.
+                        if let Some(value) = self.open_found(&found, place.aad, &open) {
+                            self.store.release(&lease, &owner).await;
                             return Ok(value);
                         }
-                        if !self.store.is_available() {
-                            break;
+                        break 'claim found.sequence;
+                    }
+                    // Another replica is asking Wix: take what it writes,
+                    // or claim again as soon as its lease is gone.
+                    Some(Claim::Busy) => loop {
+                        if Instant::now() >= give_up {
+                            return fetch(Budget::Local).await.map(|(value, _)| value);
                         }
+                        tokio::time::sleep(POLL).await;
+                        let Some(found) = self.store.lookup(&keys).await else {
+                            return fetch(Budget::Local).await.map(|(value, _)| value);
+                        };
+                        if let Some(value) = self.open_found(&found, place.aad, &open) {
+                            return Ok(value);
+                        }
+                        if !found.leased {
+                            continue 'claim;
+                        }
+                    },
+                }
+            };
+            let fetched = fetch(Budget::Spent).await;
+            let written = match &fetched {
+                Ok((_, Some(to_store))) => {
+                    let generation = to_store
+                        .instance
+                        .as_deref()
+                        .map(|instance| self.generation_key(instance))
+                        .unwrap_or_default();
+                    match self.stored(place.aad, &generation, started, &to_store.plaintext) {
+                        Some(stored) => self
+                            .store
+                            .write(&keys, &generation, &stored, to_store.ttl, started, &owner)
+                            .await
+                            .is_some(),
+                        None => false,
                     }
                 }
-                // This replica holds the lease. The holder before it may
-                // have written and released between the read and the lease.
-                Some(true) => {
-                    if let Some(value) = self.read(key, aad, &open).await {
-                        self.store.delete(&[&lock]).await;
-                        return Ok(value);
-                    }
-                }
-                // Redis is unavailable: this replica asks Wix alone.
-                None => {}
+                _ => false,
+            };
+            if !written {
+                // Released whatever Wix said: a failure is never shared, so
+                // the next replica asks Wix at once.
+                self.store.release(&lease, &owner).await;
             }
-            let fetched = fetch.await.map(|(value, plaintext, ttl)| {
-                // It may hold an app token: wiped once sealed.
-                (value, zeroize::Zeroizing::new(plaintext), ttl)
-            });
-            if let Ok((_, plaintext, ttl)) = &fetched
-                && let Some(sealed) = self.sealer.seal(plaintext, aad)
-            {
-                self.store.put(key, &sealed, *ttl).await;
-            }
-            // Released whatever Wix said: a failure is never shared, so the
-            // next replica asks Wix at once instead of waiting out the lease.
-            self.store.delete(&[&lock]).await;
-            fetched.map(|(value, _, _)| value)
+            fetched.map(|(value, _)| value)
         }
 
-        async fn read<T>(
+        /// `generation key \n sealed(sequence ‖ plaintext)`, bound to the
+        /// key's `aad` and to the generation key.
+        fn stored(
             &self,
-            key: &str,
+            aad: &[u8],
+            generation: &str,
+            started: u64,
+            plaintext: &[u8],
+        ) -> Option<Vec<u8>> {
+            // It may hold an app token: wiped once sealed.
+            let mut message = zeroize::Zeroizing::new(Vec::with_capacity(8 + plaintext.len()));
+            message.extend_from_slice(&started.to_be_bytes());
+            message.extend_from_slice(plaintext);
+            let sealed = self.sealer.seal(&message, &bound_aad(aad, generation))?;
+            let mut stored = Vec::with_capacity(generation.len() + 1 + sealed.len());
+            stored.extend_from_slice(generation.as_bytes());
+            stored.push(b'\n');
+            stored.extend_from_slice(&sealed);
+            Some(stored)
+        }
+
+        /// The value a lookup found, if it decrypts, was not forgotten
+        /// since it was fetched, and `open` takes it.
+        fn open_found<T>(
+            &self,
+            found: &Lookup,
             aad: &[u8],
             open: impl Fn(&[u8]) -> Option<T>,
         ) -> Option<T> {
-            let sealed = self.store.get(key).await.flatten()?;
-            match self.sealer.open(&sealed, aad) {
-                Some(plaintext) => open(&plaintext),
-                None => {
-                    self.store.undecryptable();
-                    tracing::warn!(target: "wix_elevate::fleet", "a Redis value did not decrypt: ignored (another app's, altered or moved)");
-                    None
-                }
+            let stored = found.value.as_deref()?;
+            let newline = stored.iter().position(|b| *b == b'\n')?;
+            let (generation, sealed) = (&stored[..newline], &stored[newline + 1..]);
+            let generation = std::str::from_utf8(generation).ok()?;
+            let Some(message) = self.sealer.open(sealed, &bound_aad(aad, generation)) else {
+                self.store.undecryptable();
+                tracing::warn!(target: "wix_elevate::fleet", "a Redis value did not decrypt: ignored (another app's, altered or moved)");
+                return None;
+            };
+            let (started, plaintext) = message.split_first_chunk::<8>()?;
+            let started = u64::from_be_bytes(*started);
+            // Forgotten after the fetch that wrote it began (or replayed).
+            if found.generation > started || found.mark > started {
+                return None;
             }
+            open(plaintext)
         }
 
-        /// Drop `keys` in Redis and tell every replica (this one included).
-        pub(crate) async fn forget(&self, keys: &[&str], invalidation: Invalidation) {
+        /// Forget an instance (its callers' identities and its app token)
+        /// or a token, in Redis, then on every replica through pub/sub.
+        /// False if Redis could not be reached.
+        pub(crate) async fn forget(&self, invalidation: Invalidation) -> bool {
             self.ensure_listening();
-            if !keys.is_empty() {
-                self.store.delete(keys).await;
-            }
+            let reached = match &invalidation {
+                Invalidation::Instance {
+                    instance,
+                    stale: None,
+                } => {
+                    let app = self.app_key(instance);
+                    let generation = self.generation_key(instance);
+                    self.store
+                        .forget(&self.sequence_key, &generation, MARK_LIFETIME, &[&app])
+                        .await
+                        .is_some()
+                }
+                Invalidation::Token { digest } => {
+                    let key = self.identity_key(digest);
+                    self.store
+                        .forget(&self.sequence_key, &mark_key(&key), MARK_LIFETIME, &[&key])
+                        .await
+                        .is_some()
+                }
+                // A stale app token: only that one is dropped, everywhere.
+                Invalidation::Instance { stale: Some(_), .. } | Invalidation::Everything => true,
+            };
             let sealed = serde_json::to_vec(&invalidation)
                 .ok()
                 .and_then(|json| self.sealer.seal(&json, self.channel.as_bytes()));
-            if let Some(sealed) = sealed {
-                self.store.publish(&self.channel, &sealed).await;
-            }
+            let published = match sealed {
+                Some(sealed) => self.store.publish(&self.channel, &sealed).await,
+                None => false,
+            };
+            reached && published
         }
 
         /// A fleet-wide GCRA check of `per_minute` for `parts` (route,
@@ -262,7 +473,7 @@ mod enabled {
         ) -> Option<Result<(), Duration>> {
             let digest = self.hasher.digest(parts.join("\0").as_bytes());
             let key = format!("{}:rate:{}", self.prefix, digest.hex());
-            self.store.rate(&key, per_minute).await
+            self.store.rate(&key, Gcra::per_minute(per_minute)).await
         }
 
         /// Start the pub/sub listener once, on the runtime in use.
@@ -295,8 +506,9 @@ mod enabled {
     impl Listener {
         async fn run(self) {
             let mut backoff = Duration::from_millis(100);
+            let mut first = true;
             while self.handler.strong_count() > 0 {
-                match self.subscribed().await {
+                match self.subscribed(&mut first).await {
                     Ok(()) => backoff = Duration::from_millis(100),
                     Err(()) => {
                         tokio::time::sleep(backoff).await;
@@ -307,7 +519,10 @@ mod enabled {
         }
 
         /// Listen until the connection ends (`Ok`) or cannot be made (`Err`).
-        async fn subscribed(&self) -> Result<(), ()> {
+        /// Every subscription but the first begins by forgetting everything
+        /// cached here: invalidations published while this replica was not
+        /// listening are lost, so whatever they named must not be served.
+        async fn subscribed(&self, first: &mut bool) -> Result<(), ()> {
             let client = self.store.client();
             let connect = async {
                 let mut pubsub = client.get_async_pubsub().await?;
@@ -318,6 +533,12 @@ mod enabled {
                 .await
                 .map_err(|_| ())?
                 .map_err(|_| ())?;
+            if !std::mem::replace(first, false)
+                && let Some(handler) = self.handler.upgrade()
+                && let Some(handle) = handler.get()
+            {
+                handle(Invalidation::Everything);
+            }
             let mut messages = pubsub.on_message();
             loop {
                 let next = tokio::time::timeout(Duration::from_secs(1), messages.next()).await;
@@ -360,7 +581,7 @@ mod enabled {
 mod disabled {
     use std::{future::Future, time::Duration};
 
-    use super::Invalidation;
+    use super::{Budget, Invalidation, Place, ToStore};
 
     /// Without feature `redis` there is no fleet: this type has no value.
     #[derive(Debug)]
@@ -385,18 +606,18 @@ mod disabled {
 
         pub(crate) async fn shared<T, E, Fut>(
             &self,
-            _: &str,
-            _: &[u8],
+            _: Place<'_>,
             _: impl Fn(&[u8]) -> Option<T>,
-            _: Fut,
+            _: impl FnOnce(Budget) -> Fut,
+            _: impl FnOnce(Duration) -> E,
         ) -> Result<T, E>
         where
-            Fut: Future<Output = Result<(T, Vec<u8>, Duration), E>>,
+            Fut: Future<Output = Result<(T, Option<ToStore>), E>>,
         {
             match *self {}
         }
 
-        pub(crate) async fn forget(&self, _: &[&str], _: Invalidation) {
+        pub(crate) async fn forget(&self, _: Invalidation) -> bool {
             match *self {}
         }
 

@@ -9,6 +9,7 @@ use metrics::{Counter, Gauge, counter, gauge};
 use redis::{AsyncCommands, RedisResult, aio::ConnectionManager};
 use tokio::sync::OnceCell;
 
+use super::Gcra;
 use crate::upstream::{Admission, Breaker};
 
 /// How many consecutive failed operations open the circuit, and for how
@@ -115,59 +116,6 @@ impl RedisStore {
         }
     }
 
-    /// `GET key`: `None` if Redis is unavailable, `Some(None)` on a miss.
-    pub(crate) async fn get(&self, key: &str) -> Option<Option<Vec<u8>>> {
-        let value: Option<Option<Vec<u8>>> = self
-            .run(|mut c| async move { c.get::<_, Option<Vec<u8>>>(key).await })
-            .await;
-        match &value {
-            Some(Some(_)) => self.metrics.hit.increment(1),
-            Some(None) => self.metrics.miss.increment(1),
-            None => {}
-        }
-        value
-    }
-
-    /// `SET key value PX ttl`.
-    pub(crate) async fn put(&self, key: &str, value: &[u8], ttl: Duration) -> bool {
-        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        self.run(|mut c| async move {
-            redis::cmd("SET")
-                .arg(key)
-                .arg(value)
-                .arg("PX")
-                .arg(millis)
-                .query_async::<()>(&mut c)
-                .await
-        })
-        .await
-        .is_some()
-    }
-
-    /// `SET key 1 NX PX ttl`: `Some(true)` if this replica took the lease.
-    pub(crate) async fn lease(&self, key: &str, ttl: Duration) -> Option<bool> {
-        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        self.run(|mut c| async move {
-            redis::cmd("SET")
-                .arg(key)
-                .arg(1)
-                .arg("NX")
-                .arg("PX")
-                .arg(millis)
-                .query_async::<Option<String>>(&mut c)
-                .await
-        })
-        .await
-        .map(|set| set.is_some())
-    }
-
-    /// `DEL keys...`.
-    pub(crate) async fn delete(&self, keys: &[&str]) -> bool {
-        self.run(|mut c| async move { c.del::<_, ()>(keys).await })
-            .await
-            .is_some()
-    }
-
     /// `PUBLISH channel message`.
     pub(crate) async fn publish(&self, channel: &str, message: &[u8]) -> bool {
         self.run(|mut c| async move { c.publish::<_, _, ()>(channel, message).await })
@@ -175,17 +123,16 @@ impl RedisStore {
             .is_some()
     }
 
-    /// One GCRA check, atomically in Redis (see `RATE_SCRIPT`): `None` if
-    /// Redis is unavailable, else `Ok` or how long to wait.
-    pub(crate) async fn rate(&self, key: &str, per_minute: u32) -> Option<Result<(), Duration>> {
-        let interval_ms = 60_000.0 / f64::from(per_minute.max(1));
-        let script = redis::Script::new(RATE_SCRIPT);
+    /// One GCRA check, atomically in Redis (see [`RATE_SCRIPT`]): `None`
+    /// if Redis is unavailable, else `Ok` or how long to wait.
+    pub(crate) async fn rate(&self, key: &str, rate: Gcra) -> Option<Result<(), Duration>> {
+        let script = &scripts().rate;
         let (allowed, wait_ms): (i64, i64) = self
             .run(|mut c| async move {
                 script
                     .key(key)
-                    .arg(interval_ms)
-                    .arg(per_minute)
+                    .arg(rate.interval_ms)
+                    .arg(rate.burst)
                     .invoke_async(&mut c)
                     .await
             })
@@ -193,10 +140,143 @@ impl RedisStore {
         Some(if allowed == 1 {
             Ok(())
         } else {
-            Err(Duration::from_millis(
-                u64::try_from(wait_ms).unwrap_or(0).max(1),
-            ))
+            Err(wait(wait_ms))
         })
+    }
+
+    /// The value under `slot.value` with what decides whether it may be
+    /// served (its instance's generation, the key's forget mark, the
+    /// fleet's forget sequence) and whether a lease is held: one round trip.
+    pub(crate) async fn lookup(&self, slot: &SlotKeys<'_>) -> Option<Lookup> {
+        let script = &scripts().lookup;
+        let reply: Vec<redis::Value> = self
+            .run(|mut c| async move {
+                script
+                    .key(slot.value)
+                    .key(slot.mark)
+                    .key(slot.sequence)
+                    .key(slot.lease)
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        let lookup = Lookup::from_reply(&reply)?;
+        match &lookup.value {
+            Some(_) => self.metrics.hit.increment(1),
+            None => self.metrics.miss.increment(1),
+        }
+        Some(lookup)
+    }
+
+    /// Take the lease as `owner`, then (with `budget`) spend the budget,
+    /// then read the value again, all in one round trip: only the replica
+    /// that will ask Wix spends the budget.
+    pub(crate) async fn claim(
+        &self,
+        slot: &SlotKeys<'_>,
+        owner: &str,
+        lease: Duration,
+        budget: Option<(&str, Gcra)>,
+    ) -> Option<Claim> {
+        let script = &scripts().claim;
+        let (budget_key, rate) = budget.unwrap_or(("", Gcra::NONE));
+        let reply: Vec<redis::Value> = self
+            .run(|mut c| async move {
+                script
+                    .key(slot.value)
+                    .key(slot.mark)
+                    .key(slot.sequence)
+                    .key(slot.lease)
+                    .key(budget_key)
+                    .arg(owner)
+                    .arg(millis(lease))
+                    .arg(rate.interval_ms)
+                    .arg(rate.burst)
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        let integer = |value: Option<&redis::Value>| match value {
+            Some(redis::Value::Int(n)) => Some(*n),
+            _ => None,
+        };
+        match integer(reply.first())? {
+            0 => Some(Claim::BudgetSpent(wait(integer(reply.get(1))?))),
+            1 => Some(Claim::Busy),
+            2 => Some(Claim::Taken(Lookup::from_reply(reply.get(1..)?)?)),
+            _ => None,
+        }
+    }
+
+    /// Store `stored` under `slot.value` unless its instance (`generation`
+    /// key) or the key itself was forgotten after `started`, and release
+    /// the lease if `owner` holds it: one round trip. `Some(true)` if
+    /// written.
+    pub(crate) async fn write(
+        &self,
+        slot: &SlotKeys<'_>,
+        generation: &str,
+        stored: &[u8],
+        ttl: Duration,
+        started: u64,
+        owner: &str,
+    ) -> Option<bool> {
+        let script = &scripts().write;
+        let written: i64 = self
+            .run(|mut c| async move {
+                script
+                    .key(slot.value)
+                    .key(slot.mark)
+                    .key(generation)
+                    .key(slot.lease)
+                    .arg(stored)
+                    .arg(millis(ttl))
+                    .arg(started)
+                    .arg(owner)
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        Some(written == 1)
+    }
+
+    /// Delete the lease if `owner` still holds it (never another's).
+    pub(crate) async fn release(&self, lease: &str, owner: &str) -> bool {
+        let script = &scripts().release;
+        self.run(|mut c| async move {
+            script
+                .key(lease)
+                .arg(owner)
+                .invoke_async::<i64>(&mut c)
+                .await
+        })
+        .await
+        .is_some()
+    }
+
+    /// Forget: the fleet's sequence moves on and `mark` (an instance's
+    /// generation or a token's mark) takes its new value for `mark_ttl`;
+    /// `value` (if any) is deleted. `None` if Redis is unavailable.
+    pub(crate) async fn forget(
+        &self,
+        sequence: &str,
+        mark: &str,
+        mark_ttl: Duration,
+        values: &[&str],
+    ) -> Option<u64> {
+        let script = &scripts().forget;
+        self.run(|mut c| async move {
+            let mut invocation = script.key(sequence);
+            invocation.key(mark);
+            for value in values {
+                invocation.key(*value);
+            }
+            invocation
+                .arg(millis(mark_ttl))
+                .invoke_async::<u64>(&mut c)
+                .await
+        })
+        .await
     }
 
     pub(crate) fn undecryptable(&self) {
@@ -222,24 +302,225 @@ impl Drop for Probe<'_> {
     }
 }
 
-/// GCRA (the algorithm `governor` runs in process) as one atomic script,
-/// on Redis's clock so that every replica agrees: `KEYS[1]` holds the
-/// theoretical arrival time in milliseconds; `ARGV[1]` is the emission
-/// interval, `ARGV[2]` the burst. Returns `{1, 0}` to admit, `{0, wait}`
-/// to refuse.
-const RATE_SCRIPT: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local interval = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local new_tat = tat + interval
-if new_tat - now > burst * interval then
-  return {0, math.ceil(new_tat - now - burst * interval)}
-end
-redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil(new_tat - now) + 1000)
-return {1, 0}
+/// The keys one shared value involves. `mark` and `lease` may be empty
+/// (then unused).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SlotKeys<'a> {
+    pub(crate) value: &'a str,
+    /// The key's own forget mark (identities: [`forget_token`]).
+    ///
+    /// [`forget_token`]: crate::Elevator::forget_token
+    pub(crate) mark: &'a str,
+    /// The fleet's forget sequence.
+    pub(crate) sequence: &'a str,
+    pub(crate) lease: &'a str,
+}
+
+/// What one lookup found.
+#[derive(Debug)]
+pub(crate) struct Lookup {
+    /// `generation key \n sealed value`, as stored.
+    pub(crate) value: Option<Vec<u8>>,
+    /// The stored value's instance generation (0: never forgotten).
+    pub(crate) generation: u64,
+    /// The key's forget mark (0: never forgotten).
+    pub(crate) mark: u64,
+    /// The fleet's forget sequence now.
+    pub(crate) sequence: u64,
+    /// Whether some replica holds the lease.
+    pub(crate) leased: bool,
+}
+
+impl Lookup {
+    fn from_reply(reply: &[redis::Value]) -> Option<Self> {
+        let number = |value: &redis::Value| -> Option<u64> {
+            match value {
+                redis::Value::Nil => Some(0),
+                redis::Value::Int(n) => u64::try_from(*n).ok(),
+                redis::Value::BulkString(bytes) => std::str::from_utf8(bytes).ok()?.parse().ok(),
+                _ => None,
+            }
+        };
+        let [value, generation, mark, sequence, leased, ..] = reply else {
+            return None;
+        };
+        Some(Self {
+            value: match value {
+                redis::Value::BulkString(bytes) => Some(bytes.clone()),
+                _ => None,
+            },
+            generation: number(generation)?,
+            mark: number(mark)?,
+            sequence: number(sequence)?,
+            leased: number(leased)? == 1,
+        })
+    }
+}
+
+/// What a claim found.
+#[derive(Debug)]
+pub(crate) enum Claim {
+    /// This replica holds the lease; the value as it is now.
+    Taken(Lookup),
+    /// Another replica holds it.
+    Busy,
+    /// The budget is spent for this long (the lease was not kept).
+    BudgetSpent(Duration),
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
+fn wait(wait_ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(wait_ms).unwrap_or(0).max(1))
+}
+
+/// The Lua scripts, each loaded once per process (redis-rs sends
+/// `EVALSHA`, and the script itself only when Redis does not know it yet).
+struct Scripts {
+    rate: redis::Script,
+    lookup: redis::Script,
+    claim: redis::Script,
+    write: redis::Script,
+    release: redis::Script,
+    forget: redis::Script,
+}
+
+fn scripts() -> &'static Scripts {
+    static SCRIPTS: std::sync::OnceLock<Scripts> = std::sync::OnceLock::new();
+    SCRIPTS.get_or_init(|| Scripts {
+        rate: redis::Script::new(RATE_SCRIPT),
+        lookup: redis::Script::new(LOOKUP_SCRIPT),
+        claim: redis::Script::new(CLAIM_SCRIPT),
+        write: redis::Script::new(WRITE_SCRIPT),
+        release: redis::Script::new(RELEASE_SCRIPT),
+        forget: redis::Script::new(FORGET_SCRIPT),
+    })
+}
+
+/// GCRA (the algorithm `governor` runs in process), on Redis's clock so
+/// that every replica agrees: `KEYS[n]` holds the theoretical arrival time
+/// in milliseconds; `interval` is the emission interval, `burst` the burst.
+/// Sets `allowed` and `wait`.
+macro_rules! gcra_lua {
+    ($key:literal, $interval:literal, $burst:literal) => {
+        concat!(
+            "local t = redis.call('TIME')\n",
+            "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n",
+            "local interval = tonumber(",
+            $interval,
+            ")\n",
+            "local burst = tonumber(",
+            $burst,
+            ")\n",
+            "local tat = tonumber(redis.call('GET', ",
+            $key,
+            ") or now)\n",
+            "if tat < now then tat = now end\n",
+            "local new_tat = tat + interval\n",
+            "local allowed, wait = 1, 0\n",
+            "if new_tat - now > burst * interval then\n",
+            "  allowed, wait = 0, math.ceil(new_tat - now - burst * interval)\n",
+            "else\n",
+            "  redis.call('SET', ",
+            $key,
+            ", tostring(new_tat), 'PX', math.ceil(new_tat - now) + 1000)\n",
+            "end\n",
+        )
+    };
+}
+
+/// Reads `KEYS[v]` (a value, `generation key \n sealed`), the value's
+/// generation, `KEYS[m]`'s mark, `KEYS[s]`'s sequence and whether `KEYS[l]`
+/// exists, into `reply`.
+macro_rules! lookup_lua {
+    ($v:literal, $m:literal, $s:literal, $l:literal) => {
+        concat!(
+            "local v = redis.call('GET', KEYS[",
+            $v,
+            "])\n",
+            "local gen = false\n",
+            "if v then\n",
+            "  local nl = string.find(v, '\\n', 1, true)\n",
+            "  if nl and nl > 1 then gen = redis.call('GET', string.sub(v, 1, nl - 1)) end\n",
+            "end\n",
+            "local mark = false\n",
+            "if KEYS[",
+            $m,
+            "] ~= '' then mark = redis.call('GET', KEYS[",
+            $m,
+            "]) end\n",
+            "local leased = 0\n",
+            "if KEYS[",
+            $l,
+            "] ~= '' then leased = redis.call('EXISTS', KEYS[",
+            $l,
+            "]) end\n",
+            "local reply = {v, gen, mark, redis.call('GET', KEYS[",
+            $s,
+            "]), leased}\n",
+        )
+    };
+}
+
+/// `{1, 0}` to admit, `{0, wait}` to refuse (`KEYS[1]`; `ARGV[1]`
+/// interval, `ARGV[2]` burst).
+const RATE_SCRIPT: &str = concat!(
+    gcra_lua!("KEYS[1]", "ARGV[1]", "ARGV[2]"),
+    "return {allowed, wait}\n"
+);
+
+/// `KEYS`: value, mark, sequence, lease.
+const LOOKUP_SCRIPT: &str = concat!(lookup_lua!("1", "2", "3", "4"), "return reply\n");
+
+/// `KEYS`: value, mark, sequence, lease, budget; `ARGV`: owner, lease ms,
+/// budget interval (0: no budget), burst. `{1}`: the lease is another's;
+/// `{0, wait}`: the budget is spent (the lease is dropped again);
+/// `{2, lookup...}`: the lease is ours.
+const CLAIM_SCRIPT: &str = concat!(
+    "if not redis.call('SET', KEYS[4], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1} end\n",
+    "if tonumber(ARGV[3]) > 0 then\n",
+    gcra_lua!("KEYS[5]", "ARGV[3]", "ARGV[4]"),
+    "  if allowed == 0 then\n",
+    "    redis.call('DEL', KEYS[4])\n",
+    "    return {0, wait}\n",
+    "  end\n",
+    "end\n",
+    lookup_lua!("1", "2", "3", "4"),
+    "return {2, reply[1], reply[2], reply[3], reply[4], reply[5]}\n",
+);
+
+/// `KEYS`: value, mark, generation, lease; `ARGV`: stored value, TTL ms,
+/// the sequence when the fetch began, lease owner. Writes unless the
+/// generation or the mark moved past that sequence; releases the lease if
+/// the owner still holds it.
+const WRITE_SCRIPT: &str = r"
+local started = tonumber(ARGV[3])
+local fresh = true
+if KEYS[3] ~= '' and tonumber(redis.call('GET', KEYS[3]) or '0') > started then fresh = false end
+if KEYS[2] ~= '' and tonumber(redis.call('GET', KEYS[2]) or '0') > started then fresh = false end
+if fresh then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
+if KEYS[4] ~= '' and redis.call('GET', KEYS[4]) == ARGV[4] then redis.call('DEL', KEYS[4]) end
+if fresh then return 1 end
+return 0
+";
+
+/// Compare-and-delete: `KEYS[1]` only if it still holds `ARGV[1]`.
+const RELEASE_SCRIPT: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+";
+
+/// `KEYS`: sequence, mark, values to delete...; `ARGV`: the mark's TTL ms.
+/// Returns the new sequence.
+const FORGET_SCRIPT: &str = r"
+local s = redis.call('INCR', KEYS[1])
+redis.call('SET', KEYS[2], s, 'PX', ARGV[1])
+for i = 3, #KEYS do redis.call('DEL', KEYS[i]) end
+return s
 ";
 
 impl std::fmt::Debug for RedisStore {

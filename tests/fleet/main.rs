@@ -18,6 +18,8 @@ use wix_elevate::{
 
 use crate::redis::Redis;
 
+mod forgetting;
+
 /// The fleet tests run one at a time: each starts servers and floods them.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -45,7 +47,7 @@ fn replica(wix: &MockWix, redis: Option<&str>) -> (Elevator, Router) {
         .route(
             "/token",
             get(|token: ElevatedToken| async move { token.instance_id().to_owned() })
-                .route_layer(elevator.layer()),
+                .route_layer(elevator.layer().expose_app_token()),
         )
         .route(
             "/limited",
@@ -333,7 +335,7 @@ async fn nothing_in_redis_is_readable_or_trusted_without_the_app_secret() {
                 .route(
                     "/t",
                     get(|t: ElevatedToken| async move { t.instance_id().to_owned() })
-                        .route_layer(intruder.layer()),
+                        .route_layer(intruder.layer().expose_app_token()),
                 )
                 .with_state(());
             let req = Request::get("/t")
@@ -441,7 +443,10 @@ async fn invalidations_reach_every_replica() {
 
     // The app is removed from the site: replica 0 forgets the instance.
     let (forgetting, watching) = (&fleet.replicas[0].0, &fleet.replicas[2].0);
-    forgetting.forget_instance("inst-gone").await;
+    forgetting
+        .forget_instance("inst-gone")
+        .await
+        .expect("forgotten fleet-wide");
     let took = time_until(Duration::from_secs(2), async || {
         !watching.has_cached_app_token("inst-gone")
     })
@@ -452,9 +457,16 @@ async fn invalidations_reach_every_replica() {
         assert_eq!(fleet.send(replica, "/token", &token).await, 200);
     }
     assert_eq!(fleet.wix.access_token_calls_for("inst-gone"), 2);
+    // The instance's identities were forgotten too, in Redis as well: Wix
+    // was asked once more, for the whole fleet.
+    assert_eq!(fleet.wix.token_info_calls_for(&token), 2);
 
     // A token the embedder wants gone.
-    fleet.replicas[1].0.forget_token(&token).await;
+    fleet.replicas[1]
+        .0
+        .forget_token(&token)
+        .await
+        .expect("forgotten fleet-wide");
     time_until(Duration::from_secs(2), async || {
         !watching.has_cached_identity(&token)
     })
@@ -462,7 +474,7 @@ async fn invalidations_reach_every_replica() {
     for replica in 0..3 {
         assert_eq!(fleet.send(replica, "/whoami", &token).await, 200);
     }
-    assert_eq!(fleet.wix.token_info_calls_for(&token), 2);
+    assert_eq!(fleet.wix.token_info_calls_for(&token), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -545,7 +557,7 @@ async fn a_dead_or_frozen_redis_never_fails_a_request() {
         .route(
             "/token",
             get(|token: ElevatedToken| async move { token.instance_id().to_owned() })
-                .route_layer(elevator.layer()),
+                .route_layer(elevator.layer().expose_app_token()),
         )
         .with_state(());
     let send = |token: String| {

@@ -137,7 +137,7 @@ async fn rig_with(configure: impl FnOnce(ElevatorBuilder) -> ElevatorBuilder) ->
         .route(
             "/token",
             get(|token: ElevatedToken| async move { token.instance_id().to_owned() })
-                .route_layer(elevator.layer()),
+                .route_layer(elevator.layer().expose_app_token()),
         );
     Rig { wix, elevator, app }
 }

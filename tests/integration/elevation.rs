@@ -16,7 +16,7 @@ async fn elevated_token(h: &crate::common::Harness, caller: &str) -> ElevatedTok
     let app = Router::new().route(
         "/t",
         get(|t: ElevatedToken| async move { t.expose_secret().to_owned() })
-            .route_layer(h.elevator.layer()),
+            .route_layer(h.elevator.layer().expose_app_token()),
     );
     let req = http::Request::get("/t")
         .header("authorization", caller)

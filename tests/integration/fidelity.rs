@@ -162,7 +162,7 @@ async fn lifetime_app(elevator: &Elevator) -> String {
                 .as_secs()
                 .to_string()
         })
-        .route_layer(elevator.layer()),
+        .route_layer(elevator.layer().expose_app_token()),
     );
     let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
     let url = format!("http://{}/lifetime", listener.local_addr().unwrap());

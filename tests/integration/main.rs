@@ -14,6 +14,7 @@ mod elevation;
 mod extractors;
 mod failures;
 mod fidelity;
+mod forgetting;
 mod hardening;
 mod hostile;
 mod identity;

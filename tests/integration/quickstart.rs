@@ -14,7 +14,9 @@ use wix_elevate::{
     test_util::{CallerSpec, MockWix},
 };
 
-const ENV: [&str; 12] = [
+const ENV: [&str; 14] = [
+    "HEADER_READ_TIMEOUT_MS",
+    "SHUTDOWN_DEADLINE_MS",
     "REDIS_URL",
     "WIX_NEW_TOKENS_PER_SEC",
     "WIX_DEADLINE_MS",
@@ -363,6 +365,60 @@ async fn the_resilience_knobs_apply() {
         );
     }
     assert_eq!(statuses.last(), Some(&503), "{statuses:?}");
+    // Readiness is not Wix's health: every replica shares the outage, and
+    // failing them all would drop the ones still serving cached callers.
+    let (status, body) = get(&format!("{}/readyz", qs.url), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["circuits"]["token_info"], "open", "{body}");
+}
+
+/// A client that sends half its headers and then nothing.
+async fn stalled_client(url: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let addr = url.strip_prefix("http://").unwrap();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Half: ")
+        .await
+        .unwrap();
+    stream
+}
+
+#[tokio::test]
+async fn a_stalled_client_is_dropped_and_cannot_hold_up_shutdown() {
+    use tokio::io::AsyncReadExt;
+    let mut qs = start(&[
+        ("HEADER_READ_TIMEOUT_MS", "500"),
+        ("SHUTDOWN_DEADLINE_MS", "1000"),
+    ]);
+    // The header-read timeout closes a connection that never finishes.
+    let mut stalled = stalled_client(&qs.url).await;
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 256];
+    let read = tokio::time::timeout(Duration::from_secs(5), stalled.read(&mut buf))
+        .await
+        .expect("the server closed the stalled connection");
+    println!(
+        "stalled connection closed after {:?} ({read:?})",
+        started.elapsed()
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    // Another one, then SIGTERM: the process exits within the deadline.
+    let _held = stalled_client(&qs.url).await;
+    let pid = qs.child.id().to_string();
+    let started = std::time::Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let exit = qs.child.wait().unwrap();
+    let took = started.elapsed();
+    println!("exited {took:?} after SIGTERM with a stalled client connected");
+    assert!(exit.success(), "{exit:?}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
 }
 
 #[test]

@@ -118,3 +118,44 @@ async fn a_refused_path_with_a_line_break_cannot_forge_an_audit_line() {
         "{logs}"
     );
 }
+
+#[tokio::test]
+async fn line_separators_and_bidirectional_controls_are_escaped_in_audit_lines() {
+    let captured = Captured::default();
+    let _guard = captured.install(tracing::Level::INFO);
+    let (wix, elevator) = setup().await;
+    let app = app(&elevator);
+    // Text from Wix (a subject id) carrying one of them too.
+    let member = wix.mint(CallerSpec::new(SubjectType::Member).subject_id("m-9\u{2029}x"));
+    let disguising = [
+        '\u{2028}', '\u{2029}', '\u{061C}', '\u{200E}', '\u{200F}', '\u{202A}', '\u{202B}',
+        '\u{202C}', '\u{202D}', '\u{202E}', '\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}',
+    ];
+    for c in disguising {
+        let mut encoded = String::new();
+        for byte in c.to_string().bytes() {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+        let path = format!("/any-member/x{encoded}admin");
+        assert_eq!(call(&app, "GET", &path, &member).await.0, 403);
+    }
+    drop(_guard);
+    let logs = captured.text();
+    let audit: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("wix_elevate::audit"))
+        .collect();
+    assert_eq!(audit.len(), disguising.len(), "one line each:\n{logs}");
+    for (line, c) in audit.iter().zip(disguising) {
+        let escaped = format!("x\\u{{{:x}}}admin", u32::from(c));
+        assert!(
+            line.contains(&escaped),
+            "U+{:04X} not escaped: {line}",
+            u32::from(c)
+        );
+        assert!(line.contains(r"m-9\u{2029}x"), "{line}");
+    }
+    for c in disguising {
+        assert!(!logs.contains(c), "U+{:04X} reached the log", u32::from(c));
+    }
+}

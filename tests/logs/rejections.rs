@@ -65,3 +65,33 @@ async fn a_wix_status_and_request_id_reach_the_rejection_line() {
     );
     assert!(!logs.contains(&token));
 }
+
+#[tokio::test]
+async fn a_flood_of_invented_tokens_writes_a_few_lines_not_one_per_request() {
+    use tower::ServiceExt;
+    let captured = Captured::default();
+    let _guard = captured.install(tracing::Level::WARN);
+    let h = harness_with(|b| b.token_info_budget_for_new_tokens(1, 5)).await;
+    let flood = 100_000;
+    let mut unavailable = 0;
+    for i in 0..flood {
+        let req = http::Request::get("/whoami")
+            .header("authorization", format!("OauthNG.JWS.invented-{i}"))
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let status = h.app.clone().oneshot(req).await.unwrap().status();
+        if status == 503 {
+            unavailable += 1;
+        }
+    }
+    drop(_guard);
+    let logs = captured.text();
+    let lines = logs.lines().filter(|l| l.contains("WARN")).count();
+    println!(
+        "{flood} invented tokens: {unavailable} answered 503, {lines} WARN lines, {} Token Info calls",
+        h.wix.calls(wix_elevate::test_util::MockEndpoint::TokenInfo)
+    );
+    assert!(unavailable >= flood - 100, "{unavailable}");
+    assert!((1..=30).contains(&lines), "{lines} lines:\n{logs}");
+    assert!(logs.contains("code=\"upstream_unavailable\""), "{logs}");
+}

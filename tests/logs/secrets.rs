@@ -76,7 +76,7 @@ async fn no_secret_reaches_logs_debug_output_or_responses() {
             // Debug output of the token, which must be redacted.
             format!("{}\n{t:?}", t.expose_secret())
         })
-        .route_layer(h.elevator.layer()),
+        .route_layer(h.elevator.layer().expose_app_token()),
     );
     let req = http::Request::get("/t")
         .header("authorization", &member)

@@ -88,20 +88,34 @@ fn app(elevator: &Elevator, calls: Arc<AtomicUsize>) -> Router {
         Ok::<_, WixApiError>(Json(api.get("/apps/v1/instance").await?.json::<Value>()?))
     };
     Router::new()
-        .route("/whoami", get(whoami.clone()).route_layer(elevator.layer()))
+        .route(
+            "/whoami",
+            get(whoami.clone()).route_layer(elevator.layer().expose_app_token()),
+        )
         .route(
             "/members",
-            get(whoami.clone()).route_layer(elevator.layer().policy(SubjectTypes::members())),
+            get(whoami.clone()).route_layer(
+                elevator
+                    .layer()
+                    .expose_app_token()
+                    .policy(SubjectTypes::members()),
+            ),
         )
         .route(
             "/users",
-            get(whoami.clone()).route_layer(elevator.layer().policy(SubjectTypes::wix_users())),
+            get(whoami.clone()).route_layer(
+                elevator
+                    .layer()
+                    .expose_app_token()
+                    .policy(SubjectTypes::wix_users()),
+            ),
         )
         .route(
             "/apps",
             get(whoami.clone()).route_layer(
                 elevator
                     .layer()
+                    .expose_app_token()
                     .policy(SubjectTypes::only([SubjectType::App])),
             ),
         )
@@ -110,13 +124,14 @@ fn app(elevator: &Elevator, calls: Arc<AtomicUsize>) -> Router {
             get(whoami.clone()).route_layer(
                 elevator
                     .layer()
+                    .expose_app_token()
                     .policy(SubjectTypes::only([SubjectType::Unknown])),
             ),
         )
         .route(
             "/site-1-members",
             get(whoami).route_layer(
-                elevator.layer().policy(
+                elevator.layer().expose_app_token().policy(
                     SubjectTypes::members().and(|c: &Caller| c.site_id() == Some("site-1")),
                 ),
             ),

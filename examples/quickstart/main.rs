@@ -7,7 +7,7 @@
 //! | route | who | what |
 //! |---|---|---|
 //! | `GET /healthz` | anyone | 200 `ok` |
-//! | `GET /readyz` | anyone | 200 when every circuit to Wix lets calls through, else 503; JSON of their states |
+//! | `GET /readyz` | anyone | 200 while serving, 503 once shutting down; JSON with the circuits to Wix (informational) |
 //! | `GET /api/whoami` | visitors, members, Wix users | the caller, no Wix API call |
 //! | `GET /api/instance` | visitors, members, Wix users | the caller and Wix's `GET /apps/v1/instance`, called with the app token |
 //! | `GET /api/members/instance` | members | same |
@@ -34,13 +34,29 @@
 //!   route (unset: no limit).
 //! * `WIX_NEW_TOKENS_PER_SEC`: Token Info calls per second for never-seen
 //!   tokens, in bursts of ten times as many (default 100).
+//! * `HEADER_READ_TIMEOUT_MS`: how long a client may take to send its
+//!   request headers (default 10000).
+//! * `SHUTDOWN_DEADLINE_MS`: how long open connections get after SIGTERM
+//!   or Ctrl-C before the process exits anyway (default 10000).
 //! * `REDIS_URL`: fleet mode: share identities, app tokens, rate limits and
 //!   invalidations with every replica on this Redis or Valkey
 //!   (`redis://[user:password@]host:port`, `rediss://` for TLS). Unset: the
 //!   replica works alone.
 //! * `RUST_LOG`: tracing filter (default `info`).
 
-use std::{env, error::Error, net::SocketAddr, process::ExitCode, time::Duration};
+mod serve;
+
+use std::{
+    env,
+    error::Error,
+    net::SocketAddr,
+    process::ExitCode,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use axum::{
     Json, Router,
@@ -65,6 +81,8 @@ struct Settings {
     new_tokens_per_sec: u32,
     redis: Option<String>,
     per_caller_per_min: Option<u32>,
+    header_read_timeout: Duration,
+    shutdown_deadline: Duration,
 }
 
 impl Settings {
@@ -99,6 +117,14 @@ impl Settings {
             new_tokens_per_sec: u32::try_from(number("WIX_NEW_TOKENS_PER_SEC", 100)?)
                 .map_err(|_| "WIX_NEW_TOKENS_PER_SEC is too large".to_owned())?,
             redis: var("REDIS_URL"),
+            header_read_timeout: Duration::from_millis(number(
+                "HEADER_READ_TIMEOUT_MS",
+                u64::try_from(serve::HEADER_READ_TIMEOUT.as_millis()).unwrap_or(10_000),
+            )?),
+            shutdown_deadline: Duration::from_millis(number(
+                "SHUTDOWN_DEADLINE_MS",
+                u64::try_from(serve::SHUTDOWN_DEADLINE.as_millis()).unwrap_or(10_000),
+            )?),
             per_caller_per_min: match var("RATE_LIMIT_PER_CALLER_PER_MIN") {
                 None => None,
                 Some(_) => Some(
@@ -118,6 +144,7 @@ fn app(
     elevator: &Elevator,
     metrics: PrometheusHandle,
     per_caller_per_min: Option<u32>,
+    stopping: Arc<AtomicBool>,
 ) -> Result<Router, ConfigError> {
     // Wix's headers (`x-wix-linguist`, `X-Wix-Consistent`) allowed,
     // `Retry-After` and `WWW-Authenticate` readable by page code; a demo
@@ -133,7 +160,7 @@ fn app(
     let reads_instance = |name, who| layer(name, who)?.allow("GET /apps/v1/instance");
     Ok(Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readiness(elevator.clone())))
+        .route("/readyz", get(readiness(elevator.clone(), stopping)))
         .route(
             "/metrics",
             get(move || std::future::ready(metrics.render())),
@@ -165,14 +192,20 @@ fn app(
         .layer(cors))
 }
 
-/// 200 when every endpoint family's circuit lets calls through, else 503:
-/// a readiness probe that takes a replica out while Wix fails for it.
+/// Readiness that keeps the fleet up: 503 only for what this replica alone
+/// can fix, here that it is shutting down. A Wix outage is shared by every
+/// replica: failing readiness for it would make a load balancer drop them
+/// all at once, including the ones still serving cached callers (and let
+/// anyone who can open the Token Info circuit take the service down). The
+/// circuits' states are in the body and in `/metrics`, for dashboards and
+/// alerts.
 fn readiness(
     elevator: Elevator,
+    stopping: Arc<AtomicBool>,
 ) -> impl Fn() -> std::future::Ready<(axum::http::StatusCode, Json<Value>)> + Clone {
     move || {
         let circuits = elevator.circuits();
-        let ready = circuits.iter().all(|(_, closed)| *closed);
+        let ready = !stopping.load(Ordering::Acquire);
         let states: serde_json::Map<String, Value> = circuits
             .iter()
             .map(|(endpoint, closed)| {
@@ -273,6 +306,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
     let settings = Settings::from_env()?;
     // Metric handles bind when the elevator and layers are built: install first.
     let metrics = PrometheusBuilder::new().install_recorder()?;
+    serve::spawn_metrics_upkeep(metrics.clone(), serve::METRICS_UPKEEP);
     tracing_subscriber::fmt()
         // Colours only on a terminal: log collectors get plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
@@ -323,11 +357,24 @@ async fn run() -> Result<(), Box<dyn Error>> {
         print_demo(mock, addr);
     }
     println!("listening on http://{addr}");
-    axum::serve(
+    let stopping = Arc::new(AtomicBool::new(false));
+    let app = app(
+        &elevator,
+        metrics,
+        settings.per_caller_per_min,
+        stopping.clone(),
+    )?;
+    let shutdown = async move {
+        shutdown_signal().await;
+        stopping.store(true, Ordering::Release);
+    };
+    serve::serve(
         listener,
-        app(&elevator, metrics, settings.per_caller_per_min)?,
+        app,
+        settings.header_read_timeout,
+        settings.shutdown_deadline,
+        shutdown,
     )
-    .with_graceful_shutdown(shutdown_signal())
     .await?;
     Ok(())
 }

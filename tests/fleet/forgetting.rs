@@ -1,0 +1,237 @@
+//! Forgetting that holds on every replica whatever Redis holds, a budget
+//! that is fleet-wide and cheap to refuse, and leases with owners.
+
+use std::time::{Duration, Instant};
+
+use axum::{Router, body::Body, routing::get};
+use http::Request;
+use tower::ServiceExt;
+use wix_elevate::{
+    Caller, Elevator, SubjectType,
+    test_util::{CallerSpec, Fault, MockEndpoint},
+};
+
+use crate::{Fleet, SERIAL, redis::Redis, set, stored};
+
+fn member_of(fleet: &Fleet, instance: &str) -> String {
+    fleet
+        .wix
+        .mint(CallerSpec::new(SubjectType::Member).instance(instance))
+}
+
+/// The stored identity values (`…:id:<digest>`), to copy and replay.
+async fn identity_values(redis: &Redis) -> Vec<(String, Vec<u8>)> {
+    stored(redis)
+        .await
+        .into_iter()
+        .filter(|(key, _)| key.contains(":id:") && !key.ends_with(":forgotten"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forget_instance_holds_on_every_replica_whatever_redis_holds() {
+    let _serial = SERIAL.lock().await;
+    let Some(redis) = Redis::start() else { return };
+    let fleet = Fleet::start(2, Some(&redis)).await;
+    let token = member_of(&fleet, "inst-gone");
+    for replica in 0..2 {
+        assert_eq!(fleet.send(replica, "/whoami", &token).await, 200);
+    }
+    assert_eq!(
+        fleet.wix.token_info_calls_for(&token),
+        1,
+        "B read A's answer"
+    );
+    // The app is removed: Wix revokes the token, replica A forgets.
+    fleet.wix.revoke(&token);
+    fleet.replicas[0]
+        .0
+        .forget_instance("inst-gone")
+        .await
+        .expect("forgotten fleet-wide");
+    // Neither replica admits it again; Wix is asked once for the fleet.
+    assert_eq!(fleet.send(0, "/whoami", &token).await, 401);
+    assert_eq!(fleet.send(1, "/whoami", &token).await, 401);
+    assert_eq!(fleet.wix.token_info_calls_for(&token), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verdict_in_flight_during_a_forget_is_never_shared() {
+    let _serial = SERIAL.lock().await;
+    let Some(redis) = Redis::start() else { return };
+    let fleet = Fleet::start(2, Some(&redis)).await;
+    let token = member_of(&fleet, "inst-racing");
+    fleet.wix.hold(MockEndpoint::TokenInfo);
+    let (router, sent) = (fleet.replicas[0].1.clone(), token.clone());
+    let request = tokio::spawn(async move {
+        let req = Request::get("/whoami")
+            .header("authorization", sent)
+            .body(Body::empty())
+            .unwrap();
+        router.oneshot(req).await.unwrap().status().as_u16()
+    });
+    fleet.wix.wait_for_calls(MockEndpoint::TokenInfo, 1).await;
+    // While A's question is at Wix, B forgets the instance.
+    fleet.replicas[1]
+        .0
+        .forget_instance("inst-racing")
+        .await
+        .expect("forgotten fleet-wide");
+    fleet.wix.release(MockEndpoint::TokenInfo);
+    assert_eq!(request.await.unwrap(), 200, "the request that asked");
+    // From here on Wix refuses the token. A's "valid" (given before the
+    // forget) was not stored in Redis, nor kept by A: both ask again.
+    fleet.wix.revoke(&token);
+    assert_eq!(fleet.send(1, "/whoami", &token).await, 401);
+    assert_eq!(fleet.send(0, "/whoami", &token).await, 401);
+    assert_eq!(fleet.wix.token_info_calls_for(&token), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_copied_out_of_redis_is_not_served_after_a_forget() {
+    let _serial = SERIAL.lock().await;
+    let Some(redis) = Redis::start() else { return };
+    let mut fleet = Fleet::start(1, Some(&redis)).await;
+    for (what, forget_instance) in [("forget_token", false), ("forget_instance", true)] {
+        let instance = format!("inst-replayed-{what}");
+        let token = member_of(&fleet, &instance);
+        assert_eq!(fleet.send(0, "/whoami", &token).await, 200);
+        let copies = identity_values(&redis).await;
+        assert!(!copies.is_empty());
+        let elevator = &fleet.replicas[0].0;
+        if forget_instance {
+            elevator.forget_instance(&instance).await.unwrap();
+        } else {
+            elevator.forget_token(&token).await.unwrap();
+        }
+        fleet.wix.revoke(&token);
+        // Someone who can write Redis puts the old values back.
+        for (key, value) in &copies {
+            set(&redis, key, value).await;
+        }
+        // A fresh replica (nothing cached locally) reads only Redis.
+        fleet.restart();
+        assert_eq!(fleet.send(0, "/whoami", &token).await, 401, "{what}");
+        assert_eq!(fleet.wix.token_info_calls_for(&token), 2, "{what}");
+    }
+}
+
+/// Replicas whose never-seen tokens share a budget of 1/s, bursts of 6.
+fn budgeted(fleet: &Fleet, redis: &Redis) -> Vec<Router> {
+    (0..3)
+        .map(|_| {
+            let elevator = Elevator::builder(fleet.wix.app_id(), fleet.wix.app_secret())
+                .base_url(fleet.wix.base_url())
+                .redis(redis.url())
+                .redis_timeout(Duration::from_millis(500))
+                .token_info_budget_for_new_tokens(1, 6)
+                .build()
+                .unwrap();
+            Router::new().route(
+                "/whoami",
+                get(|caller: Caller| async move { caller.subject_id().to_owned() })
+                    .route_layer(elevator.layer()),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_new_token_budget_is_fleet_wide_and_a_token_past_it_costs_two_commands() {
+    let _serial = SERIAL.lock().await;
+    let Some(redis) = Redis::start() else { return };
+    let fleet = Fleet::start(1, Some(&redis)).await;
+    let replicas = budgeted(&fleet, &redis);
+    let send = |replica: usize, token: String| {
+        let router = replicas[replica % replicas.len()].clone();
+        async move {
+            let req = Request::get("/whoami")
+                .header("authorization", token)
+                .body(Body::empty())
+                .unwrap();
+            router.oneshot(req).await.unwrap().status().as_u16()
+        }
+    };
+    let mut refused = 0;
+    let started = Instant::now();
+    for i in 0..30 {
+        match send(i, format!("OauthNG.JWS.invented-{i}")).await {
+            401 => {}
+            503 => refused += 1,
+            other => panic!("{other}"),
+        }
+    }
+    let calls = fleet.wix.calls(MockEndpoint::TokenInfo);
+    let secs = started.elapsed().as_secs();
+    println!(
+        "30 invented tokens over 3 replicas in {:?}: {calls} Token Info calls, {refused} refused",
+        started.elapsed()
+    );
+    // One budget for the fleet: its burst of 6 plus 1/s. Three per-process
+    // budgets would allow three bursts (18) and 3/s.
+    assert!(calls <= 7 + secs, "{calls} calls in {secs} s");
+    let before = redis.commands().await;
+    assert_eq!(send(0, "OauthNG.JWS.invented-more".into()).await, 503);
+    let commands = redis.commands().await - before - 1;
+    println!("Redis commands for an invented token past the budget: {commands}");
+    assert!(commands <= 2, "{commands}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_replica_goes_ahead_as_soon_as_the_lease_holder_fails() {
+    let _serial = SERIAL.lock().await;
+    let Some(redis) = Redis::start() else { return };
+    let wix = wix_elevate::test_util::MockWix::start().await.unwrap();
+    let lease = Duration::from_secs(3);
+    let replicas: Vec<Router> = (0..2)
+        .map(|_| {
+            let elevator = Elevator::builder(wix.app_id(), wix.app_secret())
+                .base_url(wix.base_url())
+                .redis(redis.url())
+                .redis_timeout(Duration::from_millis(500))
+                .redis_lease(lease)
+                .build()
+                .unwrap();
+            Router::new().route(
+                "/whoami",
+                get(|caller: Caller| async move { caller.subject_id().to_owned() })
+                    .route_layer(elevator.layer()),
+            )
+        })
+        .collect();
+    let token = wix.mint(CallerSpec::new(SubjectType::Member));
+    let spawn = |replica: usize| {
+        let (router, token) = (replicas[replica].clone(), token.clone());
+        tokio::spawn(async move {
+            let req = Request::get("/whoami")
+                .header("authorization", token)
+                .body(Body::empty())
+                .unwrap();
+            let status = router.oneshot(req).await.unwrap().status().as_u16();
+            (status, Instant::now())
+        })
+    };
+    // Wix will fail A's call (and any other), once released.
+    wix.fail(MockEndpoint::TokenInfo, Fault::Status(500));
+    wix.hold(MockEndpoint::TokenInfo);
+    // A takes the lease; its call waits at Wix.
+    let holder = spawn(0);
+    wix.wait_for_calls(MockEndpoint::TokenInfo, 1).await;
+    // B finds the lease taken and waits on it (it looks up, claims, and
+    // polls: three commands at least).
+    let before = redis.commands().await;
+    let waiter = spawn(1);
+    while redis.commands().await < before + 4 {
+        tokio::task::yield_now().await;
+    }
+    // A's call fails.
+    let failed_at = Instant::now();
+    wix.release(MockEndpoint::TokenInfo);
+    assert_eq!(holder.await.unwrap().0, 502);
+    let (status, done) = waiter.await.unwrap();
+    let waited = done - failed_at;
+    println!("the waiting replica answered {waited:?} after the holder failed (lease {lease:?})");
+    assert_eq!(status, 502, "it asked Wix itself");
+    assert!(waited < Duration::from_secs(1), "{waited:?}");
+    assert_eq!(wix.token_info_calls_for(&token), 2);
+}
