@@ -14,7 +14,7 @@
 //! forge another event or reorder what a reader sees, whatever the
 //! subscriber's format. `route` and `policy` come from the configuration.
 
-use std::{fmt, time::Duration};
+use std::{borrow::Cow, fmt, time::Duration};
 
 use crate::caller::Caller;
 
@@ -45,8 +45,8 @@ pub(crate) fn wix_call(
         route = scope.route,
         policy = scope.policy,
         subject_type = caller.subject_type().as_str(),
-        subject_id = %Clean(caller.subject_id()),
-        instance_id = %Clean(caller.instance_id()),
+        subject_id = &*clean_str(caller.subject_id(), MAX_FIELD),
+        instance_id = &*clean_str(caller.instance_id(), MAX_FIELD),
         operation = %Clean(operation),
         outcome,
         status,
@@ -68,8 +68,8 @@ pub(crate) fn denied(
         route = scope.route,
         policy = scope.policy,
         subject_type = caller.map(|c| c.subject_type().as_str()),
-        subject_id = caller.map(|c| tracing::field::display(Clean(c.subject_id()))),
-        instance_id = caller.map(|c| tracing::field::display(Clean(c.instance_id()))),
+        subject_id = caller.map(|c| clean_str(c.subject_id(), MAX_FIELD)).as_deref(),
+        instance_id = caller.map(|c| clean_str(c.instance_id(), MAX_FIELD)).as_deref(),
         operation = operation.map(|op| tracing::field::display(Clean(op))),
         outcome,
         status = 403u16,
@@ -140,13 +140,46 @@ fn write_clean(f: &mut fmt::Formatter<'_>, value: &dyn fmt::Display, cap: usize)
     )
 }
 
+/// A string field's value, for subscribers that quote strings themselves:
+/// characters that could end a line or disguise text escaped as [`Clean`]
+/// escapes them, capped at `cap` characters; borrowed (no allocation) when
+/// there is nothing to change.
+pub(crate) fn clean_str(value: &str, cap: usize) -> Cow<'_, str> {
+    let mut chars = 0;
+    let plain = value.chars().all(|c| {
+        chars += 1;
+        chars <= cap && !disguises(c)
+    });
+    if plain {
+        return Cow::Borrowed(value);
+    }
+    let mut out = String::with_capacity(value.len() + 8);
+    for (i, c) in value.chars().enumerate() {
+        if i == cap {
+            out.push('…');
+            break;
+        }
+        if disguises(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// Whether `c` could end a line, forge structure or disguise text.
 fn must_escape(c: char) -> bool {
+    c == '"' || c == '\\' || disguises(c)
+}
+
+/// Control characters, the Unicode line and paragraph separators, and the
+/// bidirectional controls.
+fn disguises(c: char) -> bool {
     c.is_control()
         || matches!(
             c,
-            '"' | '\\'
-                | '\u{2028}'
+            '\u{2028}'
                 | '\u{2029}'
                 | '\u{061C}'
                 | '\u{200E}'
@@ -189,6 +222,11 @@ mod tests {
             assert!(!clean.contains(c), "U+{:04X} kept: {clean}", u32::from(c));
             assert_eq!(clean, format!("a\\u{{{:x}}}b", u32::from(c)));
         }
+        // String fields: nothing to change borrows; a disguising character is
+        // escaped (the subscriber quotes the rest).
+        assert!(matches!(clean_str("m-1", MAX_FIELD), Cow::Borrowed("m-1")));
+        assert_eq!(clean_str("a\u{202E}b\"", MAX_FIELD), "a\\u{202e}b\"");
+        assert_eq!(clean_str("abcdef", 3), "abc…");
         // Letters of every script stay as they are.
         assert_eq!(
             Clean("héllo ÅΩж 名前 مرحبا").to_string(),

@@ -14,7 +14,7 @@ use http::{Extensions, Response};
 
 use crate::{
     Elevator,
-    audit::{self, Clean, CleanText, Scope},
+    audit::{self, CleanText, MAX_FIELD, MAX_TEXT, Scope, clean_str},
     caller::{Caller, ElevatedToken},
     error::{Rejection, RejectionKind},
     identity::Verdict,
@@ -204,9 +204,9 @@ impl RouteConfig {
                     status,
                     endpoint = error.endpoint().as_str(),
                     wix_status = error.status().map(|s| s.as_u16()),
-                    wix_request_id = error.request_id().map(|id| tracing::field::display(Clean(id))),
+                    wix_request_id = error.request_id().map(|id| clean_str(id, MAX_FIELD)).as_deref(),
                     error = %CleanText(error),
-                    cause = error_chain(error).map(|cause| tracing::field::display(CleanText(cause))),
+                    cause = error_chain(error).as_deref().map(|cause| clean_str(cause, MAX_TEXT)).as_deref(),
                     suppressed = (suppressed > 0).then_some(suppressed),
                     "request rejected: Wix failed"
                 )

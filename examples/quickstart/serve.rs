@@ -16,15 +16,15 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
 /// How long a client may take to send a request's headers.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long open connections get to finish after a shutdown signal.
-pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
+pub(crate) const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
 /// How often the Prometheus recorder folds its pending samples.
-pub const METRICS_UPKEEP: Duration = Duration::from_secs(5);
+pub(crate) const METRICS_UPKEEP: Duration = Duration::from_secs(5);
 
 /// Serve `app` on `listener` until `shutdown` completes, then give open
 /// connections `deadline` to finish before returning regardless.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
     header_read_timeout: Duration,
@@ -68,7 +68,7 @@ pub async fn serve(
 
 /// Run the recorder's upkeep every `period`, for as long as the process
 /// lives.
-pub fn spawn_metrics_upkeep(handle: PrometheusHandle, period: Duration) {
+pub(crate) fn spawn_metrics_upkeep(handle: PrometheusHandle, period: Duration) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

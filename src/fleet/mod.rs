@@ -311,7 +311,7 @@ mod enabled {
                 sequence: &self.sequence_key,
                 lease: &lease,
             };
-            let Some(found) = self.store.lookup(&keys).await else {
+            let Some(found) = self.store.lookup(&keys, false).await else {
                 // Redis is unavailable: this replica asks Wix alone.
                 return fetch(Budget::Local).await.map(|(value, _)| value);
             };
@@ -341,7 +341,7 @@ mod enabled {
                             return fetch(Budget::Local).await.map(|(value, _)| value);
                         }
                         tokio::time::sleep(POLL).await;
-                        let Some(found) = self.store.lookup(&keys).await else {
+                        let Some(found) = self.store.lookup(&keys, true).await else {
                             return fetch(Budget::Local).await.map(|(value, _)| value);
                         };
                         if let Some(value) = self.open_found(&found, place.aad, &open) {

@@ -145,9 +145,10 @@ impl RedisStore {
     }
 
     /// The value under `slot.value` with what decides whether it may be
-    /// served (its instance's generation, the key's forget mark, the
-    /// fleet's forget sequence) and whether a lease is held: one round trip.
-    pub(crate) async fn lookup(&self, slot: &SlotKeys<'_>) -> Option<Lookup> {
+    /// served (its instance's generation, the key's forget mark) and, for
+    /// a replica `waiting` on another's lease, whether the lease is still
+    /// held: one round trip.
+    pub(crate) async fn lookup(&self, slot: &SlotKeys<'_>, waiting: bool) -> Option<Lookup> {
         let script = &scripts().lookup;
         let reply: Vec<redis::Value> = self
             .run(|mut c| async move {
@@ -156,6 +157,7 @@ impl RedisStore {
                     .key(slot.mark)
                     .key(slot.sequence)
                     .key(slot.lease)
+                    .arg(if waiting { "1" } else { "0" })
                     .invoke_async(&mut c)
                     .await
             })
@@ -168,9 +170,9 @@ impl RedisStore {
         Some(lookup)
     }
 
-    /// Take the lease as `owner`, then (with `budget`) spend the budget,
-    /// then read the value again, all in one round trip: only the replica
-    /// that will ask Wix spends the budget.
+    /// Spend the budget (if any), then take the lease as `owner`, then
+    /// read the value and the fleet's forget sequence again, in one round
+    /// trip: a token past the budget never touches the lease.
     pub(crate) async fn claim(
         &self,
         slot: &SlotKeys<'_>,
@@ -433,35 +435,39 @@ macro_rules! gcra_lua {
     };
 }
 
-/// Reads `KEYS[v]` (a value, `generation key \n sealed`), the value's
-/// generation, `KEYS[m]`'s mark, `KEYS[s]`'s sequence and whether `KEYS[l]`
-/// exists, into `reply`.
+/// Reads `KEYS[v]` (a value, `generation key \n sealed`) and, only when
+/// there is one, the value's generation and `KEYS[m]`'s mark; `KEYS[s]`'s
+/// sequence when `$seq` is true; whether `KEYS[l]` exists when `$lease`
+/// (a Lua expression) is true; into `reply`. A miss costs one `GET`.
 macro_rules! lookup_lua {
-    ($v:literal, $m:literal, $s:literal, $l:literal) => {
+    ($v:literal, $m:literal, $s:literal, $l:literal, $seq:literal, $lease:literal) => {
         concat!(
             "local v = redis.call('GET', KEYS[",
             $v,
             "])\n",
-            "local gen = false\n",
+            "local gen, mark, seq, leased = false, false, false, 0\n",
             "if v then\n",
             "  local nl = string.find(v, '\\n', 1, true)\n",
             "  if nl and nl > 1 then gen = redis.call('GET', string.sub(v, 1, nl - 1)) end\n",
-            "end\n",
-            "local mark = false\n",
-            "if KEYS[",
+            "  if KEYS[",
             $m,
             "] ~= '' then mark = redis.call('GET', KEYS[",
             $m,
             "]) end\n",
-            "local leased = 0\n",
-            "if KEYS[",
+            "end\n",
+            "if ",
+            $seq,
+            " then seq = redis.call('GET', KEYS[",
+            $s,
+            "]) end\n",
+            "if ",
+            $lease,
+            " and KEYS[",
             $l,
             "] ~= '' then leased = redis.call('EXISTS', KEYS[",
             $l,
             "]) end\n",
-            "local reply = {v, gen, mark, redis.call('GET', KEYS[",
-            $s,
-            "]), leased}\n",
+            "local reply = {v, gen, mark, seq, leased}\n",
         )
     };
 }
@@ -473,23 +479,24 @@ const RATE_SCRIPT: &str = concat!(
     "return {allowed, wait}\n"
 );
 
-/// `KEYS`: value, mark, sequence, lease.
-const LOOKUP_SCRIPT: &str = concat!(lookup_lua!("1", "2", "3", "4"), "return reply\n");
+/// `KEYS`: value, mark, sequence, lease; `ARGV[1]`: `1` to report whether
+/// the lease is held (a replica waiting on it).
+const LOOKUP_SCRIPT: &str = concat!(
+    lookup_lua!("1", "2", "3", "4", "false", "ARGV[1] == '1'"),
+    "return reply\n"
+);
 
 /// `KEYS`: value, mark, sequence, lease, budget; `ARGV`: owner, lease ms,
-/// budget interval (0: no budget), burst. `{1}`: the lease is another's;
-/// `{0, wait}`: the budget is spent (the lease is dropped again);
-/// `{2, lookup...}`: the lease is ours.
+/// budget interval (0: no budget), burst. The budget comes first, so a
+/// token past it costs no lease: `{0, wait}`. Then the lease: `{1}` if it
+/// is another's; `{2, lookup...}` (the sequence included) if it is ours.
 const CLAIM_SCRIPT: &str = concat!(
-    "if not redis.call('SET', KEYS[4], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1} end\n",
     "if tonumber(ARGV[3]) > 0 then\n",
     gcra_lua!("KEYS[5]", "ARGV[3]", "ARGV[4]"),
-    "  if allowed == 0 then\n",
-    "    redis.call('DEL', KEYS[4])\n",
-    "    return {0, wait}\n",
-    "  end\n",
+    "  if allowed == 0 then return {0, wait} end\n",
     "end\n",
-    lookup_lua!("1", "2", "3", "4"),
+    "if not redis.call('SET', KEYS[4], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1} end\n",
+    lookup_lua!("1", "2", "3", "4", "true", "false"),
     "return {2, reply[1], reply[2], reply[3], reply[4], reply[5]}\n",
 );
 

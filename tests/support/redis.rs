@@ -134,7 +134,34 @@ impl Redis {
         assert!(self.wait_ready(), "redis-server came back");
     }
 
-    /// Commands the server has processed so far.
+    /// Scripts the server has run so far (`EVALSHA` and `EVAL`): on the
+    /// fleet's paths, one per round trip.
+    pub(crate) async fn script_calls(&self) -> u64 {
+        let mut c = self
+            .client()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        info.lines()
+            .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+            .filter_map(|l| {
+                l.split("calls=")
+                    .nth(1)?
+                    .split(',')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum()
+    }
+
+    /// Commands the server has processed so far (those run inside scripts
+    /// included).
     pub(crate) async fn commands(&self) -> u64 {
         let mut c = self
             .client()
