@@ -24,7 +24,10 @@
 //! use axum::{Router, body::Body, routing::get};
 //! use http::{Request, StatusCode};
 //! use tower::ServiceExt;
-//! use wix_elevate::{Caller, ElevatedToken, Elevator, SubjectType, SubjectTypes, test_util::{MockWix, CallerSpec}};
+//! use wix_elevate::{
+//!     Caller, Elevator, SubjectType, SubjectTypes, WixApi, WixApiError,
+//!     test_util::{CallerSpec, MockWix},
+//! };
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -34,13 +37,21 @@
 //!     .base_url(wix.base_url())
 //!     .build()?;
 //!
-//! async fn whoami(caller: Caller, _app: ElevatedToken) -> String {
-//!     format!("{} {}", caller.subject_type(), caller.instance_id())
+//! // Wix's Get App Instance, called with the app's identity: the one call
+//! // this route declares.
+//! async fn whoami(caller: Caller, api: WixApi) -> Result<String, WixApiError> {
+//!     let instance: serde_json::Value = api.get("/apps/v1/instance").await?.json()?;
+//!     Ok(format!("{} {}", caller.subject_type(), instance["instance"]["instanceId"]))
 //! }
 //!
 //! let app = Router::new().route(
 //!     "/members/whoami",
-//!     get(whoami).route_layer(elevator.layer().policy(SubjectTypes::members())),
+//!     get(whoami).route_layer(
+//!         elevator
+//!             .layer()
+//!             .policy(SubjectTypes::members())
+//!             .allow("GET /apps/v1/instance")?,
+//!     ),
 //! );
 //!
 //! let member = wix.mint(CallerSpec::new(SubjectType::Member).instance("inst-1"));
