@@ -6,10 +6,8 @@
 
 use std::time::Duration;
 
-use axum::{Json, Router, body::Body, routing::get};
-use http::Request;
+use axum::{Json, Router, routing::get};
 use serde_json::{Value, json};
-use tower::ServiceExt;
 use wix_elevate::{
     Caller, ElevatedToken, SubjectType, WixApi, WixApiError,
     test_util::{CallerSpec, Fault, MockEndpoint, MockReply},
@@ -18,16 +16,7 @@ use wix_elevate::{
 use crate::common::{Harness, harness, harness_with};
 
 async fn answer(app: &Router, path: &str, token: &str) -> (u16, Value) {
-    let req = Request::get(path)
-        .header("authorization", token)
-        .body(Body::empty())
-        .unwrap();
-    let res = app.clone().oneshot(req).await.unwrap();
-    let status = res.status().as_u16();
-    let body = axum::body::to_bytes(res.into_body(), 1 << 20)
-        .await
-        .unwrap();
-    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    crate::scoped_app::call(app, "GET", path, token).await
 }
 
 async fn status(app: &Router, path: &str, token: &str) -> u16 {

@@ -137,17 +137,9 @@ impl Redis {
     /// Scripts the server has run so far (`EVALSHA` and `EVAL`): on the
     /// fleet's paths, one per round trip.
     pub(crate) async fn script_calls(&self) -> u64 {
-        let mut c = self
-            .client()
-            .get_multiplexed_async_connection()
+        self.info("commandstats")
             .await
-            .unwrap();
-        let info: String = redis::cmd("INFO")
-            .arg("commandstats")
-            .query_async(&mut c)
-            .await
-            .unwrap();
-        info.lines()
+            .lines()
             .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
             .filter_map(|l| {
                 l.split("calls=")
@@ -163,20 +155,26 @@ impl Redis {
     /// Commands the server has processed so far (those run inside scripts
     /// included).
     pub(crate) async fn commands(&self) -> u64 {
+        self.info("stats")
+            .await
+            .lines()
+            .find_map(|l| l.strip_prefix("total_commands_processed:"))
+            .and_then(|n| n.trim().parse().ok())
+            .expect("total_commands_processed")
+    }
+
+    /// One section of `INFO`.
+    async fn info(&self, section: &str) -> String {
         let mut c = self
             .client()
             .get_multiplexed_async_connection()
             .await
             .unwrap();
-        let info: String = redis::cmd("INFO")
-            .arg("stats")
+        redis::cmd("INFO")
+            .arg(section)
             .query_async(&mut c)
             .await
-            .unwrap();
-        info.lines()
-            .find_map(|l| l.strip_prefix("total_commands_processed:"))
-            .and_then(|n| n.trim().parse().ok())
-            .expect("total_commands_processed")
+            .unwrap()
     }
 }
 
