@@ -31,7 +31,7 @@ pub enum MockEndpoint {
     Other,
 }
 
-/// How Token Info writes its fields. Wix's sources disagree (`wix-api.md`
+/// How Token Info writes its fields. Wix's sources disagree (its docs and its SDK
 /// sections 1 and 8), so the mock speaks all three plausible forms.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
