@@ -1,6 +1,6 @@
 //! The JSON shapes of Wix's OAuth answers: decoded like a tolerant client,
 //! so that a harmless format change at Wix is not an outage, and decided on
-//! like a strict one (see `wix-api.md`, sections 1, 2 and 8).
+//! like a strict one.
 //!
 //! Token Info, field by field:
 //!

@@ -31,8 +31,8 @@ pub enum MockEndpoint {
     Other,
 }
 
-/// How Token Info writes its fields. Wix's sources disagree (its docs and its SDK
-/// sections 1 and 8), so the mock speaks all three plausible forms.
+/// How Token Info writes its fields. Wix's sources disagree (its docs and
+/// its generated SDK types), so the mock speaks all three plausible forms.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TokenInfoStyle {
