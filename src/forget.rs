@@ -72,6 +72,9 @@ pub(crate) struct Forgetting {
     soft_cap: usize,
     /// Tokens forgotten lately, with the sequence of their forget.
     tokens: Mutex<HashMap<TokenDigest, (u64, Instant)>>,
+    /// The sequence of the latest token forget: a fetch that began after
+    /// it need not look at `tokens` (no lock on the miss path).
+    latest_token_forget: AtomicU64,
 }
 
 struct Marks {
@@ -93,6 +96,7 @@ impl Forgetting {
             }),
             soft_cap: soft_cap.max(1024),
             tokens: Mutex::new(HashMap::new()),
+            latest_token_forget: AtomicU64::new(0),
         }
     }
 
@@ -152,11 +156,20 @@ impl Forgetting {
         let mut tokens = lock(&self.tokens);
         tokens.retain(|_, (_, when)| now.duration_since(*when) < TOKEN_NOTE_LIFETIME);
         tokens.insert(digest, (at, now));
+        self.latest_token_forget.fetch_max(at, Ordering::SeqCst);
     }
 
     /// Whether the token was forgotten after a fetch that began at
     /// `started`: then what that fetch stored must go.
     pub(crate) fn token_forgotten_since(&self, digest: TokenDigest, started: u64) -> bool {
+        // The forget writes its note, then this, then removes the entry; a
+        // fetch stores its entry, then reads this. With both orders
+        // sequentially consistent, either the forget removes the stored
+        // entry or the fetch sees the forget (and removes it itself).
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.latest_token_forget.load(Ordering::SeqCst) <= started {
+            return false;
+        }
         lock(&self.tokens)
             .get(&digest)
             .is_some_and(|(at, _)| *at > started)

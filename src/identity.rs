@@ -13,11 +13,10 @@
 //! up to the TTL (plus the grace in degraded mode).
 
 use std::{
+    num::NonZeroU32,
     sync::Arc,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
-
-use std::num::NonZeroU32;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter, clock::Clock};
 use http::HeaderMap;

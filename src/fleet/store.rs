@@ -327,7 +327,8 @@ pub(crate) struct Lookup {
     pub(crate) generation: u64,
     /// The key's forget mark (0: never forgotten).
     pub(crate) mark: u64,
-    /// The fleet's forget sequence now.
+    /// The fleet's forget sequence now (read by a claim only; 0 from a
+    /// lookup, which has no use for it).
     pub(crate) sequence: u64,
     /// Whether some replica holds the lease.
     pub(crate) leased: bool,
