@@ -246,3 +246,75 @@ async fn a_waiting_replica_goes_ahead_as_soon_as_the_lease_holder_fails() {
     assert!(waited < Duration::from_secs(1), "{waited:?}");
     assert_eq!(wix.token_info_calls_for(&token), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_holder_never_releases_the_lease_of_the_replica_after_it() {
+    let _serial = SERIAL.lock().await;
+    let Some(redis) = Redis::start() else { return };
+    // Two stand-ins for Wix with the same app, so that the two holders'
+    // calls can be held and released separately.
+    let slow_wix = wix_elevate::test_util::MockWix::start().await.unwrap();
+    let other_wix = wix_elevate::test_util::MockWix::builder()
+        .app_id(slow_wix.app_id())
+        .app_secret(slow_wix.app_secret())
+        .start()
+        .await
+        .unwrap();
+    let lease = Duration::from_millis(300);
+    let replica = |wix: &wix_elevate::test_util::MockWix| {
+        let elevator = Elevator::builder(wix.app_id(), wix.app_secret())
+            .base_url(wix.base_url())
+            .redis(redis.url())
+            .redis_timeout(Duration::from_millis(500))
+            .redis_lease(lease)
+            .auth_deadline(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        Router::new().route(
+            "/whoami",
+            get(|caller: Caller| async move { caller.subject_id().to_owned() })
+                .route_layer(elevator.layer()),
+        )
+    };
+    let (a, b, c) = (replica(&slow_wix), replica(&other_wix), replica(&other_wix));
+    let token = slow_wix.mint(CallerSpec::new(SubjectType::Member));
+    let spawn = |router: &Router| {
+        let (router, token) = (router.clone(), token.clone());
+        tokio::spawn(async move {
+            let req = Request::get("/whoami")
+                .header("authorization", token)
+                .body(Body::empty())
+                .unwrap();
+            router.oneshot(req).await.unwrap().status().as_u16()
+        })
+    };
+    // A takes the lease; its call (which will fail) outlives the lease.
+    slow_wix.fail(MockEndpoint::TokenInfo, Fault::Status(500));
+    slow_wix.hold(MockEndpoint::TokenInfo);
+    let holder_a = spawn(&a);
+    slow_wix.wait_for_calls(MockEndpoint::TokenInfo, 1).await;
+    // The lease expires in Redis (its clock, not ours: time must pass).
+    tokio::time::sleep(lease + Duration::from_millis(100)).await;
+    // B takes the lease anew; its call waits at Wix too.
+    other_wix.hold(MockEndpoint::TokenInfo);
+    let holder_b = spawn(&b);
+    other_wix.wait_for_calls(MockEndpoint::TokenInfo, 1).await;
+    // A's call fails now: its release must leave B's lease alone.
+    slow_wix.release(MockEndpoint::TokenInfo);
+    assert_eq!(holder_a.await.unwrap(), 502);
+    // C finds B's lease and waits on it (lookup, claim, a poll at least).
+    let before = redis.script_calls().await;
+    let waiter_c = spawn(&c);
+    while redis.script_calls().await < before + 3 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        other_wix.calls(MockEndpoint::TokenInfo),
+        1,
+        "C did not ask Wix: B's lease still stands"
+    );
+    other_wix.release(MockEndpoint::TokenInfo);
+    let (b_status, c_status) = (holder_b.await.unwrap(), waiter_c.await.unwrap());
+    assert_eq!(b_status, c_status, "C took B's answer");
+    assert_eq!(other_wix.calls(MockEndpoint::TokenInfo), 1);
+}
