@@ -177,3 +177,56 @@ fn a_warm_request_allocates_no_more_than_any_layer_that_attaches_two_extensions(
         "the warm path allocates beyond its two extensions: {elevated} vs {floor}"
     );
 }
+
+/// The quickstart's server module: its metrics upkeep is under test here.
+#[path = "../examples/quickstart/serve.rs"]
+#[allow(dead_code)]
+mod quickstart_serve;
+
+/// Bytes still held after each of five rounds of 20,000 latency samples
+/// recorded into a Prometheus recorder nobody scrapes, with the clock
+/// moved one upkeep period per round, with or without the quickstart's
+/// upkeep task.
+fn held_per_round(upkeep: bool) -> Vec<i64> {
+    use metrics_exporter_prometheus::PrometheusBuilder;
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    if upkeep {
+        let handle = recorder.handle();
+        rt.block_on(async {
+            quickstart_serve::spawn_metrics_upkeep(handle, quickstart_serve::METRICS_UPKEEP);
+        });
+    }
+    metrics::with_local_recorder(&recorder, || {
+        let latency = metrics::histogram!("wix_elevate_wix_call_duration_seconds");
+        (0..5)
+            .map(|_| {
+                allocation_counter::measure(|| {
+                    for _ in 0..20_000 {
+                        latency.record(0.012);
+                    }
+                    rt.block_on(async {
+                        tokio::time::advance(quickstart_serve::METRICS_UPKEEP).await;
+                        tokio::task::yield_now().await;
+                    });
+                })
+                .bytes_current
+            })
+            .collect()
+    })
+}
+
+#[test]
+fn the_quickstarts_metrics_upkeep_keeps_an_idle_exporter_flat() {
+    let without = held_per_round(false);
+    let with = held_per_round(true);
+    println!("bytes held per round of 20,000 samples: without upkeep {without:?}, with {with:?}");
+    // Without upkeep every round's samples stay buffered.
+    assert!(without[1..].iter().all(|b| *b > 100_000), "{without:?}");
+    // With it, after the first round nothing more is held.
+    assert!(with[1..].iter().all(|b| *b < 4_096), "{with:?}");
+}
