@@ -86,6 +86,59 @@ impl fmt::Display for SubjectType {
     }
 }
 
+/// The app plan the caller's site bought, as Token Info's `vendorProductId`
+/// names it.
+///
+/// Decoded leniently, like every field no decision needs, until a route's
+/// policy reads it ([`policy::paid`](crate::policy::paid),
+/// [`policy::plans`](crate::policy::plans)): then an [`Unreadable`](Self::Unreadable)
+/// plan is refused, never admitted.
+///
+/// ```
+/// use wix_elevate::Plan;
+///
+/// assert_eq!(Plan::paid("premium").product_id(), Some("premium"));
+/// assert!(!Plan::Free.is_paid());
+/// assert!(!Plan::Unreadable.is_paid());
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Plan {
+    /// No paid plan: `vendorProductId` absent, `null` or empty.
+    #[default]
+    Free,
+    /// A paid plan, by its product id.
+    Paid(Arc<str>),
+    /// Wix sent something that is not a product id (a number, an object,
+    /// the field twice).
+    Unreadable,
+}
+
+impl Plan {
+    /// A paid plan with this product id (an empty id is the free plan).
+    pub fn paid(product_id: impl Into<Arc<str>>) -> Self {
+        let id = product_id.into();
+        if id.is_empty() {
+            Plan::Free
+        } else {
+            Plan::Paid(id)
+        }
+    }
+
+    /// The product id of a paid plan.
+    pub fn product_id(&self) -> Option<&str> {
+        match self {
+            Plan::Paid(id) => Some(id),
+            Plan::Free | Plan::Unreadable => None,
+        }
+    }
+
+    /// Whether this is a paid plan.
+    pub fn is_paid(&self) -> bool {
+        matches!(self, Plan::Paid(_))
+    }
+}
+
 /// The verified caller of a request, as Wix's Token Info described it.
 ///
 /// Only the layer creates it in production, after Wix confirmed the token
@@ -104,6 +157,7 @@ impl fmt::Display for SubjectType {
 #[derive(Clone)]
 pub struct Caller(Arc<CallerData>);
 
+#[derive(Clone)]
 struct CallerData {
     subject_type: SubjectType,
     subject_id: Arc<str>,
@@ -111,6 +165,7 @@ struct CallerData {
     site_id: Option<Box<str>>,
     /// Wix's `exp`, on the monotonic clock.
     live_until: Instant,
+    plan: Plan,
     /// Whether the layer may still serve this identity from its cache
     /// (see [`forget`](crate::forget)); `None` for callers made by hand.
     stamp: Option<Stamp>,
@@ -131,6 +186,7 @@ impl Caller {
             instance_id.into(),
             None,
             far,
+            Plan::Free,
         )
     }
 
@@ -140,6 +196,7 @@ impl Caller {
         instance_id: Arc<str>,
         site_id: Option<Box<str>>,
         live_until: Instant,
+        plan: Plan,
     ) -> Self {
         Caller(Arc::new(CallerData {
             subject_type,
@@ -147,24 +204,39 @@ impl Caller {
             instance_id,
             site_id,
             live_until,
+            plan,
             stamp: None,
         }))
     }
 
     /// The same caller, cached under `stamp`.
     pub(crate) fn with_stamp(self, stamp: Stamp) -> Self {
-        let data = Arc::try_unwrap(self.0).unwrap_or_else(|shared| CallerData {
-            subject_type: shared.subject_type,
-            subject_id: shared.subject_id.clone(),
-            instance_id: shared.instance_id.clone(),
-            site_id: shared.site_id.clone(),
-            live_until: shared.live_until,
-            stamp: None,
-        });
         Caller(Arc::new(CallerData {
             stamp: Some(stamp),
-            ..data
+            ..Arc::unwrap_or_clone(self.0)
         }))
+    }
+
+    /// The same caller on `plan` (for tests of your own handlers and
+    /// policies; the layer takes the plan from Wix).
+    ///
+    /// ```
+    /// use wix_elevate::{Caller, Plan, SubjectType};
+    ///
+    /// let caller = Caller::new(SubjectType::User, "u-1", "i-1").with_plan(Plan::paid("premium"));
+    /// assert_eq!(caller.plan().product_id(), Some("premium"));
+    /// ```
+    pub fn with_plan(self, plan: Plan) -> Self {
+        Caller(Arc::new(CallerData {
+            plan,
+            ..Arc::unwrap_or_clone(self.0)
+        }))
+    }
+
+    /// The plan the caller's site bought for this app (Token Info's
+    /// `vendorProductId`).
+    pub fn plan(&self) -> &Plan {
+        &self.0.plan
     }
 
     /// Whether this identity was not forgotten since Wix gave it.
@@ -224,6 +296,7 @@ impl fmt::Debug for Caller {
             .field("subject_id", &self.0.subject_id)
             .field("instance_id", &self.0.instance_id)
             .field("site_id", &self.0.site_id)
+            .field("plan", &self.0.plan)
             .field("expires_at", &self.0.live_until)
             .finish()
     }

@@ -411,6 +411,11 @@ pub enum RejectionKind {
     ExpiredToken,
     /// The token was issued to another app (`clientId` differs or is absent).
     ForeignToken,
+    /// The request carries its credential twice, differently: in
+    /// `Authorization` and in the query parameter the route reads
+    /// ([`ElevateLayer::credential_from_query`](crate::ElevateLayer::credential_from_query)).
+    /// Answered 400: neither is guessed at.
+    ConflictingCredentials,
     /// The token is not bound to an app instance (`instanceId` absent).
     NoInstance,
     /// Wix named no subject for the token (`subjectId` absent or empty): a
@@ -419,6 +424,11 @@ pub enum RejectionKind {
     NoSubject,
     /// The route's policy does not admit this caller.
     Forbidden,
+    /// The route admits only sites on a paid plan of the app (or on
+    /// certain plans: [`policy::paid`](crate::policy::paid),
+    /// [`policy::plans`](crate::policy::plans)), and this caller's site is
+    /// not on one. A frontend can offer an upgrade.
+    PlanRequired,
     /// Wix failed: 5xx, an unexpected status, a malformed answer or a
     /// dropped connection.
     UpstreamFailed,
@@ -435,7 +445,7 @@ pub enum RejectionKind {
 
 impl RejectionKind {
     /// Every kind, in declaration order.
-    pub(crate) const ALL: [RejectionKind; 13] = [
+    pub(crate) const ALL: [RejectionKind; 15] = [
         RejectionKind::MissingToken,
         RejectionKind::MalformedToken,
         RejectionKind::InvalidToken,
@@ -449,6 +459,8 @@ impl RejectionKind {
         RejectionKind::UpstreamTimeout,
         RejectionKind::UpstreamUnavailable,
         RejectionKind::RateLimited,
+        RejectionKind::PlanRequired,
+        RejectionKind::ConflictingCredentials,
     ];
 
     /// This kind's position in [`ALL`](Self::ALL). An exhaustive match, so
@@ -469,6 +481,8 @@ impl RejectionKind {
             RejectionKind::UpstreamTimeout => 10,
             RejectionKind::UpstreamUnavailable => 11,
             RejectionKind::RateLimited => 12,
+            RejectionKind::PlanRequired => 13,
+            RejectionKind::ConflictingCredentials => 14,
         }
     }
 
@@ -487,7 +501,8 @@ impl RejectionKind {
             | RejectionKind::ForeignToken
             | RejectionKind::NoInstance
             | RejectionKind::NoSubject => StatusCode::UNAUTHORIZED,
-            RejectionKind::Forbidden => StatusCode::FORBIDDEN,
+            RejectionKind::Forbidden | RejectionKind::PlanRequired => StatusCode::FORBIDDEN,
+            RejectionKind::ConflictingCredentials => StatusCode::BAD_REQUEST,
             RejectionKind::UpstreamFailed => StatusCode::BAD_GATEWAY,
             RejectionKind::UpstreamThrottled | RejectionKind::UpstreamUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -513,6 +528,8 @@ impl RejectionKind {
             RejectionKind::NoInstance => "no_instance",
             RejectionKind::NoSubject => "no_subject",
             RejectionKind::Forbidden => "forbidden",
+            RejectionKind::PlanRequired => "plan_required",
+            RejectionKind::ConflictingCredentials => "conflicting_credentials",
             RejectionKind::UpstreamFailed => "upstream_failed",
             RejectionKind::UpstreamThrottled => "upstream_throttled",
             RejectionKind::UpstreamTimeout => "upstream_timeout",
@@ -539,6 +556,12 @@ impl RejectionKind {
             RejectionKind::NoInstance => "The access token is not bound to an app instance.",
             RejectionKind::NoSubject => "The access token names no subject.",
             RejectionKind::Forbidden => "The caller is not allowed to use this endpoint.",
+            RejectionKind::ConflictingCredentials => {
+                "The request carries two different credentials."
+            }
+            RejectionKind::PlanRequired => {
+                "This endpoint needs a paid plan of the app for this site."
+            }
             RejectionKind::UpstreamFailed => "Wix could not authorize the request.",
             RejectionKind::UpstreamThrottled => "Wix is throttling requests; retry later.",
             RejectionKind::UpstreamTimeout => "Wix did not answer in time.",
@@ -606,6 +629,20 @@ impl Rejection {
             source: None,
             caller: Some(caller),
             retry_after: Some(after),
+        }
+    }
+
+    /// The route's policy refused this verified caller, for `denial`.
+    pub(crate) fn denied(caller: Caller, denial: crate::policy::Denial) -> Self {
+        let kind = match denial {
+            crate::policy::Denial::PlanRequired => RejectionKind::PlanRequired,
+            crate::policy::Denial::Forbidden => RejectionKind::Forbidden,
+        };
+        Self {
+            kind,
+            source: None,
+            caller: Some(caller),
+            retry_after: None,
         }
     }
 

@@ -19,7 +19,6 @@ use std::{
 };
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter, clock::Clock};
-use http::HeaderMap;
 
 use crate::{
     cache::{FlightCache, Fresh},
@@ -195,20 +194,23 @@ impl Identities {
         })
     }
 
-    /// The warm path: the token read and looked up, without waiting or
-    /// allocating. A malformed header is refused here, before anything
-    /// else.
-    pub(crate) fn cached(&self, headers: &HeaderMap, now: Instant) -> Result<Lookup, Rejection> {
-        let token = token::bare_token(headers, self.max_token_len)?;
+    /// The longest caller token accepted.
+    pub(crate) fn max_token_len(&self) -> usize {
+        self.max_token_len
+    }
+
+    /// The warm path: the bare token (see [`token::request_token`]) looked
+    /// up, without waiting or allocating.
+    pub(crate) fn cached(&self, token: &[u8], now: Instant) -> Lookup {
         let digest = self.hasher.digest(token);
-        Ok(match self.cache.get(&digest, now) {
+        match self.cache.get(&digest, now) {
             Some(cached) => Lookup::Known {
                 verdict: cached.verdict,
                 fetched_at: cached.fetched_at,
                 digest,
             },
             None => Lookup::Unknown(digest),
-        })
+        }
     }
 
     /// The miss: check the token in full, then ask Token Info through the
@@ -218,7 +220,7 @@ impl Identities {
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn resolve(
         &self,
-        headers: &HeaderMap,
+        token: &[u8],
         digest: TokenDigest,
         client: &WixClient,
         fleet: Option<&Fleet>,
@@ -228,7 +230,7 @@ impl Identities {
         deadline: Instant,
     ) -> Result<Verdict, Rejection> {
         // Checked in full before anything leaves the process.
-        let token = token::caller_token(headers, self.max_token_len)?;
+        let token = token::checked(token)?;
         let grace = self.stale_grace;
         let cached = self
             .cache
@@ -398,7 +400,7 @@ mod shared {
 
     use super::{CachedVerdict, Verdict};
     use crate::{
-        caller::{Caller, SubjectType},
+        caller::{Caller, Plan, SubjectType},
         error::RejectionKind,
         fleet::unix_ms,
         forget::Forgetting,
@@ -421,6 +423,12 @@ mod shared {
         site_id: Option<String>,
         /// Wix's `exp`, Unix ms.
         exp: u64,
+        /// `vendorProductId`: absent for the free plan; `unreadable` set
+        /// when Wix sent something else.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        plan: Option<String>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        unreadable_plan: bool,
     }
 
     /// The plaintext to store, and its TTL in Redis.
@@ -450,6 +458,8 @@ mod shared {
                     instance_id: caller.instance_id().to_owned(),
                     site_id: caller.site_id().map(str::to_owned),
                     exp: ms(caller.expires_at(), true),
+                    plan: caller.plan().product_id().map(str::to_owned),
+                    unreadable_plan: *caller.plan() == Plan::Unreadable,
                 }),
                 Verdict::Refused(_) => None,
             },
@@ -490,6 +500,11 @@ mod shared {
                         c.instance_id.into(),
                         c.site_id.map(Into::into),
                         now.checked_add(live_for)?,
+                        match (c.plan, c.unreadable_plan) {
+                            (_, true) => Plan::Unreadable,
+                            (Some(id), false) => Plan::paid(id),
+                            (None, false) => Plan::Free,
+                        },
                     )
                     .with_stamp(stamp),
                 )
@@ -545,6 +560,7 @@ pub(crate) fn verify(info: TokenInfo, app_id: &str, unix_now: u64, now: Instant)
         Arc::from(instance_id),
         info.site_id.map(Into::into),
         live_until,
+        info.plan,
     ))
 }
 

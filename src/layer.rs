@@ -59,6 +59,7 @@ pub struct ElevateLayer {
     rate_limits: Vec<Arc<RouteRateLimit>>,
     max_identity_age: Option<Duration>,
     expose_app_token: bool,
+    credential_query: Option<Box<str>>,
     /// Registered by `route_name`; unnamed routes register when layered.
     metrics: Option<Arc<RouteMetrics>>,
     on_rejection: Arc<dyn OnRejection>,
@@ -108,6 +109,7 @@ impl ElevateLayer {
             rate_limits: Vec::new(),
             max_identity_age: None,
             expose_app_token: false,
+            credential_query: None,
             metrics: None,
             on_rejection: Arc::new(ProblemJson),
         }
@@ -246,6 +248,36 @@ impl ElevateLayer {
         self
     }
 
+    /// Also read the caller's credential from the query parameter `name`,
+    /// for dashboard pages and settings panels that Wix opens with
+    /// `?instance=…` instead of a token in `Authorization`. The value goes
+    /// to Token Info as the token, through the same checks, cache, budget,
+    /// single flight and policy. A request that carries both, differently,
+    /// is refused with 400 `conflicting_credentials`.
+    ///
+    /// A credential in a URL leaks where URLs go: access logs, proxies, the
+    /// browser's history and the `Referer` header of anything the page
+    /// loads. This crate never logs it (no request URI reaches its logs,
+    /// audit events, metric labels or error bodies); redact it in your own
+    /// access logs (tower-http's `TraceLayer` logs the URI), serve such
+    /// pages with `Referrer-Policy: no-referrer`, and prefer
+    /// `fetchWithAuth` (a token in `Authorization`) wherever the frontend
+    /// can use it.
+    ///
+    /// ```
+    /// # use wix_elevate::{Elevator, SubjectTypes};
+    /// # let elevator = Elevator::builder("app", "secret").build().unwrap();
+    /// let settings_panel = elevator
+    ///     .layer()
+    ///     .policy(SubjectTypes::wix_users())
+    ///     .credential_from_query("instance");
+    /// # let _ = settings_panel;
+    /// ```
+    pub fn credential_from_query(mut self, name: impl Into<Box<str>>) -> Self {
+        self.credential_query = Some(name.into());
+        self
+    }
+
     /// Who may call this route. Checked on every request, before elevation.
     pub fn policy(mut self, policy: impl Policy) -> Self {
         self.policy = Arc::new(policy);
@@ -285,6 +317,7 @@ impl<S> Layer<S> for ElevateLayer {
                 rate_limits: self.rate_limits.clone().into(),
                 max_identity_age: self.max_identity_age,
                 expose_app_token: self.expose_app_token,
+                credential_query: self.credential_query.clone(),
                 on_rejection: self.on_rejection.clone(),
             },
         )

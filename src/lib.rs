@@ -164,7 +164,7 @@ pub use api::{WixApi, WixApiError, WixApiErrorKind, WixRequest, WixResponse};
 #[doc(inline)]
 pub use builder::ElevatorBuilder;
 #[doc(inline)]
-pub use caller::{Caller, ElevatedToken, SubjectType};
+pub use caller::{Caller, ElevatedToken, Plan, SubjectType};
 #[doc(inline)]
 pub use elevator::{Elevator, WIX_API_BASE_URL};
 #[doc(inline)]

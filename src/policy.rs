@@ -4,6 +4,13 @@
 //! * [`SubjectTypes`]: an allow-list of subject types, with presets.
 //!   [`SubjectTypes::default()`] admits visitors, members and Wix users;
 //!   apps and unknown subjects only when a route names them.
+//! * [`paid`] and [`plans`]: the caller's site bought a paid plan of the
+//!   app (any, or one of these product ids). Their refusal is 403
+//!   `plan_required` rather than `forbidden`, so a frontend can offer an
+//!   upgrade. A plan change takes effect at the next request once the
+//!   instance is forgotten (Wix's plan webhooks do that; see
+//!   [`Elevator::forget_instance`](crate::Elevator::forget_instance)),
+//!   else within the identity TTL.
 //! * Any `Fn(&Caller) -> bool` is a policy.
 //! * [`PolicyExt`] composes them: [`and`](PolicyExt::and),
 //!   [`or`](PolicyExt::or), [`not`](PolicyExt::not); [`any`] and [`all`]
@@ -26,9 +33,20 @@
 //! assert!(SubjectTypes::members().allows(&member));
 //! ```
 
-use std::{fmt, ops::BitOr};
+use std::{fmt, ops::BitOr, sync::Arc};
 
-use crate::caller::{Caller, SubjectType};
+use crate::caller::{Caller, Plan, SubjectType};
+
+/// Why a policy refused a caller: the rejection it answers with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Denial {
+    /// 403 `forbidden`: this caller may not use the route.
+    Forbidden,
+    /// 403 `plan_required`: the caller's site needs a (different) paid
+    /// plan of the app.
+    PlanRequired,
+}
 
 /// Decides whether a verified caller may use a route.
 ///
@@ -59,6 +77,14 @@ pub trait Policy: Send + Sync + 'static {
     /// A short name for logs and spans. Defaults to `"custom"`.
     fn name(&self) -> &str {
         "custom"
+    }
+
+    /// Why `caller` is refused, asked only after [`allows`](Self::allows)
+    /// said no. Defaults to [`Denial::Forbidden`]; the plan policies answer
+    /// [`Denial::PlanRequired`].
+    fn denial(&self, caller: &Caller) -> Denial {
+        let _ = caller;
+        Denial::Forbidden
     }
 }
 
@@ -190,6 +216,10 @@ impl<A: Policy, B: Policy> Policy for And<A, B> {
     fn name(&self) -> &str {
         "and"
     }
+    /// The first refusing side's reason.
+    fn denial(&self, caller: &Caller) -> Denial {
+        first_denial([&self.0 as &dyn Policy, &self.1], caller)
+    }
 }
 
 impl<A: Policy, B: Policy> Policy for Or<A, B> {
@@ -198,6 +228,100 @@ impl<A: Policy, B: Policy> Policy for Or<A, B> {
     }
     fn name(&self) -> &str {
         "or"
+    }
+    /// A plan is required if a plan would admit the caller on either side.
+    fn denial(&self, caller: &Caller) -> Denial {
+        any_denial([&self.0 as &dyn Policy, &self.1], caller)
+    }
+}
+
+/// The reason of the first policy that refuses (all refuse: `And`).
+fn first_denial<'a>(policies: impl IntoIterator<Item = &'a dyn Policy>, caller: &Caller) -> Denial {
+    policies
+        .into_iter()
+        .find(|p| !p.allows(caller))
+        .map_or(Denial::Forbidden, |p| p.denial(caller))
+}
+
+/// [`Denial::PlanRequired`] if any refusing policy says so (`Or`: a plan
+/// would open one of the ways in), else [`Denial::Forbidden`].
+fn any_denial<'a>(policies: impl IntoIterator<Item = &'a dyn Policy>, caller: &Caller) -> Denial {
+    if policies
+        .into_iter()
+        .any(|p| p.denial(caller) == Denial::PlanRequired)
+    {
+        Denial::PlanRequired
+    } else {
+        Denial::Forbidden
+    }
+}
+
+/// Admits callers whose site bought a paid plan of the app, any plan
+/// ([`paid`]) or one of a list ([`plans`]). Refuses with
+/// [`Denial::PlanRequired`]; an [`Unreadable`](Plan::Unreadable) plan is
+/// refused too.
+#[derive(Clone, Debug)]
+pub struct Plans {
+    /// `None`: any paid plan.
+    product_ids: Option<Arc<[Box<str>]>>,
+}
+
+/// Admits callers on any paid plan of the app (403 `plan_required`
+/// otherwise). Compose it with a subject policy:
+///
+/// ```
+/// use wix_elevate::{Caller, Plan, Policy, PolicyExt, SubjectType, SubjectTypes, policy};
+///
+/// let premium_dashboard = SubjectTypes::wix_users().and(policy::paid());
+/// let user = Caller::new(SubjectType::User, "u-1", "i-1");
+/// assert!(!premium_dashboard.allows(&user));
+/// assert_eq!(premium_dashboard.denial(&user), policy::Denial::PlanRequired);
+/// assert!(premium_dashboard.allows(&user.with_plan(Plan::paid("basic"))));
+/// ```
+pub fn paid() -> Plans {
+    Plans { product_ids: None }
+}
+
+/// Admits callers on one of these plans (product ids, as in the app's
+/// pricing plans); 403 `plan_required` otherwise.
+///
+/// ```
+/// use wix_elevate::{Caller, Plan, Policy, SubjectType, policy};
+///
+/// let business = policy::plans(["premium", "business"]);
+/// let on = |plan| Caller::new(SubjectType::User, "u-1", "i-1").with_plan(plan);
+/// assert!(business.allows(&on(Plan::paid("business"))));
+/// assert!(!business.allows(&on(Plan::paid("basic"))));
+/// assert!(!business.allows(&on(Plan::Free)));
+/// ```
+pub fn plans<S: AsRef<str>>(product_ids: impl IntoIterator<Item = S>) -> Plans {
+    Plans {
+        product_ids: Some(
+            product_ids
+                .into_iter()
+                .map(|id| Box::from(id.as_ref()))
+                .collect(),
+        ),
+    }
+}
+
+impl Policy for Plans {
+    fn allows(&self, caller: &Caller) -> bool {
+        match (caller.plan(), &self.product_ids) {
+            (Plan::Paid(_), None) => true,
+            (Plan::Paid(id), Some(ids)) => ids.iter().any(|allowed| **allowed == **id),
+            (Plan::Free | Plan::Unreadable, _) => false,
+        }
+    }
+    fn name(&self) -> &str {
+        if self.product_ids.is_some() {
+            "plans"
+        } else {
+            "paid"
+        }
+    }
+    fn denial(&self, _caller: &Caller) -> Denial {
+        Denial::PlanRequired
     }
 }
 
@@ -295,6 +419,9 @@ impl Policy for AnyOf {
     fn name(&self) -> &str {
         "any"
     }
+    fn denial(&self, caller: &Caller) -> Denial {
+        any_denial(self.0.iter().map(|p| &**p), caller)
+    }
 }
 
 impl Policy for AllOf {
@@ -303,6 +430,9 @@ impl Policy for AllOf {
     }
     fn name(&self) -> &str {
         "all"
+    }
+    fn denial(&self, caller: &Caller) -> Denial {
+        first_denial(self.0.iter().map(|p| &**p), caller)
     }
 }
 

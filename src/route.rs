@@ -39,6 +39,9 @@ pub(crate) struct RouteConfig {
     /// Whether handlers may hold the raw app token
     /// ([`ElevateLayer::expose_app_token`](crate::ElevateLayer::expose_app_token)).
     pub(crate) expose_app_token: bool,
+    /// A query parameter that may carry the caller's credential instead of
+    /// `Authorization` ([`ElevateLayer::credential_from_query`](crate::ElevateLayer::credential_from_query)).
+    pub(crate) credential_query: Option<Box<str>>,
     pub(crate) metrics: Arc<RouteMetrics>,
     pub(crate) on_rejection: Arc<dyn OnRejection>,
 }
@@ -63,6 +66,22 @@ impl RouteConfig {
         !self.operations.is_empty()
     }
 
+    /// Step 1: the request's bare credential, from where this route reads
+    /// it. Malformed or conflicting input is refused here, before any
+    /// lookup or network call.
+    pub(crate) fn caller_token<'r>(
+        &self,
+        headers: &'r http::HeaderMap,
+        uri: &'r http::Uri,
+    ) -> Result<std::borrow::Cow<'r, [u8]>, RejectionKind> {
+        crate::token::request_token(
+            headers,
+            uri,
+            self.credential_query.as_deref(),
+            self.elevator.identities().max_token_len(),
+        )
+    }
+
     /// Step 3: a verdict, checked against the clock, the policy and the
     /// rate limit.
     pub(crate) fn admit(&self, verdict: Verdict, now: Instant) -> Result<Caller, Rejection> {
@@ -74,7 +93,8 @@ impl RouteConfig {
             Verdict::Refused(kind) => return Err(kind.into()),
         };
         if !self.policy.allows(&caller) {
-            return Err(Rejection::forbidden(caller));
+            let denial = self.policy.denial(&caller);
+            return Err(Rejection::denied(caller, denial));
         }
         if self.shares_limits() {
             // Checked fleet-wide by `check_shared_limits`, asynchronously.
@@ -153,13 +173,13 @@ impl RouteConfig {
     /// with the rejection in the response's extensions.
     pub(crate) fn reject(&self, rejection: Rejection) -> Response<Bytes> {
         self.metrics.rejected(rejection.kind());
-        if rejection.kind() == RejectionKind::Forbidden {
-            audit::denied(
-                self.audit_scope(),
-                rejection.caller(),
-                None,
-                "policy_denied",
-            );
+        let outcome = match rejection.kind() {
+            RejectionKind::Forbidden => Some("policy_denied"),
+            RejectionKind::PlanRequired => Some("plan_required"),
+            _ => None,
+        };
+        if let Some(outcome) = outcome {
+            audit::denied(self.audit_scope(), rejection.caller(), None, outcome);
         }
         self.log(&rejection);
         let mut response = self.on_rejection.response(&rejection);

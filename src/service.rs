@@ -150,13 +150,18 @@ where
         let started = Instant::now();
         let route = &*self.route;
         let elevator = &route.elevator;
-        // 1 + 2. The token, and who it is.
-        let verdict = match elevator.identities().cached(req.headers(), started) {
-            Ok(Lookup::Known {
+        // 1. The token.
+        let lookup = match route.caller_token(req.headers(), req.uri()) {
+            Ok(token) => elevator.identities().cached(&token, started),
+            Err(kind) => return ResponseFuture::rejected(route.reject(kind.into())),
+        };
+        // 2. Who it is.
+        let verdict = match lookup {
+            Lookup::Known {
                 verdict,
                 fetched_at,
                 digest,
-            }) => {
+            } => {
                 // A route may want a younger verdict than the cache's TTL.
                 if route
                     .max_identity_age
@@ -166,10 +171,9 @@ where
                 }
                 verdict
             }
-            Ok(Lookup::Unknown(digest)) => {
+            Lookup::Unknown(digest) => {
                 return self.resume(req, Resume::Identify(digest), started);
             }
-            Err(rejection) => return ResponseFuture::rejected(route.reject(rejection)),
         };
         // 3. The route's rules.
         let caller = match route.admit(verdict, started) {
@@ -233,7 +237,8 @@ async fn authorize<B>(
 ) -> Result<Request<B>, Response<Bytes>> {
     let elevator = &route.elevator;
     let deadline = elevator.auth_deadline_from(started);
-    let headers = req.headers();
+    // Borrowed outside the block: the request's body need not be `Sync`.
+    let (headers, uri) = (req.headers(), req.uri());
     let steps = async {
         let caller = match resume {
             Resume::Elevate(caller) => caller,
@@ -242,10 +247,11 @@ async fn authorize<B>(
                 caller
             }
             Resume::Identify(digest) => {
+                let token = route.caller_token(headers, uri)?;
                 let verdict = elevator
                     .identities()
                     .resolve(
-                        headers,
+                        &token,
                         digest,
                         elevator.client(),
                         elevator.fleet(),

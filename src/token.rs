@@ -1,4 +1,5 @@
-//! Reading the caller's token from `Authorization`, before any network call.
+//! Reading the caller's token from `Authorization` (and, on routes that
+//! opt in, a query parameter), before any network call.
 //!
 //! Accepted: the raw token (what Wix's `fetchWithAuth` sends) or
 //! `Bearer <token>` with the scheme in any case. The token itself must be
@@ -10,7 +11,9 @@ use aes::{
     Aes128,
     cipher::{BlockCipherEncrypt, KeyInit},
 };
-use http::{HeaderMap, header::AUTHORIZATION};
+use std::borrow::Cow;
+
+use http::{HeaderMap, Uri, header::AUTHORIZATION};
 use polyval::{Polyval, universal_hash::UniversalHash};
 use zeroize::Zeroizing;
 
@@ -18,12 +21,6 @@ use crate::error::{ConfigError, RejectionKind};
 
 /// Default cap on a caller token's length: 8 KiB.
 pub(crate) const DEFAULT_MAX_TOKEN_LEN: usize = 8 * 1024;
-
-/// The bare caller token from the request headers, fully checked. Used on
-/// a cache miss, before Token Info is called.
-pub(crate) fn caller_token(headers: &HeaderMap, max_len: usize) -> Result<&str, RejectionKind> {
-    checked(bare_token(headers, max_len)?)
-}
 
 /// The bare token's bytes: one `Authorization` header, a raw token or
 /// `Bearer <token>`, within `max_len`. O(1) in the token's length, so the
@@ -38,6 +35,64 @@ pub(crate) fn bare_token(headers: &HeaderMap, max_len: usize) -> Result<&[u8], R
         return Err(RejectionKind::MalformedToken);
     }
     split_authorization(value.as_bytes(), max_len)
+}
+
+/// The request's bare credential: `Authorization`, or, where `query_param`
+/// names one (dashboard pages opened with `?instance=`), that query
+/// parameter. Both present and different: refused (400), never guessed.
+/// The parameter given twice is malformed. Borrowed unless the parameter
+/// was percent-encoded.
+pub(crate) fn request_token<'r>(
+    headers: &'r HeaderMap,
+    uri: &'r Uri,
+    query_param: Option<&str>,
+    max_len: usize,
+) -> Result<Cow<'r, [u8]>, RejectionKind> {
+    let Some(name) = query_param else {
+        return bare_token(headers, max_len).map(Cow::Borrowed);
+    };
+    let from_header = match bare_token(headers, max_len) {
+        Ok(token) => Some(token),
+        Err(RejectionKind::MissingToken) => None,
+        Err(refused) => return Err(refused),
+    };
+    let from_query = query_value(uri, name, max_len)?;
+    match (from_header, from_query) {
+        (Some(header), Some(query)) if header != &*query => {
+            Err(RejectionKind::ConflictingCredentials)
+        }
+        (Some(header), _) => Ok(Cow::Borrowed(header)),
+        (None, Some(query)) => Ok(query),
+        (None, None) => Err(RejectionKind::MissingToken),
+    }
+}
+
+/// The query parameter `name`, decoded: `None` if absent or empty.
+fn query_value<'r>(
+    uri: &'r Uri,
+    name: &str,
+    max_len: usize,
+) -> Result<Option<Cow<'r, [u8]>>, RejectionKind> {
+    let Some(query) = uri.query() else {
+        return Ok(None);
+    };
+    let mut found = None;
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        if key != name {
+            continue;
+        }
+        if found.is_some() {
+            return Err(RejectionKind::MalformedToken);
+        }
+        found = Some(value);
+    }
+    match found {
+        None => Ok(None),
+        Some(value) if value.is_empty() => Ok(None),
+        Some(value) if value.len() > max_len => Err(RejectionKind::MalformedToken),
+        Some(Cow::Borrowed(value)) => Ok(Some(Cow::Borrowed(value.as_bytes()))),
+        Some(Cow::Owned(value)) => Ok(Some(Cow::Owned(value.into_bytes()))),
+    }
 }
 
 /// The token in an `Authorization` value: raw, or after `Bearer `.
@@ -190,7 +245,7 @@ impl std::fmt::Debug for TokenHasher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use RejectionKind::{MalformedToken, MissingToken};
+    use RejectionKind::{ConflictingCredentials, MalformedToken, MissingToken};
 
     fn parse(value: &str) -> Result<&str, RejectionKind> {
         parse_authorization(value.as_bytes(), 64)
@@ -248,8 +303,58 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.append(AUTHORIZATION, "a".parse().unwrap());
         headers.append(AUTHORIZATION, "b".parse().unwrap());
-        assert_eq!(caller_token(&headers, 64), Err(MalformedToken));
-        assert_eq!(caller_token(&HeaderMap::new(), 64), Err(MissingToken));
+        assert_eq!(bare_token(&headers, 64), Err(MalformedToken));
+        assert_eq!(bare_token(&HeaderMap::new(), 64), Err(MissingToken));
+    }
+
+    #[test]
+    fn a_route_may_also_read_its_credential_from_a_query_parameter() {
+        let uri = |s: &str| s.parse::<Uri>().unwrap();
+        let header = |v: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(AUTHORIZATION, v.parse().unwrap());
+            headers
+        };
+        let none = HeaderMap::new();
+        let read = |headers: &HeaderMap, u: &str, param: Option<&str>| {
+            request_token(headers, &uri(u), param, 64).map(|t| t.into_owned())
+        };
+        let from_query = Some("instance");
+        // Not opted in: the query is never read.
+        assert_eq!(read(&none, "/p?instance=abc", None), Err(MissingToken));
+        // Opted in: either source, or both when they agree.
+        assert_eq!(
+            read(&none, "/p?instance=abc.def", from_query),
+            Ok(b"abc.def".to_vec())
+        );
+        assert_eq!(read(&header("abc"), "/p", from_query), Ok(b"abc".to_vec()));
+        assert_eq!(
+            read(&header("Bearer abc"), "/p?instance=abc", from_query),
+            Ok(b"abc".to_vec())
+        );
+        // Both, differently: refused, never guessed.
+        assert_eq!(
+            read(&header("abc"), "/p?instance=xyz", from_query),
+            Err(ConflictingCredentials)
+        );
+        // Decoded, once, within the cap.
+        assert_eq!(
+            read(&none, "/p?instance=a%2Eb", from_query),
+            Ok(b"a.b".to_vec())
+        );
+        assert_eq!(
+            read(&none, "/p?instance=a&instance=a", from_query),
+            Err(MalformedToken)
+        );
+        let long = format!("/p?instance={}", "a".repeat(65));
+        assert_eq!(read(&none, &long, from_query), Err(MalformedToken));
+        assert_eq!(read(&none, "/p?instance=", from_query), Err(MissingToken));
+        assert_eq!(read(&none, "/p?other=abc", from_query), Err(MissingToken));
+        // A malformed header is refused even with a good parameter.
+        assert_eq!(
+            read(&header("Bearer"), "/p?instance=abc", from_query),
+            Err(MalformedToken)
+        );
     }
 
     #[test]

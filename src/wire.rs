@@ -11,7 +11,8 @@
 //! | `subjectType` | any string, mapped by value | [`SubjectType::Unknown`] |
 //! | `subjectId`, `clientId`, `instanceId` | a string | malformed |
 //! | `siteId` | a string | ignored |
-//! | `iat`, `accountId`, `vendorProductId`, unknown fields | anything | ignored |
+//! | `vendorProductId` | a string (empty: the free plan) or `null` | [`Plan::Unreadable`], which plan policies refuse |
+//! | `iat`, `accountId`, unknown fields | anything | ignored |
 //!
 //! `null` is the same as an absent field (proto3 JSON omits defaults). A
 //! UTF-8 byte-order mark before the body is skipped. The body must be JSON;
@@ -20,7 +21,8 @@
 //! **Duplicate keys.** A field a decision reads (`active`, `exp`,
 //! `subjectType`, `subjectId`, `clientId`, `instanceId`) given twice makes
 //! the answer malformed: JSON parsers disagree on which copy wins, and a
-//! security decision must not depend on that. Other fields may repeat.
+//! security decision must not depend on that. `vendorProductId` given twice
+//! is [`Plan::Unreadable`]. Other fields may repeat.
 //!
 //! Create Access Token: `access_token` must be a string; `expires_in` is
 //! read like `exp` and is `None` when missing, unreadable or Duration-style
@@ -34,7 +36,7 @@ use serde::{
 };
 use serde_json::value::RawValue;
 
-use crate::caller::SubjectType;
+use crate::caller::{Plan, SubjectType};
 
 /// `POST /oauth2/token-info`'s 200 body, as far as a decision needs it.
 #[derive(Debug, Default)]
@@ -46,6 +48,7 @@ pub(crate) struct TokenInfo {
     pub(crate) client_id: Option<String>,
     pub(crate) site_id: Option<String>,
     pub(crate) instance_id: Option<String>,
+    pub(crate) plan: Plan,
 }
 
 /// `POST /oauth2/token`'s 200 body.
@@ -102,6 +105,7 @@ impl<'de> de::Visitor<'de> for TokenInfoVisitor {
             seen |= bit;
             Ok(())
         };
+        let mut plan_seen = false;
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
             match &*key {
                 "active" => {
@@ -129,6 +133,11 @@ impl<'de> de::Visitor<'de> for TokenInfoVisitor {
                     info.instance_id = map.next_value()?;
                 }
                 "siteId" => info.site_id = map.next_value::<StringOrNothing>()?.0,
+                "vendorProductId" => {
+                    let plan = map.next_value::<PlanField>()?.0;
+                    info.plan = if plan_seen { Plan::Unreadable } else { plan };
+                    plan_seen = true;
+                }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -230,6 +239,23 @@ impl<'de> Deserialize<'de> for StringOrNothing {
     }
 }
 
+/// `vendorProductId`: a string is a paid plan (an empty one the free plan),
+/// `null` the free plan, anything else [`Plan::Unreadable`]. Never an error.
+struct PlanField(Plan);
+
+impl<'de> Deserialize<'de> for PlanField {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = Box::<RawValue>::deserialize(d)?;
+        Ok(PlanField(
+            match serde_json::from_str::<Option<String>>(raw.get()) {
+                Ok(Some(id)) => Plan::paid(id),
+                Ok(None) => Plan::Free,
+                Err(_) => Plan::Unreadable,
+            },
+        ))
+    }
+}
+
 /// Any string mapped by value (escapes decoded); any other value, `null`
 /// included, is [`SubjectType::Unknown`].
 struct AnySubjectType(SubjectType);
@@ -302,6 +328,30 @@ mod tests {
         assert_eq!(info.exp, None);
         let info: TokenInfo = serde_json::from_slice(b"{}").unwrap();
         assert_eq!(info.active, None);
+    }
+
+    #[test]
+    fn the_plan_is_read_leniently_and_an_odd_one_is_unreadable() {
+        let plan = |field: &str| info(&format!("{{{field}}}")).expect("never fails").plan;
+        assert_eq!(
+            plan(r#""vendorProductId":"premium""#),
+            Plan::paid("premium")
+        );
+        assert_eq!(plan(r#""vendorProductId":"""#), Plan::Free, "proto3 empty");
+        assert_eq!(plan(r#""vendorProductId":null"#), Plan::Free);
+        assert_eq!(plan(r#""other":1"#), Plan::Free, "absent");
+        for odd in ["42", "{}", "[\"premium\"]", "true", "1e400"] {
+            assert_eq!(
+                plan(&format!(r#""vendorProductId":{odd}"#)),
+                Plan::Unreadable,
+                "{odd}"
+            );
+        }
+        assert_eq!(
+            plan(r#""vendorProductId":"basic","vendorProductId":"premium""#),
+            Plan::Unreadable,
+            "given twice"
+        );
     }
 
     #[test]

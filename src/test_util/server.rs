@@ -189,7 +189,6 @@ async fn token_info(State(state): State<Arc<MockState>>, body: Bytes) -> Respons
             "exp": minted.exp.to_string(),
             "iat": minted.iat.to_string(),
             "accountId": "mock-account",
-            "vendorProductId": "mock-product",
         }),
         TokenInfoStyle::Strings => json!({
             "active": spec.active.to_string(),
@@ -222,6 +221,9 @@ async fn token_info(State(state): State<Arc<MockState>>, body: Bytes) -> Respons
     }
     if let Some(instance) = &spec.instance_id {
         set("instanceId", instance);
+    }
+    if let Some(plan) = &spec.plan {
+        set("vendorProductId", plan);
     }
     let quirks = &inner.quirks;
     for quirk in quirks {

@@ -214,6 +214,8 @@ pub struct CallerSpec {
     pub(super) expires_in_secs: i64,
     pub(super) active: bool,
     pub(super) token_len: usize,
+    /// `vendorProductId`: `None` is the free plan (omitted).
+    pub(super) plan: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -240,6 +242,7 @@ impl CallerSpec {
             expires_in_secs: 4 * 3600,
             active: true,
             token_len: 0,
+            plan: None,
         }
     }
 
@@ -294,6 +297,20 @@ impl CallerSpec {
     /// Token Info says `active: false`.
     pub fn inactive(mut self) -> Self {
         self.active = false;
+        self
+    }
+
+    /// The site bought this plan of the app: Token Info's `vendorProductId`
+    /// is `product_id` (default: the free plan, no `vendorProductId`).
+    ///
+    /// ```
+    /// use wix_elevate::{SubjectType, test_util::CallerSpec};
+    ///
+    /// let premium_owner = CallerSpec::new(SubjectType::User).plan("premium");
+    /// # let _ = premium_owner;
+    /// ```
+    pub fn plan(mut self, product_id: impl Into<String>) -> Self {
+        self.plan = Some(product_id.into());
         self
     }
 
