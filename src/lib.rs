@@ -96,8 +96,10 @@
 //!
 //! | status | when | [`RejectionKind`] |
 //! |---|---|---|
-//! | 401 | no token, malformed header, Wix refuses the token, inactive, expired, another app's, no instance | `MissingToken`, `MalformedToken`, `InvalidToken`, `ExpiredToken`, `ForeignToken`, `NoInstance` |
+//! | 400 | `Authorization` and the route's credential query parameter disagree | `ConflictingCredentials` |
+//! | 401 | no token, malformed header, Wix refuses the token, inactive, expired, another app's, no instance, no subject | `MissingToken`, `MalformedToken`, `InvalidToken`, `ExpiredToken`, `ForeignToken`, `NoInstance`, `NoSubject` |
 //! | 403 | the route's policy denies the caller | `Forbidden` |
+//! | 403 | the route needs a (different) paid plan of the app | `PlanRequired` |
 //! | 502 | Wix answered 5xx, an unexpected status, a malformed body, or dropped the connection | `UpstreamFailed` |
 //! | 429 | the caller exceeded the route's rate limit (`Retry-After` set) | `RateLimited` |
 //! | 503 | Wix answered 429 beyond the request's deadline (`Retry-After` forwarded) | `UpstreamThrottled` |

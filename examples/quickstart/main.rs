@@ -11,7 +11,8 @@
 //! | `GET /api/whoami` | visitors, members, Wix users | the caller, no Wix API call |
 //! | `GET /api/instance` | visitors, members, Wix users | the caller and Wix's `GET /apps/v1/instance`, called with the app token |
 //! | `GET /api/members/instance` | members | same |
-//! | `GET /api/dashboard/instance` | Wix users | same |
+//! | `GET /api/dashboard/instance` | Wix users | same; the token may also come as `?instance=` (older dashboard pages) |
+//! | `GET /api/premium/instance` | Wix users of sites on a plan in `WIX_PREMIUM_PLANS` | same; other plans: 403 `plan_required` |
 //! | `POST /api/members/escalate` | members | tries `POST /members/v1/members`, which the route does not declare: 403, and Wix sees nothing |
 //! | `GET /metrics` | anyone | Prometheus text: requests, cache hits/misses/coalesced waits, Wix calls and latency |
 //!
@@ -38,6 +39,8 @@
 //!   request headers (default 10000).
 //! * `SHUTDOWN_DEADLINE_MS`: how long open connections get after SIGTERM
 //!   or Ctrl-C before the process exits anyway (default 10000).
+//! * `WIX_PREMIUM_PLANS`: the product ids (comma separated) that
+//!   `/api/premium/instance` admits (default `premium`).
 //! * `REDIS_URL`: fleet mode: share identities, app tokens, rate limits and
 //!   invalidations with every replica on this Redis or Valkey
 //!   (`redis://[user:password@]host:port`, `rediss://` for TLS). Unset: the
@@ -66,7 +69,8 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::{Value, json};
 use tower_http::cors::Any;
 use wix_elevate::{
-    Caller, ConfigError, ElevateLayer, Elevator, SubjectType, SubjectTypes, WixApi, WixApiError,
+    Caller, ConfigError, ElevateLayer, Elevator, PolicyExt, SubjectType, SubjectTypes, WixApi,
+    WixApiError, policy,
     test_util::{CallerSpec, MockWix},
 };
 
@@ -83,6 +87,7 @@ struct Settings {
     per_caller_per_min: Option<u32>,
     header_read_timeout: Duration,
     shutdown_deadline: Duration,
+    premium_plans: Vec<String>,
 }
 
 impl Settings {
@@ -117,6 +122,13 @@ impl Settings {
             new_tokens_per_sec: u32::try_from(number("WIX_NEW_TOKENS_PER_SEC", 100)?)
                 .map_err(|_| "WIX_NEW_TOKENS_PER_SEC is too large".to_owned())?,
             redis: var("REDIS_URL"),
+            premium_plans: var("WIX_PREMIUM_PLANS")
+                .unwrap_or_else(|| "premium".into())
+                .split(',')
+                .map(str::trim)
+                .filter(|plan| !plan.is_empty())
+                .map(str::to_owned)
+                .collect(),
             header_read_timeout: Duration::from_millis(number(
                 "HEADER_READ_TIMEOUT_MS",
                 u64::try_from(serve::HEADER_READ_TIMEOUT.as_millis()).unwrap_or(10_000),
@@ -144,20 +156,21 @@ fn app(
     elevator: &Elevator,
     metrics: PrometheusHandle,
     per_caller_per_min: Option<u32>,
+    premium_plans: &[String],
     stopping: Arc<AtomicBool>,
 ) -> Result<Router, ConfigError> {
     // Wix's headers (`x-wix-linguist`, `X-Wix-Consistent`) allowed,
     // `Retry-After` and `WWW-Authenticate` readable by page code; a demo
     // takes any origin, a real app lists its sites.
     let cors = wix_elevate::cors::cors_layer().allow_origin(Any);
-    let layer = |name: &'static str, who: SubjectTypes| -> Result<ElevateLayer, ConfigError> {
-        let layer = elevator.layer().policy(who).route_name(name);
+    let layer = |name: &'static str| -> Result<ElevateLayer, ConfigError> {
+        let layer = elevator.layer().route_name(name);
         match per_caller_per_min {
             Some(limit) => layer.rate_limit_per_caller(limit),
             None => Ok(layer),
         }
     };
-    let reads_instance = |name, who| layer(name, who)?.allow("GET /apps/v1/instance");
+    let reads_instance = |name| layer(name)?.allow("GET /apps/v1/instance");
     Ok(Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readiness(elevator.clone(), stopping)))
@@ -167,27 +180,38 @@ fn app(
         )
         .route(
             "/api/whoami",
-            get(whoami).route_layer(layer("whoami", SubjectTypes::default())?),
+            get(whoami).route_layer(layer("whoami")?.policy(SubjectTypes::default())),
         )
         .route(
             "/api/instance",
-            get(instance).route_layer(reads_instance("instance", SubjectTypes::default())?),
+            get(instance).route_layer(reads_instance("instance")?.policy(SubjectTypes::default())),
         )
         .route(
             "/api/members/instance",
-            get(instance).route_layer(reads_instance("members_instance", SubjectTypes::members())?),
+            get(instance)
+                .route_layer(reads_instance("members_instance")?.policy(SubjectTypes::members())),
         )
         .route(
             "/api/dashboard/instance",
-            get(instance).route_layer(reads_instance(
-                "dashboard_instance",
-                SubjectTypes::wix_users(),
-            )?),
+            get(instance).route_layer(
+                reads_instance("dashboard_instance")?
+                    .policy(SubjectTypes::wix_users())
+                    // Older dashboard pages send the token as `?instance=`.
+                    .credential_from_query("instance"),
+            ),
+        )
+        // Sites on one of the premium plans; others get 403 plan_required.
+        .route(
+            "/api/premium/instance",
+            get(instance).route_layer(
+                reads_instance("premium_instance")?
+                    .policy(SubjectTypes::wix_users().and(policy::plans(premium_plans))),
+            ),
         )
         // Declares nothing: its handler's attempt to create a member is refused.
         .route(
             "/api/members/escalate",
-            post(escalate).route_layer(layer("members_escalate", SubjectTypes::members())?),
+            post(escalate).route_layer(layer("members_escalate")?.policy(SubjectTypes::members())),
         )
         .layer(cors))
 }
@@ -255,7 +279,7 @@ async fn escalate(api: WixApi) -> Result<Json<Value>, WixApiError> {
 }
 
 /// Print demo tokens and curl commands; each ends with the status it gets.
-fn print_demo(wix: &MockWix, addr: SocketAddr) {
+fn print_demo(wix: &MockWix, addr: SocketAddr, premium_plans: &[String]) {
     let mint = |subject| {
         wix.mint(
             CallerSpec::new(subject)
@@ -269,6 +293,15 @@ fn print_demo(wix: &MockWix, addr: SocketAddr) {
         mint(SubjectType::Member),
         mint(SubjectType::User),
     );
+    // The owner of another site, one on the first premium plan.
+    let premium_plan = premium_plans.first().map_or("premium", String::as_str);
+    let premium = wix.mint(
+        CallerSpec::new(SubjectType::User)
+            .instance("demo-premium-instance")
+            .site_id("demo-premium-site")
+            .plan(premium_plan)
+            .expires_in(Duration::from_secs(24 * 3600)),
+    );
     let host = if addr.ip().is_unspecified() {
         SocketAddr::from(([127, 0, 0, 1], addr.port()))
     } else {
@@ -280,6 +313,8 @@ fn print_demo(wix: &MockWix, addr: SocketAddr) {
     println!("  VISITOR {visitor}");
     println!("  MEMBER  {member}");
     println!("  USER    {user}");
+    println!("demo token (instance demo-premium-instance, plan {premium_plan}, valid 24 h):");
+    println!("  PREMIUM_USER {premium}");
     println!("try:");
     let curl = |path: &str, token: Option<&str>, expect: u16| match token {
         Some(token) => {
@@ -298,6 +333,9 @@ fn print_demo(wix: &MockWix, addr: SocketAddr) {
     curl("/api/members/instance", Some(&visitor), 403);
     curl("/api/dashboard/instance", Some(&user), 200);
     curl("/api/dashboard/instance", Some(&member), 403);
+    println!("  curl -s '{base}/api/dashboard/instance?instance={user}'   # expect 200");
+    curl("/api/premium/instance", Some(&user), 403);
+    curl("/api/premium/instance", Some(&premium), 200);
     curl_post("/api/members/escalate", &member, 403);
     curl("/metrics", None, 200);
 }
@@ -354,7 +392,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
     let addr = listener.local_addr()?;
     println!("Wix API base URL: {}", elevator.base_url());
     if let Some(mock) = &mock {
-        print_demo(mock, addr);
+        print_demo(mock, addr, &settings.premium_plans);
     }
     println!("listening on http://{addr}");
     let stopping = Arc::new(AtomicBool::new(false));
@@ -362,6 +400,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
         &elevator,
         metrics,
         settings.per_caller_per_min,
+        &settings.premium_plans,
         stopping.clone(),
     )?;
     let shutdown = async move {

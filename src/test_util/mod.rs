@@ -181,6 +181,26 @@ impl MockWix {
         self.state.lock().callers.remove(token);
     }
 
+    /// The site behind a minted caller token changed plans: Token Info
+    /// answers `vendorProductId` `product_id` from now on (`None`: the free
+    /// plan).
+    ///
+    /// ```
+    /// # use wix_elevate::{SubjectType, test_util::{CallerSpec, MockWix}};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let wix = MockWix::start().await?;
+    /// let owner = wix.mint(CallerSpec::new(SubjectType::User));
+    /// wix.set_plan(&owner, Some("premium"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn set_plan(&self, token: &str, product_id: Option<&str>) {
+        if let Some(minted) = self.state.lock().callers.get_mut(token) {
+            minted.spec.plan = product_id.map(str::to_owned);
+        }
+    }
+
     /// App tokens for `instance` will last `lifetime` (`expires_in`).
     pub fn set_app_token_lifetime(&self, instance: &str, lifetime: Duration) {
         self.state

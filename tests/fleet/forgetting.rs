@@ -318,3 +318,43 @@ async fn a_late_holder_never_releases_the_lease_of_the_replica_after_it() {
     assert_eq!(b_status, c_status, "C took B's answer");
     assert_eq!(other_wix.calls(MockEndpoint::TokenInfo), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plan_travels_through_redis_with_the_identity() {
+    let _serial = SERIAL.lock().await;
+    let Some(redis) = Redis::start() else { return };
+    let fleet = Fleet::start(2, Some(&redis)).await;
+    let paid_only: Vec<Router> = fleet
+        .replicas
+        .iter()
+        .map(|(elevator, _)| {
+            Router::new().route(
+                "/paid",
+                get(|caller: Caller| async move { format!("{:?}", caller.plan()) })
+                    .route_layer(elevator.layer().policy(wix_elevate::policy::paid())),
+            )
+        })
+        .collect();
+    let send = |replica: usize, token: &str| {
+        let req = Request::get("/paid")
+            .header("authorization", token)
+            .body(Body::empty())
+            .unwrap();
+        paid_only[replica].clone().oneshot(req)
+    };
+    let premium = fleet.wix.mint(
+        CallerSpec::new(SubjectType::User)
+            .instance("inst-paid")
+            .plan("premium"),
+    );
+    let free = fleet
+        .wix
+        .mint(CallerSpec::new(SubjectType::User).instance("inst-free"));
+    for replica in 0..2 {
+        assert_eq!(send(replica, &premium).await.unwrap().status(), 200);
+        assert_eq!(send(replica, &free).await.unwrap().status(), 403);
+    }
+    // Replica 1 answered from what replica 0 stored.
+    assert_eq!(fleet.wix.token_info_calls_for(&premium), 1);
+    assert_eq!(fleet.wix.token_info_calls_for(&free), 1);
+}

@@ -20,6 +20,7 @@ mod hostile;
 mod identity;
 mod interop;
 mod least_privilege;
+mod plans;
 mod policy;
 mod quickstart;
 mod resilience;

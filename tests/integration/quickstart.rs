@@ -152,7 +152,12 @@ fn parse_curl(line: &str) -> Option<Curl> {
         None => (false, rest),
     };
     let (command, expect) = rest.split_once("# expect ")?;
-    let url = command.split_whitespace().next()?.to_owned();
+    // A URL with a query is quoted for the shell.
+    let url = command
+        .split_whitespace()
+        .next()?
+        .trim_matches('\'')
+        .to_owned();
     let authorization = command
         .split_once("-H 'Authorization: ")
         .and_then(|(_, h)| h.split_once('\''))
@@ -212,10 +217,34 @@ async fn the_printed_curl_commands_work_as_printed() {
             assert!(body["subjectId"].is_string());
         }
         if curl.url.ends_with("instance") && status == 200 {
-            assert_eq!(body["instance"]["instance"]["instanceId"], "demo-instance");
-            assert_eq!(body["caller"]["instanceId"], "demo-instance");
+            // The premium demo caller is the owner of another site.
+            let want = if curl.url.contains("/api/premium/") {
+                "demo-premium-instance"
+            } else {
+                "demo-instance"
+            };
+            assert_eq!(body["instance"]["instance"]["instanceId"], want);
+            assert_eq!(body["caller"]["instanceId"], want);
+        }
+        if status == 403 && curl.url.contains("/api/premium/") {
+            assert_eq!(body["code"], "plan_required", "a free site's owner");
         }
     }
+    // A free and a premium caller on the premium route, and a dashboard
+    // page's `?instance=` credential.
+    let premium: Vec<u16> = curls
+        .iter()
+        .filter(|c| c.url.contains("/api/premium/"))
+        .map(|c| c.expect)
+        .collect();
+    assert_eq!(premium, [403, 200], "{:#?}", qs.lines);
+    assert!(
+        curls
+            .iter()
+            .any(|c| c.url.contains("?instance=") && c.authorization.is_none() && c.expect == 200),
+        "{:#?}",
+        qs.lines
+    );
     // The escalation attempt is a fixed problem document.
     let escalate = curls.iter().find(|c| c.post).expect("an escalation curl");
     let (_, body) = send(
@@ -523,4 +552,66 @@ async fn with_redis_url_two_quickstarts_are_one_fleet() {
         1,
         "one app token for both"
     );
+}
+
+#[tokio::test]
+async fn each_route_for_a_free_a_premium_and_a_business_caller() {
+    let (wix, qs) = start_against_another_wix(&[("WIX_PREMIUM_PLANS", "premium, business")]).await;
+    let routes = [
+        "/api/whoami",
+        "/api/instance",
+        "/api/members/instance",
+        "/api/dashboard/instance",
+        "/api/premium/instance",
+    ];
+    let mut table = Vec::new();
+    for (name, plan) in [
+        ("free", None),
+        ("premium", Some("premium")),
+        ("business", Some("business")),
+    ] {
+        for subject in [SubjectType::Member, SubjectType::User] {
+            let spec = CallerSpec::new(subject).instance(format!("site-{name}"));
+            let token = wix.mint(match plan {
+                Some(plan) => spec.plan(plan),
+                None => spec,
+            });
+            let mut row = Vec::new();
+            for route in routes {
+                let (status, body) = get(&format!("{}{route}", qs.url), Some(&token)).await;
+                row.push(match body["code"].as_str() {
+                    Some(code) => format!("{status} {code}"),
+                    None => status.to_string(),
+                });
+            }
+            println!("{name:>8} {:<6} {row:?}", subject.as_str());
+            table.push((name, subject, row));
+        }
+    }
+    let premium_route = |name: &str, subject| {
+        table
+            .iter()
+            .find(|(n, s, _)| *n == name && *s == subject)
+            .map(|(_, _, row)| row[4].clone())
+            .unwrap()
+    };
+    assert_eq!(
+        premium_route("free", SubjectType::User),
+        "403 plan_required"
+    );
+    assert_eq!(premium_route("premium", SubjectType::User), "200");
+    assert_eq!(premium_route("business", SubjectType::User), "200");
+    assert_eq!(
+        premium_route("business", SubjectType::Member),
+        "403 forbidden"
+    );
+    // Plans gate only the premium route.
+    for (_, subject, row) in &table {
+        let want = if *subject == SubjectType::User {
+            ["200", "200", "403 forbidden", "200"]
+        } else {
+            ["200", "200", "200", "403 forbidden"]
+        };
+        assert_eq!(row[..4], want, "{subject:?}");
+    }
 }

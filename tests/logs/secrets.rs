@@ -129,3 +129,83 @@ async fn no_secret_reaches_logs_debug_output_or_responses() {
     assert!(!logs.contains("OauthNG.JWS."), "{logs}");
     assert!(!bodies.contains("OauthNG.JWS."));
 }
+
+#[tokio::test]
+async fn the_instance_parameter_never_reaches_logs_audit_metrics_or_bodies() {
+    use axum::{Router, routing::get};
+    use wix_elevate::{SubjectTypes, WixApi, WixApiError};
+    let captured = Captured::default();
+    let _guard = captured.install(tracing::Level::TRACE);
+    let h = harness_with(|b| b.token_info_budget_for_new_tokens(1, 4)).await;
+    let app = Router::new().route(
+        "/settings",
+        get(|api: WixApi| async move {
+            api.get("/apps/v1/instance").await?;
+            Ok::<_, WixApiError>("ok")
+        })
+        .route_layer(
+            h.elevator
+                .layer()
+                .route_name("settings")
+                .policy(SubjectTypes::wix_users())
+                .allow("GET /apps/v1/instance")
+                .unwrap()
+                .credential_from_query("instance"),
+        ),
+    );
+    let user = h
+        .wix
+        .mint(CallerSpec::new(SubjectType::User).token_len(600));
+    let member = h
+        .wix
+        .mint(CallerSpec::new(SubjectType::Member).token_len(600));
+    let invented = format!("OauthNG.JWS.{}", "i".repeat(600));
+    let mut bodies = String::new();
+    let mut send = async |path: String, authorization: &str| {
+        let (status, body) = crate::scoped_app::call(&app, "GET", &path, authorization).await;
+        bodies.push_str(&body.to_string());
+        status
+    };
+    let q = |token: &str| format!("/settings?instance={token}");
+    // Admitted (audited Wix call), denied (audited), refused, conflicting,
+    // past the budget, and while Wix fails.
+    assert_eq!(send(q(&user), "").await, 200);
+    assert_eq!(send(q(&member), "").await, 403);
+    assert_eq!(send(q(&invented), "").await, 401);
+    assert_eq!(send(q(&user), &member).await, 400);
+    h.wix.fail(MockEndpoint::TokenInfo, Fault::Status(500));
+    let fresh = h
+        .wix
+        .mint(CallerSpec::new(SubjectType::User).token_len(600));
+    assert_eq!(send(q(&fresh), "").await, 502);
+    h.wix.clear_faults();
+    let mut spent = 0;
+    for i in 0..5 {
+        if send(q(&format!("{invented}{i}")), "").await == 503 {
+            spent += 1;
+        }
+    }
+    assert!(spent > 0, "the budget was spent");
+    drop(_guard);
+    let logs = captured.text();
+    assert!(
+        logs.contains("wix_elevate::audit"),
+        "audit events were captured"
+    );
+    assert!(
+        logs.contains("TRACE") || logs.contains("DEBUG"),
+        "captured at TRACE"
+    );
+    let metrics = format!("{:?}", h.elevator);
+    for secret in [&user, &member, &invented, &fresh] {
+        // Any 40 characters of it, so no prefix or slice slips through.
+        let probe = &secret[secret.len() - 40..];
+        assert!(!logs.contains(probe), "a credential reached the logs");
+        assert!(!bodies.contains(probe), "a credential reached a response");
+        assert!(!metrics.contains(probe));
+    }
+    println!(
+        "TRACE capture with ?instance= credentials: {} lines, none carrying a credential",
+        logs.lines().count()
+    );
+}

@@ -1,0 +1,193 @@
+//! Plan-gated routes and the `instance` parameter of dashboard pages.
+
+use std::time::Duration;
+
+use axum::{Router, routing::get};
+use serde_json::Value;
+use wix_elevate::{
+    Caller, PolicyExt, SubjectType, SubjectTypes, policy,
+    test_util::{CallerSpec, MockEndpoint},
+};
+
+use crate::common::{Harness, harness, harness_with};
+
+async fn answer(app: &Router, path: &str, token: &str) -> (u16, Value) {
+    crate::scoped_app::call(app, "GET", path, token).await
+}
+
+async fn plan_of(caller: Caller) -> String {
+    format!("{:?}", caller.plan())
+}
+
+/// `/premium`: Wix users of sites on `premium` or `business`; `/paid`:
+/// anyone on any paid plan; `/settings`: Wix users, credential also from
+/// `?instance=`.
+fn app(h: &Harness) -> Router {
+    Router::new()
+        .route(
+            "/premium",
+            get(plan_of).route_layer(
+                h.elevator
+                    .layer()
+                    .route_name("premium")
+                    .policy(SubjectTypes::wix_users().and(policy::plans(["premium", "business"]))),
+            ),
+        )
+        .route(
+            "/paid",
+            get(plan_of).route_layer(h.elevator.layer().policy(policy::paid())),
+        )
+        .route(
+            "/settings",
+            get(plan_of).route_layer(
+                h.elevator
+                    .layer()
+                    .policy(SubjectTypes::wix_users())
+                    .credential_from_query("instance"),
+            ),
+        )
+}
+
+fn user_on(h: &Harness, plan: Option<&str>, instance: &str) -> String {
+    let spec = CallerSpec::new(SubjectType::User).instance(instance);
+    h.wix.mint(match plan {
+        Some(plan) => spec.plan(plan),
+        None => spec,
+    })
+}
+
+#[tokio::test]
+async fn plan_routes_admit_their_plans_and_refuse_others_with_plan_required() {
+    let h = harness().await;
+    let app = app(&h);
+    let free = user_on(&h, None, "i-free");
+    let premium = user_on(&h, Some("premium"), "i-premium");
+    let business = user_on(&h, Some("business"), "i-business");
+    let basic = user_on(&h, Some("basic"), "i-basic");
+    let mut table = Vec::new();
+    for (name, token) in [
+        ("free", &free),
+        ("premium", &premium),
+        ("business", &business),
+        ("basic", &basic),
+    ] {
+        let (premium_status, body) = answer(&app, "/premium", token).await;
+        let (paid_status, _) = answer(&app, "/paid", token).await;
+        table.push((name, premium_status, paid_status, body["code"].clone()));
+    }
+    println!("caller, /premium, /paid: {table:?}");
+    let statuses: Vec<(&str, u16, u16)> = table.iter().map(|(n, a, b, _)| (*n, *a, *b)).collect();
+    assert_eq!(
+        statuses,
+        [
+            ("free", 403, 403),
+            ("premium", 200, 200),
+            ("business", 200, 200),
+            ("basic", 403, 200)
+        ]
+    );
+    for (name, status, _, code) in &table {
+        if *status == 403 {
+            assert_eq!(
+                code, "plan_required",
+                "{name}: its own code, for an upgrade prompt"
+            );
+        }
+    }
+    // A member of a premium site is refused for who it is, not its plan.
+    let member = h.wix.mint(
+        CallerSpec::new(SubjectType::Member)
+            .instance("i-premium")
+            .plan("premium"),
+    );
+    let (status, body) = answer(&app, "/premium", &member).await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("forbidden")));
+}
+
+#[tokio::test]
+async fn an_unreadable_plan_is_refused_by_plan_policies_only() {
+    let h = harness().await;
+    let app = app(&h);
+    let token = user_on(&h, None, "i-odd");
+    let odd = format!(
+        r#"{{"active":true,"exp":"{}","clientId":"{}","instanceId":"i-odd","subjectType":"USER","subjectId":"u-1","vendorProductId":42}}"#,
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 3600,
+        h.wix.app_id()
+    );
+    h.wix.set_token_info_body(Some(odd.into()));
+    let (status, body) = answer(&app, "/paid", &token).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("plan_required"))
+    );
+    // Elsewhere the odd field is harmless.
+    let (status, _) = answer(&app, "/settings", &token).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn a_plan_change_takes_effect_when_the_instance_is_forgotten_or_within_the_ttl() {
+    for forget in [true, false] {
+        let h = harness_with(|b| {
+            b.token_info_ttl(Duration::from_millis(if forget { 3_600_000 } else { 50 }))
+        })
+        .await;
+        let app = app(&h);
+        // The site's owner upgrades: the dashboard's token now says premium.
+        let before = user_on(&h, None, "i-upgrading");
+        assert_eq!(answer(&app, "/paid", &before).await.0, 403);
+        h.wix.set_plan(&before, Some("premium"));
+        if forget {
+            // Wix's PaidPlanPurchased webhook, wired to the caches.
+            h.elevator.forget_instance("i-upgrading").await.unwrap();
+        } else {
+            // No webhook: the identity TTL passes (the behaviour under test).
+            tokio::time::sleep(Duration::from_millis(80)).await;
+        }
+        let (status, body) = answer(&app, "/paid", &before).await;
+        assert_eq!(status, 200, "forget={forget}: {body}");
+        assert_eq!(h.wix.token_info_calls_for(&before), 2);
+    }
+}
+
+#[tokio::test]
+async fn the_instance_parameter_is_a_credential_on_routes_that_opt_in() {
+    let h = harness().await;
+    let app = app(&h);
+    let token = user_on(&h, Some("premium"), "i-dash");
+    // Only where the route opts in.
+    let (status, body) = answer(&app, &format!("/paid?instance={token}"), "").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("missing_token"))
+    );
+    assert_eq!(h.wix.calls(MockEndpoint::TokenInfo), 0);
+    let (status, _) = answer(&app, &format!("/settings?instance={token}"), "").await;
+    assert_eq!(status, 200);
+    // The same cache as a token in Authorization: no second Token Info call.
+    assert_eq!(answer(&app, "/settings", &token).await.0, 200);
+    assert_eq!(h.wix.token_info_calls_for(&token), 1);
+    // Both, differently: 400, and Wix is not asked.
+    let other = user_on(&h, None, "i-other");
+    let (status, body) = answer(&app, &format!("/settings?instance={other}"), &token).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("conflicting_credentials"))
+    );
+    assert_eq!(h.wix.token_info_calls_for(&other), 0);
+    // Both, the same: admitted.
+    assert_eq!(
+        answer(&app, &format!("/settings?instance={token}"), &token)
+            .await
+            .0,
+        200
+    );
+    // The same policy: a member's instance token is refused.
+    let member = h.wix.mint(CallerSpec::new(SubjectType::Member));
+    let (status, _) = answer(&app, &format!("/settings?instance={member}"), "").await;
+    assert_eq!(status, 403);
+}
