@@ -161,3 +161,36 @@ async fn line_separators_and_bidirectional_controls_are_escaped_in_audit_lines()
         assert!(!logs.contains(c), "U+{:04X} reached the log", u32::from(c));
     }
 }
+
+#[tokio::test]
+async fn a_plan_refusal_is_audited_with_its_own_outcome() {
+    use axum::{Router, routing::get};
+    use wix_elevate::policy;
+    let captured = Captured::default();
+    let _guard = captured.install(tracing::Level::INFO);
+    let (wix, elevator) = setup().await;
+    let app = Router::new().route(
+        "/premium",
+        get(|| async { "ok" }).route_layer(
+            elevator
+                .layer()
+                .route_name("premium")
+                .policy(policy::plans(["premium"])),
+        ),
+    );
+    let free = wix.mint(CallerSpec::new(SubjectType::User).subject_id("u-free"));
+    let (status, body) = call(&app, "GET", "/premium", &free).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("plan_required"))
+    );
+    drop(_guard);
+    let logs = captured.text();
+    let denied = logs
+        .lines()
+        .find(|l| l.contains("wix_elevate::audit") && l.contains("denied"))
+        .unwrap_or_else(|| panic!("no audit line:\n{logs}"));
+    assert!(denied.contains("outcome=\"plan_required\""), "{denied}");
+    assert!(denied.contains("policy=\"plans\""), "{denied}");
+    assert!(denied.contains("subject_id=\"u-free\""), "{denied}");
+}
