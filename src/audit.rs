@@ -113,11 +113,13 @@ fn write_clean(f: &mut fmt::Formatter<'_>, value: &dyn fmt::Display, cap: usize)
     impl fmt::Write for Escaper<'_, '_> {
         fn write_str(&mut self, s: &str) -> fmt::Result {
             for c in s.chars() {
-                if self.written == self.cap {
-                    self.written += 1;
-                    return self.out.write_str("…");
-                }
-                if self.written > self.cap {
+                if self.written >= self.cap {
+                    // The ellipsis once, then nothing more, however many
+                    // pieces the value is written in.
+                    if self.written == self.cap {
+                        self.written += 1;
+                        self.out.write_str("…")?;
+                    }
                     return Ok(());
                 }
                 self.written += 1;
@@ -208,6 +210,32 @@ mod tests {
         assert_eq!(
             Clean("GET /apps/v1/instance").to_string(),
             "GET /apps/v1/instance"
+        );
+    }
+
+    #[test]
+    fn the_cap_holds_for_a_value_written_in_pieces() {
+        /// Writes "abc" `n` times, in `n` pieces (as error types do).
+        struct Pieces(usize);
+        impl fmt::Display for Pieces {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                (0..self.0).try_for_each(|_| f.write_str("abc"))
+            }
+        }
+        for n in [MAX_FIELD / 3, MAX_FIELD / 3 + 1, MAX_FIELD, 10 * MAX_FIELD] {
+            let clean = Clean(Pieces(n)).to_string();
+            let len = 3 * n;
+            if len <= MAX_FIELD {
+                assert_eq!(clean.chars().count(), len, "{n} pieces");
+            } else {
+                assert_eq!(clean.chars().count(), MAX_FIELD + 1, "{n} pieces: {clean}");
+                assert_eq!(clean.matches('…').count(), 1, "{n} pieces");
+                assert!(clean.ends_with('…'));
+            }
+        }
+        assert_eq!(
+            CleanText(Pieces(1000)).to_string().chars().count(),
+            MAX_TEXT + 1
         );
     }
 
