@@ -151,6 +151,9 @@ mod route;
 mod service;
 mod token;
 mod upstream;
+#[cfg(feature = "webhooks")]
+#[cfg_attr(docsrs, doc(cfg(feature = "webhooks")))]
+pub mod webhook;
 mod wire;
 
 #[cfg(feature = "test-util")]

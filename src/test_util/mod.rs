@@ -51,6 +51,8 @@
 mod server;
 mod spec;
 mod state;
+#[cfg(feature = "webhooks")]
+mod webhook;
 
 use std::{fmt, io, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -63,6 +65,11 @@ pub use spec::{
     MockRequest, RefusedTokenAnswer, TokenInfoQuirk, TokenInfoStyle,
 };
 use state::{MintedCaller, MockState, Registered};
+#[cfg(feature = "webhooks")]
+#[cfg_attr(docsrs, doc(cfg(feature = "webhooks")))]
+pub use webhook::{
+    MockWebhook, OTHER_WEBHOOK_PRIVATE_KEY, OTHER_WEBHOOK_PUBLIC_KEY, WEBHOOK_PUBLIC_KEY,
+};
 
 /// Builder for a [`MockWix`] with a chosen app id and secret.
 #[derive(Debug, Clone)]

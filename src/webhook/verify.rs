@@ -1,0 +1,443 @@
+//! [`WebhookVerifier`]: a webhook body (a JWT signed RS256 with the app's
+//! key) checked and parsed, or refused with the reason's status.
+
+use std::{collections::HashSet, fmt, time::Duration};
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use http::StatusCode;
+use jsonwebtoken::{Algorithm, Validation, errors::ErrorKind};
+use serde::Deserialize;
+
+use super::{WebhookKeys, WixEvent, event};
+
+/// The largest webhook body read by default: 256 KiB.
+pub const DEFAULT_MAX_BODY: usize = 256 * 1024;
+
+/// Checks Wix webhooks against the app's public keys.
+///
+/// * The algorithm is pinned to RS256: `none`, HS256 (even keyed with the
+///   public key's bytes), RS384, RS512 and ES256 are refused. (Wix's
+///   JavaScript SDK accepts RS512 signed with the same RSA key; this is
+///   stricter on purpose, since Wix signs RS256.)
+/// * Only the configured keys are tried; `kid`, `jku` and `jwk` headers
+///   never select or fetch a key, and do not by themselves refuse a token.
+/// * `exp` and `nbf` are checked when present, with a leeway (5 s by
+///   default) for clocks that disagree; a token without `exp` is accepted,
+///   as Wix's SDK does.
+/// * A body over [`max_body_len`](Self::max_body_len) is refused before it
+///   is parsed.
+///
+/// ```
+/// # #[cfg(feature = "test-util")] {
+/// use wix_elevate::{test_util::{MockWebhook, WEBHOOK_PUBLIC_KEY}, webhook::{WebhookKeys, WebhookVerifier}};
+///
+/// let verifier = WebhookVerifier::new(WebhookKeys::new().key(WEBHOOK_PUBLIC_KEY).unwrap());
+/// assert!(verifier.verify(MockWebhook::app_installed("i-1").sign().as_bytes()).is_ok());
+/// let refused = verifier.verify(b"{\"eventType\":\"AppRemoved\"}").unwrap_err();
+/// assert_eq!(refused.status(), 400);
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct WebhookVerifier {
+    keys: WebhookKeys,
+    validation: Validation,
+    max_body: usize,
+}
+
+/// Why a webhook was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum WebhookErrorKind {
+    /// The body is larger than the verifier reads (413).
+    TooLarge,
+    /// No configured key verifies it, or it is not RS256 (401).
+    BadSignature,
+    /// Signed, but past `exp` or before `nbf` (401).
+    Expired,
+    /// Not a webhook: not a JWT, or signed claims without a webhook in
+    /// them (400).
+    NotAWebhook,
+}
+
+impl WebhookErrorKind {
+    /// The status to answer Wix with.
+    pub const fn status(self) -> StatusCode {
+        match self {
+            WebhookErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            WebhookErrorKind::BadSignature | WebhookErrorKind::Expired => StatusCode::UNAUTHORIZED,
+            WebhookErrorKind::NotAWebhook => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// A stable snake_case code, for problem bodies and logs.
+    pub const fn code(self) -> &'static str {
+        match self {
+            WebhookErrorKind::TooLarge => "webhook_too_large",
+            WebhookErrorKind::BadSignature => "webhook_bad_signature",
+            WebhookErrorKind::Expired => "webhook_expired",
+            WebhookErrorKind::NotAWebhook => "not_a_webhook",
+        }
+    }
+
+    /// A fixed sentence, for problem bodies.
+    pub const fn detail(self) -> &'static str {
+        match self {
+            WebhookErrorKind::TooLarge => "The webhook body is too large.",
+            WebhookErrorKind::BadSignature => "The webhook's signature is not valid.",
+            WebhookErrorKind::Expired => "The webhook has expired or is not yet valid.",
+            WebhookErrorKind::NotAWebhook => "The body is not a Wix webhook.",
+        }
+    }
+}
+
+/// A refused webhook. Shows its kind, never the body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("webhook refused: {}", .kind.code())]
+pub struct WebhookError {
+    kind: WebhookErrorKind,
+}
+
+impl WebhookError {
+    /// Why.
+    pub fn kind(&self) -> WebhookErrorKind {
+        self.kind
+    }
+
+    /// The status to answer with.
+    pub fn status(&self) -> StatusCode {
+        self.kind.status()
+    }
+}
+
+impl From<WebhookErrorKind> for WebhookError {
+    fn from(kind: WebhookErrorKind) -> Self {
+        Self { kind }
+    }
+}
+
+/// The JWT claims: only `data` (a JSON string) matters; `exp` and `nbf`
+/// are checked by the validation.
+#[derive(Deserialize)]
+struct Claims {
+    data: String,
+}
+
+impl WebhookVerifier {
+    /// A verifier for these keys (none: every webhook is refused).
+    pub fn new(keys: WebhookKeys) -> Self {
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.required_spec_claims = HashSet::new();
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.validate_aud = false;
+        validation.leeway = 5;
+        Self {
+            keys,
+            validation,
+            max_body: DEFAULT_MAX_BODY,
+        }
+    }
+
+    /// The leeway on `exp` and `nbf` (default 5 s; whole seconds).
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.validation.leeway = leeway.as_secs();
+        self
+    }
+
+    /// The largest body read (default 256 KiB).
+    pub fn max_body_len(mut self, max: usize) -> Self {
+        self.max_body = max;
+        self
+    }
+
+    /// The largest body read.
+    pub fn body_limit(&self) -> usize {
+        self.max_body
+    }
+
+    /// Check a webhook body and parse the event in it.
+    pub fn verify(&self, body: &[u8]) -> Result<WixEvent, WebhookError> {
+        if body.len() > self.max_body {
+            return Err(WebhookErrorKind::TooLarge.into());
+        }
+        let token = std::str::from_utf8(body)
+            .map_err(|_| WebhookErrorKind::NotAWebhook)?
+            .trim();
+        check_header(token)?;
+        let mut refused = WebhookErrorKind::BadSignature;
+        for key in self.keys.iter() {
+            match jsonwebtoken::decode::<Claims>(token, key, &self.validation) {
+                Ok(data) => {
+                    return event::parse(&data.claims.data)
+                        .ok_or_else(|| WebhookErrorKind::NotAWebhook.into());
+                }
+                // The signature held (it is checked first): the time did not.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::ExpiredSignature | ErrorKind::ImmatureSignature
+                    ) =>
+                {
+                    return Err(WebhookErrorKind::Expired.into());
+                }
+                // Signed, but the claims are not a webhook's.
+                Err(e) if matches!(e.kind(), ErrorKind::Json(_) | ErrorKind::Utf8(_)) => {
+                    refused = WebhookErrorKind::NotAWebhook;
+                }
+                // Another key may verify it.
+                Err(_) => {}
+            }
+        }
+        Err(refused.into())
+    }
+}
+
+/// A JWT's shape and an RS256 header, checked before any key is tried:
+/// anything that is not three base64url parts with a JSON header is not a
+/// webhook (400); any other algorithm is a bad signature (401).
+fn check_header(token: &str) -> Result<(), WebhookError> {
+    let mut parts = token.split('.');
+    let (Some(header), Some(_), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(WebhookErrorKind::NotAWebhook.into());
+    };
+    let header = URL_SAFE_NO_PAD
+        .decode(header.trim_end_matches('='))
+        .map_err(|_| WebhookErrorKind::NotAWebhook)?;
+    let header: serde_json::Value =
+        serde_json::from_slice(&header).map_err(|_| WebhookErrorKind::NotAWebhook)?;
+    match header.get("alg").and_then(serde_json::Value::as_str) {
+        Some("RS256") => Ok(()),
+        Some(_) => Err(WebhookErrorKind::BadSignature.into()),
+        None => Err(WebhookErrorKind::NotAWebhook.into()),
+    }
+}
+
+impl fmt::Display for WebhookErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+#[cfg(all(test, feature = "test-util"))]
+mod tests {
+    use jsonwebtoken::{EncodingKey, Header};
+    use serde_json::json;
+
+    use super::*;
+    use crate::test_util::{
+        MockWebhook, OTHER_WEBHOOK_PRIVATE_KEY, OTHER_WEBHOOK_PUBLIC_KEY, WEBHOOK_PUBLIC_KEY,
+    };
+
+    const PRIVATE: &str = include_str!("../test_util/keys/webhook.key.pem");
+
+    fn verifier() -> WebhookVerifier {
+        WebhookVerifier::new(WebhookKeys::new().key(WEBHOOK_PUBLIC_KEY).unwrap())
+    }
+
+    fn verdict(verifier: &WebhookVerifier, token: &str) -> Result<String, WebhookErrorKind> {
+        verifier
+            .verify(token.as_bytes())
+            .map(|event| event.event_type().to_owned())
+            .map_err(|e| e.kind())
+    }
+
+    fn b64(value: &serde_json::Value) -> String {
+        URL_SAFE_NO_PAD.encode(value.to_string())
+    }
+
+    fn signed(header: Header, claims: &serde_json::Value, key: &EncodingKey) -> String {
+        jsonwebtoken::encode(&header, claims, key).unwrap()
+    }
+
+    #[test]
+    fn the_corpus_gets_the_verdicts_the_rules_say() {
+        use WebhookErrorKind::*;
+        let v = verifier();
+        let webhook = MockWebhook::app_removed("i-1");
+        let good = webhook.sign();
+        let private = EncodingKey::from_rsa_pem(PRIVATE.as_bytes()).unwrap();
+        let claims = webhook.claims();
+        let [head, payload, signature]: [&str; 3] =
+            good.split('.').collect::<Vec<_>>().try_into().unwrap();
+        let mut kid = Header::new(Algorithm::RS256);
+        kid.kid = Some("rotated-away".into());
+        kid.jku = Some("https://attacker.example/jwks".into());
+        let mut future = claims.clone();
+        future["nbf"] = json!(9_999_999_999u64);
+        let cases: Vec<(&str, String, Result<String, WebhookErrorKind>)> = vec![
+            ("valid", good.clone(), Ok("AppRemoved".into())),
+            (
+                "no exp",
+                MockWebhook::app_removed("i-1").without_exp().sign(),
+                Ok("AppRemoved".into()),
+            ),
+            (
+                "unknown event type",
+                MockWebhook::new("Novel", "i-1", json!({"x": 1})).sign(),
+                Ok("Novel".into()),
+            ),
+            (
+                "kid and jku headers",
+                signed(kid, &claims, &private),
+                Ok("AppRemoved".into()),
+            ),
+            (
+                "expired",
+                MockWebhook::app_removed("i-1")
+                    .expires_in(Duration::ZERO)
+                    .sign(),
+                Err(Expired),
+            ),
+            (
+                "nbf in the future",
+                signed(Header::new(Algorithm::RS256), &future, &private),
+                Err(Expired),
+            ),
+            (
+                "another key",
+                webhook.sign_with(OTHER_WEBHOOK_PRIVATE_KEY),
+                Err(BadSignature),
+            ),
+            (
+                "alg none",
+                format!("{}.{payload}.", b64(&json!({"alg": "none", "typ": "JWT"}))),
+                Err(BadSignature),
+            ),
+            (
+                "HS256 keyed with the public key",
+                signed(
+                    Header::new(Algorithm::HS256),
+                    &claims,
+                    &EncodingKey::from_secret(WEBHOOK_PUBLIC_KEY.as_bytes()),
+                ),
+                Err(BadSignature),
+            ),
+            (
+                "RS512 with the same key",
+                signed(Header::new(Algorithm::RS512), &claims, &private),
+                Err(BadSignature),
+            ),
+            (
+                "truncated signature",
+                format!("{head}.{payload}.{}", &signature[..signature.len() - 8]),
+                Err(BadSignature),
+            ),
+            (
+                "altered payload",
+                format!(
+                    "{head}.{}.{signature}",
+                    b64(&json!({"data": claims["data"], "exp": 9_999_999_999u64}))
+                ),
+                Err(BadSignature),
+            ),
+            (
+                "data not a string",
+                signed(
+                    Header::new(Algorithm::RS256),
+                    &json!({"data": {"eventType": "AppRemoved"}}),
+                    &private,
+                ),
+                Err(NotAWebhook),
+            ),
+            (
+                "data not a webhook",
+                signed(
+                    Header::new(Algorithm::RS256),
+                    &json!({"data": "[1,2]"}),
+                    &private,
+                ),
+                Err(NotAWebhook),
+            ),
+            (
+                "not a JWT",
+                r#"{"eventType":"AppRemoved"}"#.into(),
+                Err(NotAWebhook),
+            ),
+            ("empty", String::new(), Err(NotAWebhook)),
+        ];
+        for (case, token, want) in cases {
+            assert_eq!(verdict(&v, &token), want, "{case}");
+        }
+    }
+
+    #[test]
+    fn every_key_encoding_verifies_and_a_rotation_tries_each_key() {
+        let pem = WEBHOOK_PUBLIC_KEY;
+        let escaped = pem.trim().replace('\n', "\\n");
+        let base64_pem = base64::engine::general_purpose::STANDARD.encode(pem);
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let token = MockWebhook::app_installed("i-1").sign();
+        for (form, key) in [
+            ("PEM", pem.to_owned()),
+            ("escaped PEM", escaped),
+            ("base64 PEM", base64_pem),
+            ("base64 DER", body),
+        ] {
+            let v = WebhookVerifier::new(
+                WebhookKeys::new()
+                    .key(&key)
+                    .unwrap_or_else(|_| panic!("{form}")),
+            );
+            assert!(v.verify(token.as_bytes()).is_ok(), "{form}");
+        }
+        for bad in [
+            "",
+            "not a key",
+            "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----",
+        ] {
+            assert!(WebhookKeys::new().key(bad).is_err(), "{bad:?}");
+        }
+        // Old and new key during a rotation: both verify.
+        let both = WebhookVerifier::new(
+            WebhookKeys::new()
+                .key(OTHER_WEBHOOK_PUBLIC_KEY)
+                .unwrap()
+                .key(pem)
+                .unwrap(),
+        );
+        let old = MockWebhook::app_installed("i-1").sign_with(OTHER_WEBHOOK_PRIVATE_KEY);
+        assert!(both.verify(token.as_bytes()).is_ok());
+        assert!(both.verify(old.as_bytes()).is_ok());
+        // No key: nothing verifies.
+        let none = WebhookVerifier::new(WebhookKeys::new());
+        assert_eq!(
+            none.verify(token.as_bytes()).unwrap_err().kind(),
+            WebhookErrorKind::BadSignature
+        );
+    }
+
+    #[test]
+    fn a_body_over_the_limit_is_refused_before_parsing() {
+        let v = verifier().max_body_len(100);
+        let token = MockWebhook::app_installed("i-1").sign();
+        let refused = v.verify(token.as_bytes()).unwrap_err();
+        assert_eq!(
+            (refused.kind(), refused.status().as_u16()),
+            (WebhookErrorKind::TooLarge, 413)
+        );
+        assert!(!format!("{refused:?} {refused}").contains(&token[..20]));
+    }
+
+    #[test]
+    fn the_leeway_covers_a_clock_a_little_behind() {
+        let private = EncodingKey::from_rsa_pem(PRIVATE.as_bytes()).unwrap();
+        let mut claims = MockWebhook::app_removed("i-1").without_exp().claims();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        claims["exp"] = json!(now - 2);
+        let token = signed(Header::new(Algorithm::RS256), &claims, &private);
+        assert!(
+            verifier().verify(token.as_bytes()).is_ok(),
+            "2 s late: within 5 s"
+        );
+        let strict = verifier().leeway(Duration::ZERO);
+        assert_eq!(
+            strict.verify(token.as_bytes()).unwrap_err().kind(),
+            WebhookErrorKind::Expired
+        );
+    }
+}
