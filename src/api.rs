@@ -116,6 +116,18 @@ impl WixApi {
         })
     }
 
+    pub(crate) fn new(
+        route: Arc<RouteConfig>,
+        caller: Caller,
+        token: Option<ElevatedToken>,
+    ) -> Self {
+        Self {
+            route,
+            caller,
+            token,
+        }
+    }
+
     /// The caller this client acts for.
     pub fn caller(&self) -> &Caller {
         &self.caller

@@ -299,28 +299,70 @@ impl ElevateLayer {
     }
 }
 
+impl ElevateLayer {
+    /// A [`WixApi`](crate::WixApi) for `instance_id` outside any request
+    /// (a webhook handler, a scheduled job), with this layer's declared
+    /// operations, and the same single-flight app token, retries,
+    /// breakers, deadline and audit as inside a request. The audit lines
+    /// name the actor: this layer's [`route_name`](Self::route_name) as the
+    /// route and the subject (`subject_type="APP"`), so name the layer
+    /// after the job.
+    ///
+    /// No caller is verified here: only your own code decides which
+    /// instance to act for, so never take `instance_id` from a request.
+    ///
+    /// ```
+    /// # use wix_elevate::{Elevator, test_util::MockWix};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let wix = MockWix::start().await?;
+    /// # let elevator = wix.elevator_builder().build()?;
+    /// let on_install = elevator
+    ///     .layer()
+    ///     .route_name("webhook:app_installed")
+    ///     .allow("GET /apps/v1/instance")?;
+    /// let api = on_install.api_for_instance("inst-1");
+    /// let instance: serde_json::Value = api.get("/apps/v1/instance").await?.json()?;
+    /// assert_eq!(instance["instance"]["instanceId"], "inst-1");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn api_for_instance(&self, instance_id: &str) -> crate::WixApi {
+        let route = Arc::new(self.route_config());
+        let actor: Arc<str> = if route.route_name.is_empty() {
+            Arc::from("background")
+        } else {
+            route.route_name.clone()
+        };
+        let caller = crate::Caller::new(crate::SubjectType::App, actor, instance_id);
+        crate::WixApi::new(route, caller, None)
+    }
+
+    /// The configuration one route (or one background actor) runs with.
+    fn route_config(&self) -> RouteConfig {
+        RouteConfig {
+            elevator: self.elevator.clone(),
+            policy: self.policy.clone(),
+            metrics: self
+                .metrics
+                .clone()
+                .unwrap_or_else(|| Arc::new(RouteMetrics::new(&self.route_name))),
+            route_name: self.route_name.clone(),
+            operations: self.operations.clone().into(),
+            rate_limits: self.rate_limits.clone().into(),
+            max_identity_age: self.max_identity_age,
+            expose_app_token: self.expose_app_token,
+            credential_query: self.credential_query.clone(),
+            on_rejection: self.on_rejection.clone(),
+        }
+    }
+}
+
 impl<S> Layer<S> for ElevateLayer {
     type Service = Elevate<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Elevate::from_parts(
-            inner,
-            RouteConfig {
-                elevator: self.elevator.clone(),
-                policy: self.policy.clone(),
-                metrics: self
-                    .metrics
-                    .clone()
-                    .unwrap_or_else(|| Arc::new(RouteMetrics::new(&self.route_name))),
-                route_name: self.route_name.clone(),
-                operations: self.operations.clone().into(),
-                rate_limits: self.rate_limits.clone().into(),
-                max_identity_age: self.max_identity_age,
-                expose_app_token: self.expose_app_token,
-                credential_query: self.credential_query.clone(),
-                on_rejection: self.on_rejection.clone(),
-            },
-        )
+        Elevate::from_parts(inner, self.route_config())
     }
 }
 

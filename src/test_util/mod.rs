@@ -183,6 +183,23 @@ impl MockWix {
         token
     }
 
+    /// An [`ElevatorBuilder`](crate::ElevatorBuilder) for this mock's app,
+    /// pointed at it: `Elevator::builder(app_id, app_secret).base_url(base_url)`.
+    ///
+    /// ```
+    /// # use wix_elevate::test_util::MockWix;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let wix = MockWix::start().await?;
+    /// let elevator = wix.elevator_builder().build()?;
+    /// assert_eq!(elevator.base_url(), wix.base_url());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn elevator_builder(&self) -> crate::ElevatorBuilder {
+        crate::Elevator::builder(self.app_id(), self.app_secret()).base_url(self.base_url())
+    }
+
     /// Forget a caller token: Token Info refuses it from now on.
     pub fn revoke(&self, token: &str) {
         self.state.lock().callers.remove(token);

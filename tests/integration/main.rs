@@ -7,6 +7,7 @@ mod common;
 #[allow(dead_code)]
 mod redis_server;
 
+mod background;
 mod bursts;
 mod caller_token;
 mod elevated_call;

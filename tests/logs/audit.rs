@@ -194,3 +194,36 @@ async fn a_plan_refusal_is_audited_with_its_own_outcome() {
     assert!(denied.contains("policy=\"plans\""), "{denied}");
     assert!(denied.contains("subject_id=\"u-free\""), "{denied}");
 }
+
+#[tokio::test]
+async fn a_call_outside_a_request_is_audited_under_its_actor() {
+    let captured = Captured::default();
+    let _guard = captured.install(tracing::Level::INFO);
+    let (wix, elevator) = setup().await;
+    let job = elevator
+        .layer()
+        .route_name("webhook:app_installed")
+        .allow("GET /apps/v1/instance")
+        .unwrap();
+    job.api_for_instance("inst-bg")
+        .get("/apps/v1/instance")
+        .await
+        .unwrap();
+    drop(_guard);
+    let _ = wix;
+    let logs = captured.text();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("elevated Wix call"))
+        .unwrap_or_else(|| panic!("no audit line:\n{logs}"));
+    for field in [
+        r#"route="webhook:app_installed""#,
+        r#"subject_type="APP""#,
+        r#"subject_id="webhook:app_installed""#,
+        r#"instance_id="inst-bg""#,
+        "operation=GET /apps/v1/instance",
+        r#"outcome="ok""#,
+    ] {
+        assert!(line.contains(field), "{field} missing in {line}");
+    }
+}
