@@ -464,6 +464,20 @@ mod enabled {
             reached && published
         }
 
+        /// Mark a webhook delivery (by its keyed digest) as seen for `ttl`:
+        /// `Some(true)` the first time fleet-wide, `None` if Redis is
+        /// unavailable.
+        pub(crate) async fn first_delivery(&self, digest_hex: &str, ttl: Duration) -> Option<bool> {
+            let key = format!("{}:webhook:{digest_hex}", self.prefix);
+            self.store.set_once(&key, ttl).await
+        }
+
+        /// Unmark a delivery that could not be taken (Wix will retry it).
+        pub(crate) async fn forget_delivery(&self, digest_hex: &str) {
+            let key = format!("{}:webhook:{digest_hex}", self.prefix);
+            self.store.delete(&key).await;
+        }
+
         /// A fleet-wide GCRA check of `per_minute` for `parts` (route,
         /// scope, caller): `None` when Redis is unavailable.
         pub(crate) async fn rate(
@@ -618,6 +632,14 @@ mod disabled {
         }
 
         pub(crate) async fn forget(&self, _: Invalidation) -> bool {
+            match *self {}
+        }
+
+        pub(crate) async fn first_delivery(&self, _: &str, _: Duration) -> Option<bool> {
+            match *self {}
+        }
+
+        pub(crate) async fn forget_delivery(&self, _: &str) {
             match *self {}
         }
 

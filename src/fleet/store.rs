@@ -116,6 +116,29 @@ impl RedisStore {
         }
     }
 
+    /// `SET key 1 NX PX ttl`: `Some(true)` if the key was not there.
+    pub(crate) async fn set_once(&self, key: &str, ttl: Duration) -> Option<bool> {
+        self.run(|mut c| async move {
+            redis::cmd("SET")
+                .arg(key)
+                .arg(1)
+                .arg("NX")
+                .arg("PX")
+                .arg(millis(ttl))
+                .query_async::<Option<String>>(&mut c)
+                .await
+        })
+        .await
+        .map(|set| set.is_some())
+    }
+
+    /// `DEL key`.
+    pub(crate) async fn delete(&self, key: &str) -> bool {
+        self.run(|mut c| async move { c.del::<_, ()>(key).await })
+            .await
+            .is_some()
+    }
+
     /// `PUBLISH channel message`.
     pub(crate) async fn publish(&self, channel: &str, message: &[u8]) -> bool {
         self.run(|mut c| async move { c.publish::<_, _, ()>(channel, message).await })

@@ -14,10 +14,13 @@
 //! deliver one twice or out of order: acknowledge first, work after, and
 //! make the work idempotent.
 
+mod endpoint;
 mod event;
 mod keys;
 mod verify;
 
+#[doc(inline)]
+pub use endpoint::{DEDUPE_WINDOW, WebhookEndpoint, WebhookEndpointBuilder};
 #[doc(inline)]
 pub use event::{AccountInfo, DomainEvent, EventPayload, PlanEvent, WebhookIdentity, WixEvent};
 #[doc(inline)]

@@ -358,3 +358,68 @@ async fn the_plan_travels_through_redis_with_the_identity() {
     assert_eq!(fleet.wix.token_info_calls_for(&premium), 1);
     assert_eq!(fleet.wix.token_info_calls_for(&free), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_removed_on_one_replica_is_forgotten_on_every_replica_and_handled_once() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+
+    use axum::routing::post_service;
+    use wix_elevate::{
+        test_util::{MockWebhook, WEBHOOK_PUBLIC_KEY},
+        webhook::{WebhookEndpoint, WebhookKeys, WebhookVerifier},
+    };
+
+    let _serial = SERIAL.lock().await;
+    let Some(redis) = Redis::start() else { return };
+    let fleet = Fleet::start(2, Some(&redis)).await;
+    let handled = Arc::new(AtomicUsize::new(0));
+    let endpoints: Vec<Router> = fleet
+        .replicas
+        .iter()
+        .map(|(elevator, _)| {
+            let handled = handled.clone();
+            let verifier =
+                WebhookVerifier::new(WebhookKeys::new().key(WEBHOOK_PUBLIC_KEY).unwrap());
+            let webhooks = WebhookEndpoint::builder(elevator, verifier)
+                .on_event(move |_| {
+                    handled.fetch_add(1, Ordering::SeqCst);
+                    async {}
+                })
+                .build();
+            Router::new().route("/webhooks", post_service(webhooks))
+        })
+        .collect();
+    let deliver = |replica: usize, body: String| {
+        let req = Request::post("/webhooks").body(Body::from(body)).unwrap();
+        endpoints[replica].clone().oneshot(req)
+    };
+    let member = member_of(&fleet, "inst-uninstalled");
+    for replica in 0..2 {
+        assert_eq!(fleet.send(replica, "/whoami", &member).await, 200);
+    }
+    fleet.wix.revoke(&member);
+    let removed = MockWebhook::app_removed("inst-uninstalled").sign();
+    let started = Instant::now();
+    assert_eq!(deliver(0, removed.clone()).await.unwrap().status(), 200);
+    // Replica B asks Wix again, at once, and is refused.
+    assert_eq!(fleet.send(1, "/whoami", &member).await, 401);
+    println!(
+        "AppRemoved on replica A to replica B refusing the instance's cached caller: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(fleet.wix.token_info_calls_for(&member), 2);
+    // Wix's retry of the same webhook reaches replica B: acknowledged, not
+    // handled again.
+    let retry = deliver(1, removed).await.unwrap();
+    assert_eq!(retry.status(), 200);
+    let body = axum::body::to_bytes(retry.into_body(), 1024).await.unwrap();
+    assert_eq!(&body[..], br#"{"received":"duplicate"}"#);
+    crate::time_until(Duration::from_secs(2), async || {
+        handled.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    assert_eq!(handled.load(Ordering::SeqCst), 1);
+}

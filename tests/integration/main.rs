@@ -27,3 +27,4 @@ mod quickstart;
 mod resilience;
 #[path = "../support/scoped_app.rs"]
 mod scoped_app;
+mod webhooks;

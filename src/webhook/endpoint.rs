@@ -1,0 +1,342 @@
+//! [`WebhookEndpoint`]: the tower service that receives Wix's webhooks:
+//! verify, deduplicate, forget what an app-instance event makes stale,
+//! acknowledge, and run the application's handler off the request path.
+
+use std::{
+    convert::Infallible,
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::{Arc, Mutex},
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::{BodyExt, Full, Limited};
+use tokio::{
+    sync::{Semaphore, mpsc},
+    time::Instant,
+};
+use tower_service::Service;
+
+use super::{WebhookErrorKind, WebhookVerifier, WixEvent};
+use crate::{Elevator, response::problem, token::TokenDigest};
+
+/// How long a delivery is remembered, to deliver a retry or a duplicate
+/// to the handler only once: Wix retries for up to 48 hours.
+pub const DEDUPE_WINDOW: Duration = Duration::from_secs(48 * 3600);
+
+type Handler = Arc<dyn Fn(WixEvent) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// Receives Wix's webhooks, as a tower [`Service`] (mount it with axum's
+/// `post_service`):
+///
+/// 1. reads the raw body (413 past the verifier's limit) and verifies it
+///    ([`WebhookVerifier`]: 401 for a signature, algorithm or time
+///    failure, 400 for a body that is not a webhook), answering like every
+///    other rejection, `application/problem+json`;
+/// 2. deduplicates: a delivery seen in the last 48 hours (by the event's
+///    id where it has one, else by a keyed digest of the token; fleet-wide
+///    in fleet mode) is answered 200 and not handled again;
+/// 3. on `AppInstalled`, `AppRemoved` and every plan event, forgets the
+///    instance on every replica ([`Elevator::forget_instance`]) before
+///    anything else (off with
+///    [`forget_on_lifecycle(false)`](WebhookEndpointBuilder::forget_on_lifecycle));
+///    503 if the fleet could not be told, so Wix retries;
+/// 4. queues the event for the handler and answers 200 at once (Wix wants
+///    one within 1,250 ms); a full queue answers 503 so Wix retries.
+///
+/// The handler runs off the request path, a few at a time
+/// ([`concurrency`](WebhookEndpointBuilder::concurrency)); make it
+/// idempotent, as Wix may deliver out of order.
+///
+/// ```
+/// use axum::{Router, routing::post_service};
+/// use wix_elevate::{Elevator, webhook::{EventPayload, WebhookEndpoint, WebhookKeys, WebhookVerifier}};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let public_key = wix_elevate::test_util::WEBHOOK_PUBLIC_KEY;
+/// let elevator = Elevator::builder("app", "secret").build()?;
+/// let on_install = elevator.layer().route_name("webhook:installed").allow("GET /apps/v1/instance")?;
+/// let webhooks = WebhookEndpoint::builder(&elevator, WebhookVerifier::new(WebhookKeys::new().key(public_key)?))
+///     .on_event(move |event| {
+///         let on_install = on_install.clone();
+///         async move {
+///             if let (EventPayload::AppInstalled { .. }, Some(instance)) = (event.payload(), event.instance_id()) {
+///                 // Wix's answer, with the app's identity, outside any request.
+///                 let _ = on_install.api_for_instance(instance).get("/apps/v1/instance").await;
+///             }
+///         }
+///     })
+///     .build();
+/// let app: Router = Router::new().route("/webhooks", post_service(webhooks));
+/// # let _ = app;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct WebhookEndpoint {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    verifier: WebhookVerifier,
+    elevator: Elevator,
+    forget_on_lifecycle: bool,
+    queue: mpsc::Sender<WixEvent>,
+    /// Taken by the worker when the first delivery arrives (inside a
+    /// runtime).
+    worker: Mutex<Option<Worker>>,
+    /// Deliveries seen, by digest, and when (in process; Redis too in
+    /// fleet mode).
+    seen: quick_cache::sync::Cache<TokenDigest, Instant>,
+}
+
+struct Worker {
+    events: mpsc::Receiver<WixEvent>,
+    handler: Handler,
+    concurrency: usize,
+}
+
+/// Configures a [`WebhookEndpoint`].
+#[must_use]
+pub struct WebhookEndpointBuilder {
+    elevator: Elevator,
+    verifier: WebhookVerifier,
+    handler: Handler,
+    capacity: usize,
+    concurrency: usize,
+    forget_on_lifecycle: bool,
+}
+
+impl WebhookEndpoint {
+    /// An endpoint for `elevator`'s app, checking with `verifier`.
+    pub fn builder(elevator: &Elevator, verifier: WebhookVerifier) -> WebhookEndpointBuilder {
+        WebhookEndpointBuilder {
+            elevator: elevator.clone(),
+            verifier,
+            handler: Arc::new(|_| Box::pin(async {})),
+            capacity: 1024,
+            concurrency: 8,
+            forget_on_lifecycle: true,
+        }
+    }
+
+    /// Answer one delivery's raw body.
+    pub async fn deliver(&self, body: &[u8]) -> Response<Full<Bytes>> {
+        let shared = &*self.shared;
+        let event = match shared.verifier.verify(body) {
+            Ok(event) => event,
+            Err(refused) => return refusal(refused.kind()),
+        };
+        self.start_worker();
+        let digest = match event.id() {
+            Some(id) => shared
+                .elevator
+                .identities()
+                .digest(format!("event\0{id}").as_bytes()),
+            None => shared.elevator.identities().digest(body),
+        };
+        if !self.first_delivery(digest).await {
+            return acknowledged("duplicate");
+        }
+        if shared.forget_on_lifecycle
+            && event.changes_instance()
+            && let Some(instance) = event.instance_id()
+            && shared.elevator.forget_instance(instance).await.is_err()
+        {
+            self.unsee(digest).await;
+            tracing::warn!(target: "wix_elevate::webhook", event_type = event.event_type(), "could not forget the instance fleet-wide: 503, Wix will retry");
+            return retry_later("The instance could not be forgotten on every replica.");
+        }
+        if shared.queue.try_send(event).is_err() {
+            self.unsee(digest).await;
+            tracing::warn!(target: "wix_elevate::webhook", "webhook queue full: 503, Wix will retry");
+            return retry_later("The webhook queue is full.");
+        }
+        acknowledged("accepted")
+    }
+
+    /// Whether this is the first delivery of `digest` in the window.
+    async fn first_delivery(&self, digest: TokenDigest) -> bool {
+        let shared = &*self.shared;
+        let now = Instant::now();
+        if shared
+            .seen
+            .get(&digest)
+            .is_some_and(|at| now.duration_since(at) < DEDUPE_WINDOW)
+        {
+            return false;
+        }
+        shared.seen.insert(digest, now);
+        match shared.elevator.fleet() {
+            // Redis decides fleet-wide; while it is away, this replica does.
+            Some(fleet) => fleet
+                .first_delivery(&digest.hex(), DEDUPE_WINDOW)
+                .await
+                .unwrap_or(true),
+            None => true,
+        }
+    }
+
+    /// Forget that `digest` was seen: it could not be taken, Wix retries.
+    async fn unsee(&self, digest: TokenDigest) {
+        self.shared.seen.remove(&digest);
+        if let Some(fleet) = self.shared.elevator.fleet() {
+            fleet.forget_delivery(&digest.hex()).await;
+        }
+    }
+
+    /// Start the handler's worker on the runtime in use, once.
+    fn start_worker(&self) {
+        let worker = match self.shared.worker.lock() {
+            Ok(mut slot) => slot.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some(worker) = worker {
+            tokio::spawn(worker.run());
+        }
+    }
+}
+
+impl Worker {
+    async fn run(mut self) {
+        let slots = Arc::new(Semaphore::new(self.concurrency.max(1)));
+        while let Some(event) = self.events.recv().await {
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            let handled = (self.handler)(event);
+            tokio::spawn(async move {
+                handled.await;
+                drop(slot);
+            });
+        }
+    }
+}
+
+impl WebhookEndpointBuilder {
+    /// What to do with each verified, new event (after the instance was
+    /// forgotten, if it is an app-instance event). Runs off the request
+    /// path; Wix has had its 200.
+    pub fn on_event<F, Fut>(mut self, handler: F) -> Self
+    where
+        F: Fn(WixEvent) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.handler = Arc::new(move |event| Box::pin(handler(event)));
+        self
+    }
+
+    /// How many events may wait for the handler (default 1,024); beyond,
+    /// deliveries are answered 503 and Wix retries them.
+    pub fn queue_capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity.max(1);
+        self
+    }
+
+    /// How many events the handler works on at once (default 8).
+    pub fn concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = concurrency.max(1);
+        self
+    }
+
+    /// Whether app-instance events (install, removal, plan changes) forget
+    /// the instance before the handler runs (default: yes).
+    pub fn forget_on_lifecycle(mut self, forget: bool) -> Self {
+        self.forget_on_lifecycle = forget;
+        self
+    }
+
+    /// The endpoint.
+    pub fn build(self) -> WebhookEndpoint {
+        let (queue, events) = mpsc::channel(self.capacity);
+        WebhookEndpoint {
+            shared: Arc::new(Shared {
+                verifier: self.verifier,
+                elevator: self.elevator,
+                forget_on_lifecycle: self.forget_on_lifecycle,
+                queue,
+                worker: Mutex::new(Some(Worker {
+                    events,
+                    handler: self.handler,
+                    concurrency: self.concurrency,
+                })),
+                seen: quick_cache::sync::Cache::new(100_000),
+            }),
+        }
+    }
+}
+
+impl<B> Service<Request<B>> for WebhookEndpoint
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let endpoint = self.clone();
+        let limit = self.shared.verifier.body_limit();
+        Box::pin(async move {
+            let body = Limited::new(req.into_body(), limit);
+            let Ok(body) = body.collect().await.map(|collected| collected.to_bytes()) else {
+                // Over the limit (or a broken body): never parsed.
+                return Ok(refusal(WebhookErrorKind::TooLarge));
+            };
+            Ok(endpoint.deliver(&body).await)
+        })
+    }
+}
+
+fn refusal(kind: WebhookErrorKind) -> Response<Full<Bytes>> {
+    problem(kind.status(), kind.detail(), kind.code(), None)
+}
+
+fn retry_later(detail: &str) -> Response<Full<Bytes>> {
+    problem(
+        StatusCode::SERVICE_UNAVAILABLE,
+        detail,
+        "webhook_retry_later",
+        Some(Duration::from_secs(1)),
+    )
+}
+
+fn acknowledged(what: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(format!(
+        r#"{{"received":"{what}"}}"#
+    ))));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+impl fmt::Debug for WebhookEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookEndpoint")
+            .field("forget_on_lifecycle", &self.shared.forget_on_lifecycle)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for WebhookEndpointBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookEndpointBuilder")
+            .field("capacity", &self.capacity)
+            .field("concurrency", &self.concurrency)
+            .field("forget_on_lifecycle", &self.forget_on_lifecycle)
+            .finish_non_exhaustive()
+    }
+}

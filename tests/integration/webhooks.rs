@@ -1,0 +1,208 @@
+//! Wix's webhooks at the endpoint: verified, deduplicated, wired to the
+//! caches, acknowledged before the handler runs.
+
+use std::time::Duration;
+
+use axum::{Router, body::Body, routing::post_service};
+use http::Request;
+use tokio::sync::mpsc;
+use tower::ServiceExt;
+use wix_elevate::{
+    SubjectType,
+    test_util::{CallerSpec, MockWebhook, OTHER_WEBHOOK_PRIVATE_KEY, WEBHOOK_PUBLIC_KEY},
+    webhook::{EventPayload, WebhookEndpoint, WebhookKeys, WebhookVerifier, WixEvent},
+};
+
+use crate::common::{Harness, harness};
+
+fn verifier() -> WebhookVerifier {
+    WebhookVerifier::new(WebhookKeys::new().key(WEBHOOK_PUBLIC_KEY).unwrap())
+}
+
+/// The endpoint, with a handler that reports each event it runs for.
+fn endpoint(h: &Harness, capacity: usize) -> (Router, mpsc::UnboundedReceiver<WixEvent>) {
+    let (handled, events) = mpsc::unbounded_channel();
+    let webhooks = WebhookEndpoint::builder(&h.elevator, verifier())
+        .queue_capacity(capacity)
+        .on_event(move |event| {
+            let handled = handled.clone();
+            async move {
+                let _ = handled.send(event);
+            }
+        })
+        .build();
+    (
+        Router::new().route("/webhooks", post_service(webhooks)),
+        events,
+    )
+}
+
+async fn deliver(app: &Router, body: impl Into<Body>) -> (u16, serde_json::Value) {
+    let req = Request::post("/webhooks").body(body.into()).unwrap();
+    let res = app.clone().oneshot(req).await.unwrap();
+    let status = res.status().as_u16();
+    let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap_or_default())
+}
+
+#[tokio::test]
+async fn app_removed_forgets_the_instance_before_the_handler_runs() {
+    let h = harness().await;
+    let (app, mut events) = endpoint(&h, 16);
+    let member = h
+        .wix
+        .mint(CallerSpec::new(SubjectType::Member).instance("inst-gone"));
+    assert_eq!(h.get("/whoami", Some(&member)).await.status, 200);
+    // The app is removed: Wix revokes the site's tokens and says so.
+    h.wix.revoke(&member);
+    let (status, body) = deliver(&app, MockWebhook::app_removed("inst-gone").sign()).await;
+    assert_eq!((status, body["received"].as_str()), (200, Some("accepted")));
+    let event = events.recv().await.expect("the handler ran");
+    assert!(matches!(event.payload(), EventPayload::AppRemoved { .. }));
+    // Forgotten: the next request asks Wix, which refuses.
+    h.get("/whoami", Some(&member))
+        .await
+        .assert_problem(401, "invalid_token");
+    assert_eq!(h.wix.token_info_calls_for(&member), 2);
+}
+
+#[tokio::test]
+async fn a_duplicate_is_acknowledged_and_handled_once() {
+    let h = harness().await;
+    let (app, mut events) = endpoint(&h, 16);
+    let body = MockWebhook::plan_purchased("inst-1", "premium").sign();
+    assert_eq!(deliver(&app, body.clone()).await.0, 200);
+    let (status, answer) = deliver(&app, body).await;
+    assert_eq!(
+        (status, answer["received"].as_str()),
+        (200, Some("duplicate"))
+    );
+    let first = events.recv().await.unwrap();
+    assert!(
+        matches!(first.payload(), EventPayload::PaidPlanPurchased(p) if p.vendor_product_id.as_deref() == Some("premium"))
+    );
+    // Nothing more arrives: a later, different event comes next.
+    assert_eq!(
+        deliver(&app, MockWebhook::app_installed("inst-1").sign())
+            .await
+            .0,
+        200
+    );
+    assert_eq!(events.recv().await.unwrap().event_type(), "AppInstalled");
+}
+
+#[tokio::test]
+async fn refusals_are_problems_with_the_statuses_wix_retries_on() {
+    let h = harness().await;
+    let (app, mut events) = endpoint(&h, 16);
+    let cases = [
+        (
+            MockWebhook::app_removed("i").sign_with(OTHER_WEBHOOK_PRIVATE_KEY),
+            401,
+            "webhook_bad_signature",
+        ),
+        (
+            MockWebhook::app_removed("i")
+                .expires_in(Duration::ZERO)
+                .sign(),
+            401,
+            "webhook_expired",
+        ),
+        (
+            r#"{"eventType":"AppRemoved","instanceId":"i"}"#.to_owned(),
+            400,
+            "not_a_webhook",
+        ),
+        (
+            format!("{}.{}", "a".repeat(300 * 1024), "b"),
+            413,
+            "webhook_too_large",
+        ),
+    ];
+    for (body, status, code) in cases {
+        let (got, answer) = deliver(&app, body).await;
+        assert_eq!((got, answer["code"].as_str()), (status, Some(code)));
+    }
+    assert!(
+        events.try_recv().is_err(),
+        "no refused webhook reached the handler"
+    );
+}
+
+#[tokio::test]
+async fn a_full_queue_answers_503_and_the_retry_is_taken_later() {
+    let h = harness().await;
+    // A handler that does not finish until told: the queue fills.
+    let (release, released) = tokio::sync::watch::channel(false);
+    let webhooks = WebhookEndpoint::builder(&h.elevator, verifier())
+        .queue_capacity(1)
+        .concurrency(1)
+        .on_event(move |_| {
+            let mut released = released.clone();
+            async move {
+                let _ = released.wait_for(|r| *r).await;
+            }
+        })
+        .build();
+    let app = Router::new().route("/webhooks", post_service(webhooks));
+    let mut statuses = Vec::new();
+    let bodies: Vec<String> = (0..4)
+        .map(|i| MockWebhook::app_installed(format!("inst-{i}")).sign())
+        .collect();
+    for body in &bodies {
+        statuses.push(deliver(&app, body.clone()).await);
+    }
+    let refused: Vec<_> = statuses.iter().filter(|(s, _)| *s == 503).collect();
+    println!(
+        "4 deliveries to a queue of 1 with a stuck handler: {:?}",
+        statuses.iter().map(|(s, _)| s).collect::<Vec<_>>()
+    );
+    assert!(!refused.is_empty(), "{statuses:?}");
+    assert!(
+        refused
+            .iter()
+            .all(|(_, b)| b["code"] == "webhook_retry_later")
+    );
+    // Once the handler moves on, Wix's retry of a refused one is taken
+    // (it was not remembered as seen).
+    release.send(true).unwrap();
+    let last = bodies.last().unwrap().clone();
+    let mut retried = 0;
+    while retried < 100 {
+        let (status, body) = deliver(&app, last.clone()).await;
+        if status == 200 {
+            assert_eq!(body["received"], "accepted");
+            break;
+        }
+        retried += 1;
+        tokio::task::yield_now().await;
+    }
+    assert!(retried < 100, "the retry was never taken");
+}
+
+#[tokio::test]
+async fn the_embedder_can_keep_the_caches_on_lifecycle_events() {
+    let h = harness().await;
+    let webhooks = WebhookEndpoint::builder(&h.elevator, verifier())
+        .forget_on_lifecycle(false)
+        .build();
+    let app = Router::new().route("/webhooks", post_service(webhooks));
+    let member = h
+        .wix
+        .mint(CallerSpec::new(SubjectType::Member).instance("inst-kept"));
+    assert_eq!(h.get("/whoami", Some(&member)).await.status, 200);
+    assert_eq!(
+        deliver(&app, MockWebhook::app_removed("inst-kept").sign())
+            .await
+            .0,
+        200
+    );
+    assert_eq!(h.get("/whoami", Some(&member)).await.status, 200);
+    assert_eq!(
+        h.wix.token_info_calls_for(&member),
+        1,
+        "nothing was forgotten"
+    );
+}
