@@ -14,6 +14,7 @@
 //! | `GET /api/dashboard/instance` | Wix users | same; the token may also come as `?instance=` (older dashboard pages) |
 //! | `GET /api/premium/instance` | Wix users of sites on a plan in `WIX_PREMIUM_PLANS` | same; other plans: 403 `plan_required` |
 //! | `POST /api/members/escalate` | members | tries `POST /members/v1/members`, which the route does not declare: 403, and Wix sees nothing |
+//! | `POST /webhooks` | Wix (signed) | with `WIX_WEBHOOK_PUBLIC_KEY`, or always against the mock: verified webhooks; `AppRemoved`, `AppInstalled` and plan events forget the instance; on `AppInstalled` it reads the instance with the app's identity and logs the app name |
 //! | `GET /metrics` | anyone | Prometheus text: requests, cache hits/misses/coalesced waits, Wix calls and latency |
 //!
 //! Each `/instance` route declares `GET /apps/v1/instance` and calls it
@@ -39,6 +40,9 @@
 //!   request headers (default 10000).
 //! * `SHUTDOWN_DEADLINE_MS`: how long open connections get after SIGTERM
 //!   or Ctrl-C before the process exits anyway (default 10000).
+//! * `WIX_WEBHOOK_PUBLIC_KEY`: the app's webhook public key (PEM, `\n`-escaped
+//!   PEM, or base64); serves `POST /webhooks`. Against the mock, the
+//!   mock's key is used.
 //! * `WIX_PREMIUM_PLANS`: the product ids (comma separated) that
 //!   `/api/premium/instance` admits (default `premium`).
 //! * `REDIS_URL`: fleet mode: share identities, app tokens, rate limits and
@@ -63,7 +67,7 @@ use std::{
 
 use axum::{
     Json, Router,
-    routing::{get, post},
+    routing::{get, post, post_service},
 };
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::{Value, json};
@@ -71,7 +75,8 @@ use tower_http::cors::Any;
 use wix_elevate::{
     Caller, ConfigError, ElevateLayer, Elevator, PolicyExt, SubjectType, SubjectTypes, WixApi,
     WixApiError, policy,
-    test_util::{CallerSpec, MockWix},
+    test_util::{CallerSpec, MockWebhook, MockWix, WEBHOOK_PUBLIC_KEY},
+    webhook::{EventPayload, WebhookEndpoint, WebhookKeys, WebhookVerifier},
 };
 
 /// The quickstart's settings, all from the environment.
@@ -88,6 +93,7 @@ struct Settings {
     header_read_timeout: Duration,
     shutdown_deadline: Duration,
     premium_plans: Vec<String>,
+    webhook_key: Option<String>,
 }
 
 impl Settings {
@@ -122,6 +128,7 @@ impl Settings {
             new_tokens_per_sec: u32::try_from(number("WIX_NEW_TOKENS_PER_SEC", 100)?)
                 .map_err(|_| "WIX_NEW_TOKENS_PER_SEC is too large".to_owned())?,
             redis: var("REDIS_URL"),
+            webhook_key: var("WIX_WEBHOOK_PUBLIC_KEY"),
             premium_plans: var("WIX_PREMIUM_PLANS")
                 .unwrap_or_else(|| "premium".into())
                 .split(',')
@@ -157,6 +164,7 @@ fn app(
     metrics: PrometheusHandle,
     per_caller_per_min: Option<u32>,
     premium_plans: &[String],
+    webhooks: Option<WebhookVerifier>,
     stopping: Arc<AtomicBool>,
 ) -> Result<Router, ConfigError> {
     // Wix's headers (`x-wix-linguist`, `X-Wix-Consistent`) allowed,
@@ -171,7 +179,14 @@ fn app(
         }
     };
     let reads_instance = |name| layer(name)?.allow("GET /apps/v1/instance");
-    Ok(Router::new()
+    let router = match webhooks {
+        Some(verifier) => Router::new().route(
+            "/webhooks",
+            post_service(webhook_endpoint(elevator, verifier)?),
+        ),
+        None => Router::new(),
+    };
+    Ok(router
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readiness(elevator.clone(), stopping)))
         .route(
@@ -260,6 +275,48 @@ async fn whoami(caller: Caller) -> Json<Value> {
 
 /// Wix's Get App Instance, called with the app token (which never leaves
 /// the server).
+/// Wix's webhooks: logged; app-instance events have already forgotten the
+/// instance when the handler runs; on `AppInstalled`, the instance is read
+/// with the app's identity, outside any request.
+fn webhook_endpoint(
+    elevator: &Elevator,
+    verifier: WebhookVerifier,
+) -> Result<WebhookEndpoint, ConfigError> {
+    let on_install = elevator
+        .layer()
+        .route_name("webhook:app_installed")
+        .allow("GET /apps/v1/instance")?;
+    Ok(WebhookEndpoint::builder(elevator, verifier)
+        .on_event(move |event| {
+            let on_install = on_install.clone();
+            async move {
+                tracing::info!(
+                    event_type = event.event_type(),
+                    instance_id = event.instance_id(),
+                    "webhook"
+                );
+                if let (EventPayload::AppInstalled { .. }, Some(instance)) =
+                    (event.payload(), event.instance_id())
+                {
+                    let api = on_install.api_for_instance(instance);
+                    match api
+                        .get("/apps/v1/instance")
+                        .await
+                        .and_then(|r| r.json::<Value>())
+                    {
+                        Ok(answer) => tracing::info!(
+                            instance_id = instance,
+                            app_name = answer["instance"]["appName"].as_str(),
+                            "installed"
+                        ),
+                        Err(error) => tracing::warn!(%error, "could not read the new instance"),
+                    }
+                }
+            }
+        })
+        .build())
+}
+
 async fn instance(api: WixApi) -> Result<Json<Value>, WixApiError> {
     let instance: Value = api.get("/apps/v1/instance").await?.json()?;
     Ok(Json(
@@ -338,6 +395,10 @@ fn print_demo(wix: &MockWix, addr: SocketAddr, premium_plans: &[String]) {
     curl("/api/premium/instance", Some(&premium), 200);
     curl_post("/api/members/escalate", &member, 403);
     curl("/metrics", None, 200);
+    // Wix removes the app from the demo site (a webhook signed with the
+    // mock's key): the demo instance's callers are forgotten.
+    let removed = MockWebhook::app_removed("demo-instance").sign();
+    println!("  curl -s -X POST {base}/webhooks --data-binary '{removed}'   # expect 200");
 }
 
 async fn run() -> Result<(), Box<dyn Error>> {
@@ -386,6 +447,21 @@ async fn run() -> Result<(), Box<dyn Error>> {
         )
         .build()?;
 
+    // Webhooks: the configured key, or the mock's when the mock is Wix.
+    let webhook_key = match (&settings.webhook_key, &mock) {
+        (Some(key), _) => Some(key.as_str()),
+        (None, Some(_)) => Some(WEBHOOK_PUBLIC_KEY),
+        (None, None) => None,
+    };
+    let webhook_verifier = match webhook_key {
+        Some(key) => Some(WebhookVerifier::new(
+            WebhookKeys::new()
+                .key(key)
+                .map_err(|e| format!("WIX_WEBHOOK_PUBLIC_KEY: {e}"))?,
+        )),
+        None => None,
+    };
+
     let listener = tokio::net::TcpListener::bind(&settings.bind)
         .await
         .map_err(|e| format!("cannot bind BIND_ADDR {}: {e}", settings.bind))?;
@@ -401,6 +477,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
         metrics,
         settings.per_caller_per_min,
         &settings.premium_plans,
+        webhook_verifier,
         stopping.clone(),
     )?;
     let shutdown = async move {

@@ -142,6 +142,8 @@ struct Curl {
     post: bool,
     url: String,
     authorization: Option<String>,
+    /// `--data-binary '…'`.
+    body: Option<String>,
     expect: u16,
 }
 
@@ -162,12 +164,30 @@ fn parse_curl(line: &str) -> Option<Curl> {
         .split_once("-H 'Authorization: ")
         .and_then(|(_, h)| h.split_once('\''))
         .map(|(value, _)| value.to_owned());
+    let body = command
+        .split_once("--data-binary '")
+        .and_then(|(_, b)| b.split_once('\''))
+        .map(|(value, _)| value.to_owned());
     Some(Curl {
         post,
         url,
         authorization,
+        body,
         expect: expect.trim().parse().ok()?,
     })
+}
+
+/// `POST url` with a raw body (a webhook).
+async fn post_body(url: &str, data: &str) -> (u16, serde_json::Value) {
+    let res = reqwest::Client::new()
+        .post(url)
+        .body(data.to_owned())
+        .send()
+        .await
+        .expect("quickstart answers");
+    let status = res.status().as_u16();
+    let body = res.bytes().await.expect("body");
+    (status, serde_json::from_slice(&body).unwrap_or_default())
 }
 
 async fn get(url: &str, authorization: Option<&str>) -> (u16, serde_json::Value) {
@@ -209,7 +229,10 @@ async fn the_printed_curl_commands_work_as_printed() {
         } else {
             reqwest::Method::GET
         };
-        let (status, body) = send(method, &curl.url, curl.authorization.as_deref()).await;
+        let (status, body) = match &curl.body {
+            Some(data) => post_body(&curl.url, data).await,
+            None => send(method, &curl.url, curl.authorization.as_deref()).await,
+        };
         assert_eq!(status, curl.expect, "{} -> {body}", curl.url);
         if curl.url.ends_with("/api/whoami") && status == 200 {
             assert_eq!(body["subjectType"], "VISITOR");
@@ -245,8 +268,19 @@ async fn the_printed_curl_commands_work_as_printed() {
         "{:#?}",
         qs.lines
     );
+    // A signed webhook is accepted.
+    assert!(
+        curls
+            .iter()
+            .any(|c| c.url.ends_with("/webhooks") && c.body.is_some() && c.expect == 200),
+        "{:#?}",
+        qs.lines
+    );
     // The escalation attempt is a fixed problem document.
-    let escalate = curls.iter().find(|c| c.post).expect("an escalation curl");
+    let escalate = curls
+        .iter()
+        .find(|c| c.post && c.body.is_none())
+        .expect("an escalation curl");
     let (_, body) = send(
         reqwest::Method::POST,
         &escalate.url,
@@ -614,4 +648,32 @@ async fn each_route_for_a_free_a_premium_and_a_business_caller() {
         };
         assert_eq!(row[..4], want, "{subject:?}");
     }
+}
+
+#[tokio::test]
+async fn an_app_installed_webhook_reads_the_instance_as_the_app_and_logs_its_name() {
+    let mut qs = start(&[("RUST_LOG", "info")]);
+    let installed = wix_elevate::test_util::MockWebhook::app_installed("demo-instance").sign();
+    let (status, body) = post_body(&format!("{}/webhooks", qs.url), &installed).await;
+    assert_eq!((status, body["received"].as_str()), (200, Some("accepted")));
+    let (status, body) = post_body(&format!("{}/webhooks", qs.url), "not a webhook").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("not_a_webhook"))
+    );
+    let rest = qs.rest.take().unwrap();
+    let line = loop {
+        let line = rest
+            .recv_timeout(Duration::from_secs(20))
+            .expect("an `installed` line");
+        if line.contains("installed") && line.contains("app_name") {
+            break line;
+        }
+    };
+    println!("{line}");
+    assert!(line.contains("instance_id=\"demo-instance\""), "{line}");
+    assert!(
+        !line.contains(&installed[..40]),
+        "the webhook's token is not logged"
+    );
 }
