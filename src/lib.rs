@@ -121,7 +121,8 @@
 //! | `native-tls` | TLS to Wix through the platform's TLS | no |
 //! | `cors` | [`cors::cors_layer`], a tower-http `CorsLayer` preset for `fetchWithAuth` | no |
 //! | `redis` | fleet mode ([`ElevatorBuilder::redis`]): identities, app tokens, rate limits and invalidations shared by every replica through Redis or Valkey | no |
-//! | `test-util` | [`test_util::MockWix`], an in-process mock of Wix | no |
+//! | `webhooks` | `webhook`: verified Wix webhooks (RS256), typed app-instance events, a `WebhookEndpoint` wired to the caches | no |
+//! | `test-util` | [`test_util::MockWix`], an in-process mock of Wix (with `webhooks`, signed `MockWebhook`s) | no |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod api;
