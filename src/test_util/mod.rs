@@ -68,7 +68,8 @@ use state::{MintedCaller, MockState, Registered};
 #[cfg(feature = "webhooks")]
 #[cfg_attr(docsrs, doc(cfg(feature = "webhooks")))]
 pub use webhook::{
-    MockWebhook, OTHER_WEBHOOK_PRIVATE_KEY, OTHER_WEBHOOK_PUBLIC_KEY, WEBHOOK_PUBLIC_KEY,
+    MockWebhook, OTHER_WEBHOOK_PRIVATE_KEY, OTHER_WEBHOOK_PUBLIC_KEY, WEBHOOK_PRIVATE_KEY,
+    WEBHOOK_PUBLIC_KEY,
 };
 
 /// Builder for a [`MockWix`] with a chosen app id and secret.

@@ -11,8 +11,9 @@ use serde_json::{Value, json};
 /// its private half is published in this crate.
 pub const WEBHOOK_PUBLIC_KEY: &str = include_str!("keys/webhook.pub.pem");
 
-/// The mock's webhook signing key (PKCS#8 PEM). Test-only.
-const WEBHOOK_PRIVATE_KEY: &str = include_str!("keys/webhook.key.pem");
+/// The mock's webhook signing key (PKCS#8 PEM), for signing webhooks of
+/// your own shape. Test-only: never use it for anything real.
+pub const WEBHOOK_PRIVATE_KEY: &str = include_str!("keys/webhook.key.pem");
 
 /// Another test-only key pair, for a rotation or a wrong key: its public
 /// half.

@@ -148,3 +148,223 @@ async fn wix_sdk_and_a_real_browser_call_the_quickstart() {
     assert_eq!(wix.access_token_calls_for("sdk-instance"), 2);
     assert_eq!(wix.calls(MockEndpoint::Other), 0, "no call went astray");
 }
+
+/// One webhook, the key given to Wix's SDK, and the keys given to the crate.
+struct Case {
+    name: &'static str,
+    token: String,
+    sdk_key: String,
+    crate_keys: Vec<String>,
+}
+
+/// The verdicts that differ by design, and why.
+const BY_DESIGN: [(&str, &str); 4] = [
+    (
+        "RS512 with the app's key",
+        "Wix signs RS256; the SDK does not bind the key to it",
+    ),
+    (
+        "expired 2 s ago",
+        "a 5 s leeway for clocks; the SDK has none",
+    ),
+    (
+        "key as \\n-escaped PEM",
+        "keys are stored so (Wix's sample app unescapes them); the SDK does not read it",
+    ),
+    (
+        "key as base64 of the DER",
+        "the form a key takes without its PEM armour; the SDK does not read it",
+    ),
+];
+
+fn webhook_corpus() -> Vec<Case> {
+    use base64::{
+        Engine,
+        engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
+    };
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    use wix_elevate::test_util::{
+        MockWebhook, OTHER_WEBHOOK_PRIVATE_KEY, OTHER_WEBHOOK_PUBLIC_KEY, WEBHOOK_PRIVATE_KEY,
+        WEBHOOK_PUBLIC_KEY,
+    };
+    let pem = WEBHOOK_PUBLIC_KEY.to_owned();
+    let private = EncodingKey::from_rsa_pem(WEBHOOK_PRIVATE_KEY.as_bytes()).unwrap();
+    let sign = |header: Header, claims: &serde_json::Value| {
+        jsonwebtoken::encode(&header, claims, &private).unwrap()
+    };
+    let webhook = MockWebhook::app_removed("inst-corpus");
+    let claims = webhook.claims();
+    let good = webhook.sign();
+    let parts: Vec<&str> = good.split('.').collect();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let with = |name: &'static str, token: String| Case {
+        name,
+        token,
+        sdk_key: pem.clone(),
+        crate_keys: vec![pem.clone()],
+    };
+    let keyed = |name: &'static str, key: String| Case {
+        name,
+        token: good.clone(),
+        sdk_key: key.clone(),
+        crate_keys: vec![key],
+    };
+    let mut late = claims.clone();
+    late["exp"] = json!(now - 2);
+    let mut future = claims.clone();
+    future["nbf"] = json!(now + 3600);
+    let mut kid = Header::new(Algorithm::RS256);
+    kid.kid = Some("some-old-key".into());
+    kid.jku = Some("https://attacker.example/jwks.json".into());
+    let der: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    vec![
+        with("valid", good.clone()),
+        with("no exp", webhook.clone().without_exp().sign()),
+        with(
+            "unknown event type",
+            MockWebhook::new("SomethingNew", "inst-corpus", json!({"x": 1})).sign(),
+        ),
+        with("kid and jku headers", sign(kid, &claims)),
+        with(
+            "expired a minute ago",
+            webhook.clone().expires_in(std::time::Duration::ZERO).sign(),
+        ),
+        with(
+            "expired 2 s ago",
+            sign(Header::new(Algorithm::RS256), &late),
+        ),
+        with(
+            "nbf in the future",
+            sign(Header::new(Algorithm::RS256), &future),
+        ),
+        with(
+            "signed with another key",
+            webhook.sign_with(OTHER_WEBHOOK_PRIVATE_KEY),
+        ),
+        with(
+            "alg none",
+            format!(
+                "{}.{}.",
+                URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#),
+                parts[1]
+            ),
+        ),
+        with(
+            "HS256 keyed with the public key",
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &claims,
+                &EncodingKey::from_secret(WEBHOOK_PUBLIC_KEY.as_bytes()),
+            )
+            .unwrap(),
+        ),
+        with(
+            "RS512 with the app's key",
+            sign(Header::new(Algorithm::RS512), &claims),
+        ),
+        with(
+            "truncated signature",
+            format!(
+                "{}.{}.{}",
+                parts[0],
+                parts[1],
+                &parts[2][..parts[2].len() - 10]
+            ),
+        ),
+        with(
+            "altered payload",
+            format!(
+                "{}.{}.{}",
+                parts[0],
+                URL_SAFE_NO_PAD
+                    .encode(json!({"data": claims["data"], "exp": now + 99_999}).to_string()),
+                parts[2]
+            ),
+        ),
+        with(
+            "nested data not a string",
+            sign(
+                Header::new(Algorithm::RS256),
+                &json!({"data": {"eventType": "AppRemoved"}, "exp": now + 3600}),
+            ),
+        ),
+        with("not a JWT", r#"{"eventType":"AppRemoved"}"#.to_owned()),
+        Case {
+            name: "rotated key",
+            token: webhook.sign_with(OTHER_WEBHOOK_PRIVATE_KEY),
+            sdk_key: OTHER_WEBHOOK_PUBLIC_KEY.to_owned(),
+            // The old and the new key, both configured during the rotation.
+            crate_keys: vec![pem.clone(), OTHER_WEBHOOK_PUBLIC_KEY.to_owned()],
+        },
+        keyed("key as base64 of the PEM", STANDARD.encode(&pem)),
+        keyed("key as \\n-escaped PEM", pem.trim().replace('\n', "\\n")),
+        keyed("key as base64 of the DER", der),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_webhook_corpus_gets_the_same_verdicts_from_wix_sdk_and_the_crate() {
+    use wix_elevate::webhook::{WebhookKeys, WebhookVerifier};
+    let Some(tools) = tools() else { return };
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
+    let npm = tools.npm.clone();
+    let install_dir = dir.clone();
+    tokio::task::spawn_blocking(move || install_packages(&install_dir, &npm))
+        .await
+        .unwrap();
+    let corpus = webhook_corpus();
+    let file = artifacts().join("webhook-corpus.json");
+    let cases: Vec<serde_json::Value> = corpus
+        .iter()
+        .map(|c| json!({"name": c.name, "token": c.token, "key": c.sdk_key}))
+        .collect();
+    std::fs::write(&file, serde_json::to_vec(&cases).unwrap()).unwrap();
+    let out = Command::new(&tools.node)
+        .arg("webhooks.mjs")
+        .current_dir(&dir)
+        .env("CORPUS", &file)
+        .output()
+        .expect("node runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sdk: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&out.stdout).expect("the SDK's verdicts");
+    println!("| case | @wix/sdk | wix-elevate |\n|---|---|---|");
+    let mut mismatches = Vec::new();
+    for case in &corpus {
+        let mut keys = WebhookKeys::new();
+        for key in &case.crate_keys {
+            keys = keys.key(key).expect("the crate reads the key");
+        }
+        let ours = match WebhookVerifier::new(keys).verify(case.token.as_bytes()) {
+            Ok(event) => format!("accepted {}", event.event_type()),
+            Err(refused) => format!(
+                "refused: {} ({})",
+                refused.status().as_u16(),
+                refused.kind().code()
+            ),
+        };
+        let theirs = sdk[case.name].as_str().unwrap().to_owned();
+        println!("| {} | {theirs} | {ours} |", case.name);
+        let agree = theirs.starts_with("accepted") == ours.starts_with("accepted");
+        let designed = BY_DESIGN.iter().any(|(name, _)| *name == case.name);
+        if agree == designed {
+            mismatches.push((case.name, theirs, ours));
+        }
+    }
+    assert!(
+        corpus.len() >= 12,
+        "at least 12 cases, {} here",
+        corpus.len()
+    );
+    assert!(
+        mismatches.is_empty(),
+        "verdicts that should agree and do not, or differ by design and do not: {mismatches:#?}"
+    );
+}
