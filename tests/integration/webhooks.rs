@@ -206,3 +206,55 @@ async fn the_embedder_can_keep_the_caches_on_lifecycle_events() {
         "nothing was forgotten"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledgements_at_a_thousand_deliveries_a_second() {
+    let h = harness().await;
+    let (app, mut events) = endpoint(&h, 4096);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/webhooks", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    // Signed beforehand: Wix signs, the endpoint verifies.
+    let total = 2_000;
+    let bodies: Vec<String> = (0..total)
+        .map(|i| {
+            MockWebhook::new(
+                "SomethingHappened",
+                format!("inst-{i}"),
+                serde_json::json!({"i": i}),
+            )
+            .sign()
+        })
+        .collect();
+    let client = reqwest::Client::new();
+    let mut pace = tokio::time::interval(Duration::from_millis(1));
+    let mut sent = Vec::with_capacity(total);
+    for body in bodies {
+        pace.tick().await;
+        let (client, url) = (client.clone(), url.clone());
+        sent.push(tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let status = client.post(url).body(body).send().await.unwrap().status();
+            (status.as_u16(), started.elapsed())
+        }));
+    }
+    let mut latencies = Vec::with_capacity(total);
+    for task in sent {
+        let (status, took) = task.await.unwrap();
+        assert_eq!(status, 200);
+        latencies.push(took);
+    }
+    latencies.sort();
+    let p50 = latencies[total / 2];
+    let p99 = latencies[total * 99 / 100];
+    println!(
+        "{total} deliveries at 1,000/s over HTTP (verification included, debug build): acknowledged p50 {p50:?}, p99 {p99:?}"
+    );
+    assert!(
+        p99 < Duration::from_millis(1_250),
+        "Wix's deadline: {p99:?}"
+    );
+    for _ in 0..total {
+        events.recv().await.expect("every event handled");
+    }
+}
