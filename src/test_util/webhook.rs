@@ -124,6 +124,30 @@ impl MockWebhook {
         self.sign_with(WEBHOOK_PRIVATE_KEY)
     }
 
+    /// Sign it and `POST` it to `url` as Wix would (the raw JWT as the
+    /// body): the status and body of the answer.
+    ///
+    /// ```
+    /// # use wix_elevate::test_util::MockWebhook;
+    /// # async fn demo(my_server: &str) -> Result<(), Box<dyn std::error::Error>> {
+    /// let (status, _) = MockWebhook::app_removed("inst-1")
+    ///     .deliver(&format!("{my_server}/webhooks"))
+    ///     .await?;
+    /// assert_eq!(status, 200);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn deliver(&self, url: &str) -> Result<(u16, bytes::Bytes), reqwest::Error> {
+        let response = reqwest::Client::new()
+            .post(url)
+            .header(http::header::CONTENT_TYPE, "text/plain")
+            .body(self.sign())
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        Ok((status, response.bytes().await?))
+    }
+
     /// Signed RS256 with another RSA private key (PKCS#8 or PKCS#1 PEM).
     ///
     /// # Panics

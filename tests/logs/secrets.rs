@@ -209,3 +209,89 @@ async fn the_instance_parameter_never_reaches_logs_audit_metrics_or_bodies() {
         logs.lines().count()
     );
 }
+
+#[tokio::test]
+async fn no_webhook_token_key_or_secret_reaches_the_logs() {
+    use axum::{Router, routing::post_service};
+    use wix_elevate::{
+        test_util::{MockWebhook, OTHER_WEBHOOK_PRIVATE_KEY, WEBHOOK_PUBLIC_KEY},
+        webhook::{WebhookEndpoint, WebhookKeys, WebhookVerifier},
+    };
+    let captured = Captured::default();
+    let _guard = captured.install(tracing::Level::TRACE);
+    let h = harness_with(|b| b).await;
+    let on_install = h
+        .elevator
+        .layer()
+        .route_name("webhook:installed")
+        .allow("GET /apps/v1/instance")
+        .unwrap();
+    let (done, mut handled) = tokio::sync::mpsc::unbounded_channel();
+    let webhooks = WebhookEndpoint::builder(
+        &h.elevator,
+        WebhookVerifier::new(WebhookKeys::new().key(WEBHOOK_PUBLIC_KEY).unwrap()),
+    )
+    .on_event(move |event| {
+        let (on_install, done) = (on_install.clone(), done.clone());
+        async move {
+            if let Some(instance) = event.instance_id() {
+                let _ = on_install
+                    .api_for_instance(instance)
+                    .get("/apps/v1/instance")
+                    .await;
+            }
+            let _ = done.send(());
+        }
+    })
+    .build();
+    let app = Router::new().route("/webhooks", post_service(webhooks));
+    let bodies = [
+        MockWebhook::app_installed("inst-w").sign(),
+        MockWebhook::app_removed("inst-w").sign(),
+        MockWebhook::app_removed("inst-w").sign_with(OTHER_WEBHOOK_PRIVATE_KEY),
+        MockWebhook::app_removed("inst-w")
+            .expires_in(Duration::ZERO)
+            .sign(),
+        "not a webhook".to_owned(),
+    ];
+    let mut answers = String::new();
+    let mut accepted = 0;
+    for body in &bodies {
+        let req = http::Request::post("/webhooks")
+            .body(axum::body::Body::from(body.clone()))
+            .unwrap();
+        let res = app.clone().oneshot(req).await.unwrap();
+        accepted += usize::from(res.status() == 200);
+        let bytes = axum::body::to_bytes(res.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        answers.push_str(&String::from_utf8_lossy(&bytes));
+    }
+    assert_eq!(accepted, 2, "{answers}");
+    for _ in 0..accepted {
+        handled.recv().await.unwrap();
+    }
+    drop(_guard);
+    let logs = captured.text();
+    assert!(
+        logs.contains("elevated Wix call"),
+        "the handler's call was captured"
+    );
+    for body in &bodies[..4] {
+        let signature = body.rsplit('.').next().unwrap();
+        assert!(
+            !logs.contains(signature),
+            "a webhook token reached the logs"
+        );
+        assert!(
+            !answers.contains(signature),
+            "a webhook token reached a response"
+        );
+    }
+    let key_body: String = WEBHOOK_PUBLIC_KEY.lines().nth(1).unwrap().to_owned();
+    assert!(!logs.contains(&key_body), "the key reached the logs");
+    assert!(
+        !logs.contains(h.wix.app_secret()),
+        "the app secret reached the logs"
+    );
+}
