@@ -322,6 +322,36 @@ mod tests {
     }
 
     #[test]
+    fn a_second_forgotten_token_keeps_the_first_ones_note() {
+        let forgetting = Forgetting::new(16);
+        let a = TokenDigest::from_hex("0123456789abcdef0123456789abcdef").unwrap();
+        let b = TokenDigest::from_hex("fedcba9876543210fedcba9876543210").unwrap();
+        let before = forgetting.now();
+        forgetting.forget_token(a);
+        // A fetch of `a` that began after its forget, then `b` forgotten.
+        let after_a = forgetting.now();
+        forgetting.forget_token(b);
+        assert!(
+            forgetting.token_forgotten_since(a, before),
+            "a's note survives b's"
+        );
+        assert!(
+            !forgetting.token_forgotten_since(a, after_a),
+            "a fetch after a's forget keeps its answer"
+        );
+        assert!(forgetting.token_forgotten_since(b, after_a));
+    }
+
+    #[test]
+    fn marks_are_kept_until_the_soft_cap() {
+        let forgetting = Forgetting::new(0); // soft cap 1024
+        for i in 0..1_000 {
+            let _ = forgetting.stamp(&format!("i-{i}"), forgetting.now());
+        }
+        assert_eq!(forgetting.marks(), 1_000, "no prune below the cap");
+    }
+
+    #[test]
     fn forget_all_ends_every_stamp() {
         let forgetting = Forgetting::new(16);
         let a = forgetting.stamp("a", forgetting.now());

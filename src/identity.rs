@@ -594,6 +594,103 @@ mod tests {
         assert_eq!(caller.instance_id(), "i");
     }
 
+    const TTL: Duration = Duration::from_secs(10);
+
+    /// A valid verdict fetched at `now`, for an instance under `forgetting`.
+    fn valid(forgetting: &Forgetting, now: Instant, live_for: Duration) -> CachedVerdict {
+        let caller = Caller::from_parts(
+            SubjectType::Member,
+            "m".into(),
+            "i".into(),
+            None,
+            now + live_for,
+            crate::Plan::Free,
+        )
+        .with_stamp(forgetting.stamp("i", forgetting.now()));
+        CachedVerdict::new(Verdict::Valid(caller), now, TTL, forgetting.now())
+    }
+
+    #[test]
+    fn a_verdict_is_fresh_until_its_ttl_and_only_while_its_instance_is_remembered() {
+        let forgetting = Forgetting::new(16);
+        let now = Instant::now();
+        let verdict = valid(&forgetting, now, Duration::from_secs(3600));
+        assert!(verdict.is_vouched());
+        assert!(verdict.is_fresh(now));
+        assert!(verdict.is_fresh(now + TTL - Duration::from_millis(1)));
+        assert!(!verdict.is_fresh(now + TTL), "stale at its TTL");
+        let refused =
+            CachedVerdict::new(Verdict::Refused(RejectionKind::InvalidToken), now, TTL, 0);
+        assert!(!refused.is_vouched());
+        forgetting.forget_instance("i");
+        assert!(!verdict.is_fresh(now), "forgotten");
+        assert!(refused.is_fresh(now), "a refusal belongs to no instance");
+    }
+
+    #[test]
+    fn the_routes_maximum_age_bounds_cached_and_stale_verdicts_alike() {
+        let forgetting = Forgetting::new(16);
+        let now = Instant::now();
+        let verdict = valid(&forgetting, now, Duration::from_secs(3600));
+        let (later, age) = (now + Duration::from_secs(5), Duration::from_secs(5));
+        assert!(!is_older(now, later, age), "exactly the maximum age");
+        assert!(is_older(now, later + Duration::from_millis(1), age));
+        assert!(!is_older(now, now, Duration::ZERO));
+        assert!(verdict.is_acceptable(later, later, None));
+        assert!(verdict.is_acceptable(later, later, Some(age)));
+        assert!(!verdict.is_acceptable(later, later, Some(Duration::from_secs(4))));
+        assert!(!verdict.is_acceptable(now + TTL, now, None), "past its TTL");
+        // Degraded mode: past the TTL, within the grace, within the age.
+        let grace = Duration::from_secs(60);
+        let stale = now + TTL + Duration::from_secs(1);
+        assert!(verdict.is_servable_stale(stale, grace, stale, None));
+        assert!(!verdict.is_servable_stale(stale, Duration::ZERO, stale, None));
+        assert!(verdict.is_servable_stale(
+            now + TTL + grace - Duration::from_millis(1),
+            grace,
+            now,
+            None
+        ));
+        assert!(
+            !verdict.is_servable_stale(now + TTL + grace, grace, now, None),
+            "the grace ends"
+        );
+        assert!(!verdict.is_servable_stale(stale, grace, stale, Some(Duration::from_secs(1))));
+        assert!(verdict.is_servable_stale(stale, grace, stale, Some(Duration::from_secs(3600))));
+        // Never an expired caller, a refusal or a forgotten instance.
+        let expiring = valid(&forgetting, now, TTL);
+        assert!(!expiring.is_servable_stale(stale, grace, stale, None));
+        let refused =
+            CachedVerdict::new(Verdict::Refused(RejectionKind::InvalidToken), now, TTL, 0);
+        assert!(!refused.is_servable_stale(stale, grace, stale, None));
+        forgetting.forget_instance("i");
+        assert!(!verdict.is_servable_stale(stale, grace, stale, None));
+    }
+
+    #[test]
+    fn only_tokens_wix_vouched_for_are_exempt_from_the_budget() {
+        let identities = Identities::new(
+            IdentitySettings {
+                capacity: 8,
+                ttl: TTL,
+                refused_ttl: TTL,
+                max_token_len: 64,
+                stale_grace: None,
+                new_token_budget: (1, 2),
+            },
+            TokenHasher::random().unwrap(),
+            Arc::new(Forgetting::new(16)),
+        )
+        .unwrap();
+        assert!(identities.spend_budget(false).is_ok());
+        assert!(identities.spend_budget(false).is_ok());
+        let spent = identities.spend_budget(false).unwrap_err();
+        assert!(spent.retry_after().is_some());
+        for _ in 0..10 {
+            assert!(identities.spend_budget(true).is_ok(), "vouched: exempt");
+        }
+    }
+
     #[test]
     fn verify_refuses_each_broken_rule() {
         let cases = [
@@ -612,6 +709,14 @@ mod tests {
             (
                 r#"{"active":true,"exp":1800000000,"clientId":"app","instanceId":"i"}"#,
                 RejectionKind::ExpiredToken,
+            ),
+            (
+                r#"{"active":true,"exp":0,"clientId":"app","instanceId":"i","subjectId":"m"}"#,
+                RejectionKind::InvalidToken,
+            ),
+            (
+                r#"{"active":true,"exp":-5,"clientId":"app","instanceId":"i","subjectId":"m"}"#,
+                RejectionKind::InvalidToken,
             ),
             (
                 r#"{"active":true,"exp":1800000100,"clientId":"other","instanceId":"i"}"#,
