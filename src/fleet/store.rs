@@ -172,18 +172,10 @@ impl RedisStore {
     /// a replica `waiting` on another's lease, whether the lease is still
     /// held: one round trip.
     pub(crate) async fn lookup(&self, slot: &SlotKeys<'_>, waiting: bool) -> Option<Lookup> {
-        let script = &scripts().lookup;
+        let mut lookup = slot.keys_of(&scripts().lookup);
+        lookup.arg(if waiting { "1" } else { "0" });
         let reply: Vec<redis::Value> = self
-            .run(|mut c| async move {
-                script
-                    .key(slot.value)
-                    .key(slot.mark)
-                    .key(slot.sequence)
-                    .key(slot.lease)
-                    .arg(if waiting { "1" } else { "0" })
-                    .invoke_async(&mut c)
-                    .await
-            })
+            .run(|mut c| async move { lookup.invoke_async(&mut c).await })
             .await?;
         let lookup = Lookup::from_reply(&reply)?;
         match &lookup.value {
@@ -203,23 +195,16 @@ impl RedisStore {
         lease: Duration,
         budget: Option<(&str, Gcra)>,
     ) -> Option<Claim> {
-        let script = &scripts().claim;
         let (budget_key, rate) = budget.unwrap_or(("", Gcra::NONE));
+        let mut claim = slot.keys_of(&scripts().claim);
+        claim
+            .key(budget_key)
+            .arg(owner)
+            .arg(millis(lease))
+            .arg(rate.interval_ms)
+            .arg(rate.burst);
         let reply: Vec<redis::Value> = self
-            .run(|mut c| async move {
-                script
-                    .key(slot.value)
-                    .key(slot.mark)
-                    .key(slot.sequence)
-                    .key(slot.lease)
-                    .key(budget_key)
-                    .arg(owner)
-                    .arg(millis(lease))
-                    .arg(rate.interval_ms)
-                    .arg(rate.burst)
-                    .invoke_async(&mut c)
-                    .await
-            })
+            .run(|mut c| async move { claim.invoke_async(&mut c).await })
             .await?;
         let integer = |value: Option<&redis::Value>| match value {
             Some(redis::Value::Int(n)) => Some(*n),
@@ -339,6 +324,16 @@ pub(crate) struct SlotKeys<'a> {
     /// The fleet's forget sequence.
     pub(crate) sequence: &'a str,
     pub(crate) lease: &'a str,
+}
+
+impl SlotKeys<'_> {
+    /// `script` with this slot's keys, in the order the slot scripts read
+    /// them: value, mark, sequence, lease.
+    fn keys_of(&self, script: &'static redis::Script) -> redis::ScriptInvocation<'static> {
+        let mut invocation = script.key(self.value);
+        invocation.key(self.mark).key(self.sequence).key(self.lease);
+        invocation
+    }
 }
 
 /// What one lookup found.

@@ -19,6 +19,15 @@ fn member_of(fleet: &Fleet, instance: &str) -> String {
         .mint(CallerSpec::new(SubjectType::Member).instance(instance))
 }
 
+/// `GET path` with `token` on `router`: the status.
+async fn status(router: Router, path: &str, token: String) -> u16 {
+    let req = Request::get(path)
+        .header("authorization", token)
+        .body(Body::empty())
+        .unwrap();
+    router.oneshot(req).await.unwrap().status().as_u16()
+}
+
 /// The stored identity values (`…:id:<digest>`), to copy and replay.
 async fn identity_values(redis: &Redis) -> Vec<(String, Vec<u8>)> {
     stored(redis)
@@ -62,14 +71,11 @@ async fn a_verdict_in_flight_during_a_forget_is_never_shared() {
     let fleet = Fleet::start(2, Some(&redis)).await;
     let token = member_of(&fleet, "inst-racing");
     fleet.wix.hold(MockEndpoint::TokenInfo);
-    let (router, sent) = (fleet.replicas[0].1.clone(), token.clone());
-    let request = tokio::spawn(async move {
-        let req = Request::get("/whoami")
-            .header("authorization", sent)
-            .body(Body::empty())
-            .unwrap();
-        router.oneshot(req).await.unwrap().status().as_u16()
-    });
+    let request = tokio::spawn(status(
+        fleet.replicas[0].1.clone(),
+        "/whoami",
+        token.clone(),
+    ));
     fleet.wix.wait_for_calls(MockEndpoint::TokenInfo, 1).await;
     // While A's question is at Wix, B forgets the instance.
     fleet.replicas[1]
@@ -143,14 +149,7 @@ async fn the_new_token_budget_is_fleet_wide_and_a_token_past_it_costs_two_comman
     let fleet = Fleet::start(1, Some(&redis)).await;
     let replicas = budgeted(&fleet, &redis);
     let send = |replica: usize, token: String| {
-        let router = replicas[replica % replicas.len()].clone();
-        async move {
-            let req = Request::get("/whoami")
-                .header("authorization", token)
-                .body(Body::empty())
-                .unwrap();
-            router.oneshot(req).await.unwrap().status().as_u16()
-        }
+        status(replicas[replica % replicas.len()].clone(), "/whoami", token)
     };
     let mut refused = 0;
     let started = Instant::now();
@@ -212,15 +211,8 @@ async fn a_waiting_replica_goes_ahead_as_soon_as_the_lease_holder_fails() {
         .collect();
     let token = wix.mint(CallerSpec::new(SubjectType::Member));
     let spawn = |replica: usize| {
-        let (router, token) = (replicas[replica].clone(), token.clone());
-        tokio::spawn(async move {
-            let req = Request::get("/whoami")
-                .header("authorization", token)
-                .body(Body::empty())
-                .unwrap();
-            let status = router.oneshot(req).await.unwrap().status().as_u16();
-            (status, Instant::now())
-        })
+        let sent = status(replicas[replica].clone(), "/whoami", token.clone());
+        tokio::spawn(async move { (sent.await, Instant::now()) })
     };
     // Wix will fail A's call (and any other), once released.
     wix.fail(MockEndpoint::TokenInfo, Fault::Status(500));
@@ -278,16 +270,7 @@ async fn a_late_holder_never_releases_the_lease_of_the_replica_after_it() {
     };
     let (a, b, c) = (replica(&slow_wix), replica(&other_wix), replica(&other_wix));
     let token = slow_wix.mint(CallerSpec::new(SubjectType::Member));
-    let spawn = |router: &Router| {
-        let (router, token) = (router.clone(), token.clone());
-        tokio::spawn(async move {
-            let req = Request::get("/whoami")
-                .header("authorization", token)
-                .body(Body::empty())
-                .unwrap();
-            router.oneshot(req).await.unwrap().status().as_u16()
-        })
-    };
+    let spawn = |router: &Router| tokio::spawn(status(router.clone(), "/whoami", token.clone()));
     // A takes the lease; its call (which will fail) outlives the lease.
     slow_wix.fail(MockEndpoint::TokenInfo, Fault::Status(500));
     slow_wix.hold(MockEndpoint::TokenInfo);
@@ -335,13 +318,8 @@ async fn the_plan_travels_through_redis_with_the_identity() {
             )
         })
         .collect();
-    let send = |replica: usize, token: &str| {
-        let req = Request::get("/paid")
-            .header("authorization", token)
-            .body(Body::empty())
-            .unwrap();
-        paid_only[replica].clone().oneshot(req)
-    };
+    let send =
+        |replica: usize, token: &str| status(paid_only[replica].clone(), "/paid", token.to_owned());
     let premium = fleet.wix.mint(
         CallerSpec::new(SubjectType::User)
             .instance("inst-paid")
@@ -351,8 +329,8 @@ async fn the_plan_travels_through_redis_with_the_identity() {
         .wix
         .mint(CallerSpec::new(SubjectType::User).instance("inst-free"));
     for replica in 0..2 {
-        assert_eq!(send(replica, &premium).await.unwrap().status(), 200);
-        assert_eq!(send(replica, &free).await.unwrap().status(), 403);
+        assert_eq!(send(replica, &premium).await, 200);
+        assert_eq!(send(replica, &free).await, 403);
     }
     // Replica 1 answered from what replica 0 stored.
     assert_eq!(fleet.wix.token_info_calls_for(&premium), 1);

@@ -79,6 +79,18 @@ fn install_packages(dir: &Path, npm: &Path) {
     );
 }
 
+/// The tools and `tests/interop/` with its packages installed, or `None`
+/// (see [`tools`]).
+async fn prepared() -> Option<(Tools, PathBuf)> {
+    let tools = tools()?;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
+    let (npm, install_dir) = (tools.npm.clone(), dir.clone());
+    tokio::task::spawn_blocking(move || install_packages(&install_dir, &npm))
+        .await
+        .unwrap();
+    Some((tools, dir))
+}
+
 /// `target/interop/`, beside the test binary's profile directory.
 fn artifacts() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
@@ -94,13 +106,9 @@ fn artifacts() -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn wix_sdk_and_a_real_browser_call_the_quickstart() {
-    let Some(tools) = tools() else { return };
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
-    let npm = tools.npm.clone();
-    let install_dir = dir.clone();
-    tokio::task::spawn_blocking(move || install_packages(&install_dir, &npm))
-        .await
-        .unwrap();
+    let Some((tools, dir)) = prepared().await else {
+        return;
+    };
 
     let (wix, quickstart) =
         start_against_another_wix(&[("RATE_LIMIT_PER_CALLER_PER_MIN", "5")]).await;
@@ -308,13 +316,9 @@ fn webhook_corpus() -> Vec<Case> {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_webhook_corpus_gets_the_same_verdicts_from_wix_sdk_and_the_crate() {
     use wix_elevate::webhook::{WebhookKeys, WebhookVerifier};
-    let Some(tools) = tools() else { return };
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
-    let npm = tools.npm.clone();
-    let install_dir = dir.clone();
-    tokio::task::spawn_blocking(move || install_packages(&install_dir, &npm))
-        .await
-        .unwrap();
+    let Some((tools, dir)) = prepared().await else {
+        return;
+    };
     let corpus = webhook_corpus();
     let file = artifacts().join("webhook-corpus.json");
     let cases: Vec<serde_json::Value> = corpus
