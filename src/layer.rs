@@ -339,7 +339,7 @@ impl ElevateLayer {
     }
 
     /// The configuration one route (or one background actor) runs with.
-    fn route_config(&self) -> RouteConfig {
+    pub(crate) fn route_config(&self) -> RouteConfig {
         RouteConfig {
             elevator: self.elevator.clone(),
             policy: self.policy.clone(),

@@ -473,6 +473,38 @@ mod tests {
     }
 
     #[test]
+    fn a_whole_call_must_be_the_operation_in_method_path_and_query() {
+        let me = Caller::new(SubjectType::Member, "m-1", "inst-1");
+        let op = op("GET /apps/v1/instance?fields={f}");
+        let split = |path: &'static str| path.strip_prefix('/').unwrap().split('/');
+        let query = [("fields", "x")];
+        assert!(
+            op.permits(&Method::GET, split("/apps/v1/instance"), &query, &me)
+                .is_some()
+        );
+        for (method, path) in [
+            (Method::POST, "/apps/v1/instance"),
+            (Method::GET, "/apps/v1/instances"),
+            (Method::GET, "/apps/v2/instance"),
+            (Method::POST, "/apps/v1/other"),
+        ] {
+            assert!(
+                op.permits(&method, split(path), &query, &me).is_none(),
+                "{method} {path}"
+            );
+        }
+        assert!(
+            op.permits(
+                &Method::GET,
+                split("/apps/v1/instance"),
+                &[("other", "x")],
+                &me
+            )
+            .is_none()
+        );
+    }
+
+    #[test]
     fn a_call_that_differs_only_in_a_literal_segment_is_not_the_operation() {
         let me = Caller::new(SubjectType::Member, "m-1", "inst-1");
         let instance = op("GET /apps/v1/instance");

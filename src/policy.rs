@@ -515,7 +515,72 @@ mod tests {
         assert!(!any([]).allows(&member));
         assert!(any([Box::new(u) as Box<dyn Policy>, Box::new(m)]).allows(&member));
         assert!(!all([Box::new(u) as Box<dyn Policy>, Box::new(m)]).allows(&member));
+        assert!(all([Box::new(m) as Box<dyn Policy>, Box::new(|_: &Caller| true)]).allows(&member));
         assert!(!all([]).allows(&member));
+    }
+
+    #[test]
+    fn every_combinator_allows_exactly_what_its_parts_say() {
+        let member = caller(SubjectType::Member);
+        let (yes, no) = (|_: &Caller| true, |_: &Caller| false);
+        assert!(yes.allows(&member), "a closure's true");
+        assert!(!no.allows(&member), "a closure's false");
+        for (a, b, and, or) in [
+            (true, true, true, true),
+            (true, false, false, true),
+            (false, true, false, true),
+            (false, false, false, false),
+        ] {
+            let p = move |_: &Caller| a;
+            let q = move |_: &Caller| b;
+            assert_eq!(p.and(q).allows(&member), and, "{a} and {b}");
+            assert_eq!(p.or(q).allows(&member), or, "{a} or {b}");
+        }
+    }
+
+    #[test]
+    fn plan_policies_admit_their_plans_and_say_why_they_refuse() {
+        let user = caller(SubjectType::User);
+        let on = |plan: Plan| user.clone().with_plan(plan);
+        let (premium, basic) = (on(Plan::paid("premium")), on(Plan::paid("basic")));
+        let (free, odd) = (on(Plan::Free), on(Plan::Unreadable));
+        assert!(paid().allows(&premium) && paid().allows(&basic));
+        assert!(!paid().allows(&free) && !paid().allows(&odd));
+        let business = plans(["premium", "business"]);
+        assert!(business.allows(&premium));
+        assert!(!business.allows(&basic) && !business.allows(&free) && !business.allows(&odd));
+        assert_eq!(business.denial(&free), Denial::PlanRequired);
+        assert_eq!(SubjectTypes::members().denial(&user), Denial::Forbidden);
+        // `and`: the first refusing side's reason.
+        let users_on_paid = SubjectTypes::wix_users().and(paid());
+        assert_eq!(users_on_paid.denial(&free), Denial::PlanRequired);
+        assert_eq!(
+            users_on_paid.denial(&caller(SubjectType::Member)),
+            Denial::Forbidden
+        );
+        let paid_users = paid().and(SubjectTypes::wix_users());
+        assert_eq!(
+            paid_users.denial(&caller(SubjectType::Member)),
+            Denial::PlanRequired
+        );
+        // `or`: a plan is required if a plan would open either way in.
+        let members_or_paid = SubjectTypes::members().or(paid());
+        assert_eq!(members_or_paid.denial(&free), Denial::PlanRequired);
+        let members_or_users = SubjectTypes::members().or(SubjectTypes::wix_users());
+        assert_eq!(
+            members_or_users.denial(&caller(SubjectType::Visitor)),
+            Denial::Forbidden
+        );
+        let listed = all([
+            Box::new(SubjectTypes::wix_users()) as Box<dyn Policy>,
+            Box::new(paid()),
+        ]);
+        assert_eq!(listed.denial(&free), Denial::PlanRequired);
+        let either = any([
+            Box::new(SubjectTypes::members()) as Box<dyn Policy>,
+            Box::new(paid()),
+        ]);
+        assert_eq!(either.denial(&free), Denial::PlanRequired);
     }
 
     #[test]

@@ -299,3 +299,35 @@ fn error_chain(error: &dyn std::error::Error) -> Option<String> {
     }
     (!chain.is_empty()).then(|| chain.join(": "))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::{Plan, SubjectType};
+
+    fn caller(live_until: Instant) -> Caller {
+        Caller::from_parts(
+            SubjectType::Member,
+            "m".into(),
+            "i".into(),
+            None,
+            live_until,
+            Plan::Free,
+        )
+    }
+
+    #[test]
+    fn admission_refuses_an_expired_caller_whatever_served_it() {
+        let elevator = Elevator::builder("app", "secret").build().unwrap();
+        let route = elevator.layer().route_config();
+        let now = Instant::now();
+        let refused = route.admit(Verdict::Valid(caller(now)), now).unwrap_err();
+        assert_eq!(refused.kind(), RejectionKind::ExpiredToken);
+        let live = caller(now + Duration::from_secs(60));
+        assert!(route.admit(Verdict::Valid(live), now).is_ok());
+        let refusal = route.admit(Verdict::Refused(RejectionKind::ForeignToken), now);
+        assert_eq!(refusal.unwrap_err().kind(), RejectionKind::ForeignToken);
+    }
+}

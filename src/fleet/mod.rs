@@ -467,12 +467,14 @@ mod enabled {
         /// Mark a webhook delivery (by its keyed digest) as seen for `ttl`:
         /// `Some(true)` the first time fleet-wide, `None` if Redis is
         /// unavailable.
+        #[cfg(feature = "webhooks")]
         pub(crate) async fn first_delivery(&self, digest_hex: &str, ttl: Duration) -> Option<bool> {
             let key = format!("{}:webhook:{digest_hex}", self.prefix);
             self.store.set_once(&key, ttl).await
         }
 
         /// Unmark a delivery that could not be taken (Wix will retry it).
+        #[cfg(feature = "webhooks")]
         pub(crate) async fn forget_delivery(&self, digest_hex: &str) {
             let key = format!("{}:webhook:{digest_hex}", self.prefix);
             self.store.delete(&key).await;
@@ -635,10 +637,12 @@ mod disabled {
             match *self {}
         }
 
+        #[cfg(feature = "webhooks")]
         pub(crate) async fn first_delivery(&self, _: &str, _: Duration) -> Option<bool> {
             match *self {}
         }
 
+        #[cfg(feature = "webhooks")]
         pub(crate) async fn forget_delivery(&self, _: &str) {
             match *self {}
         }

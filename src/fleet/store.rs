@@ -117,6 +117,7 @@ impl RedisStore {
     }
 
     /// `SET key 1 NX PX ttl`: `Some(true)` if the key was not there.
+    #[cfg(feature = "webhooks")]
     pub(crate) async fn set_once(&self, key: &str, ttl: Duration) -> Option<bool> {
         self.run(|mut c| async move {
             redis::cmd("SET")
@@ -133,6 +134,7 @@ impl RedisStore {
     }
 
     /// `DEL key`.
+    #[cfg(feature = "webhooks")]
     pub(crate) async fn delete(&self, key: &str) -> bool {
         self.run(|mut c| async move { c.del::<_, ()>(key).await })
             .await
