@@ -100,13 +100,16 @@ impl Elevator {
     /// replica. Call it when the app is removed from a site, reinstalled
     /// (Wix keeps the instance id) or its plan changes.
     ///
-    /// Once it returns, no request is admitted for that instance on the
-    /// strength of anything cached before, nor of a Wix answer that was in
-    /// flight while it ran: the next request asks Wix again. It costs the
-    /// same whatever the caches hold (no scan). In fleet mode it fails
-    /// only if Redis could not be reached: the instance is then forgotten
-    /// on this replica alone (and other replicas drop their caches when
-    /// they reconnect); retry, or let the webhook's retry do it.
+    /// Once it returns, neither this replica nor Redis admits a request for
+    /// that instance on the strength of anything cached before, nor of a
+    /// Wix answer that was in flight while it ran: the next request asks
+    /// Wix again. Other replicas drop their local copies when the
+    /// invalidation reaches them through Redis's pub/sub, milliseconds
+    /// later. It costs the same whatever the caches hold (no scan). In
+    /// fleet mode it fails only if Redis could not be reached: the instance
+    /// is then forgotten on this replica alone (and other replicas drop
+    /// their caches when they reconnect); retry, or let the webhook's retry
+    /// do it.
     ///
     /// ```
     /// # use wix_elevate::Elevator;

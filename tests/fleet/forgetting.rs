@@ -58,6 +58,12 @@ async fn forget_instance_holds_on_every_replica_whatever_redis_holds() {
         .forget_instance("inst-gone")
         .await
         .expect("forgotten fleet-wide");
+    // Replica B's local copy goes when the invalidation reaches it.
+    let watching = &fleet.replicas[1].0;
+    crate::time_until(Duration::from_secs(2), async || {
+        !watching.has_cached_identity(&token)
+    })
+    .await;
     // Neither replica admits it again; Wix is asked once for the fleet.
     assert_eq!(fleet.send(0, "/whoami", &token).await, 401);
     assert_eq!(fleet.send(1, "/whoami", &token).await, 401);
@@ -382,7 +388,13 @@ async fn app_removed_on_one_replica_is_forgotten_on_every_replica_and_handled_on
     let removed = MockWebhook::app_removed("inst-uninstalled").sign();
     let started = Instant::now();
     assert_eq!(deliver(0, removed.clone()).await.unwrap().status(), 200);
-    // Replica B asks Wix again, at once, and is refused.
+    // Replica B's local copy goes when the invalidation reaches it; then
+    // it asks Wix again, and is refused.
+    let watching = &fleet.replicas[1].0;
+    crate::time_until(Duration::from_secs(2), async || {
+        !watching.has_cached_identity(&member)
+    })
+    .await;
     assert_eq!(fleet.send(1, "/whoami", &member).await, 401);
     println!(
         "AppRemoved on replica A to replica B refusing the instance's cached caller: {:?}",
