@@ -100,16 +100,15 @@ impl Elevator {
     /// replica. Call it when the app is removed from a site, reinstalled
     /// (Wix keeps the instance id) or its plan changes.
     ///
-    /// Once it returns, neither this replica nor Redis admits a request for
-    /// that instance on the strength of anything cached before, nor of a
-    /// Wix answer that was in flight while it ran: the next request asks
-    /// Wix again. Other replicas drop their local copies when the
-    /// invalidation reaches them through Redis's pub/sub, milliseconds
-    /// later. It costs the same whatever the caches hold (no scan). In
-    /// fleet mode it fails only if Redis could not be reached: the instance
-    /// is then forgotten on this replica alone (and other replicas drop
-    /// their caches when they reconnect); retry, or let the webhook's retry
-    /// do it.
+    /// Once it returns `Ok`, no replica admits a request for that instance
+    /// on the strength of anything cached before, nor of a Wix answer that
+    /// was in flight while it ran: the next request asks Wix again. In
+    /// fleet mode every replica listening to Redis's pub/sub confirms it
+    /// dropped its local copies before this returns. It costs the same
+    /// whatever the caches hold (no scan). It fails if Redis could not be
+    /// reached or a listening replica did not confirm within a second:
+    /// the instance is then forgotten here and in whatever Redis took;
+    /// retry, or let the webhook's retry do it.
     ///
     /// ```
     /// # use wix_elevate::Elevator;

@@ -234,11 +234,13 @@ impl fmt::Debug for Forgetting {
 }
 
 /// [`Elevator::forget_instance`](crate::Elevator::forget_instance) or
-/// [`forget_token`](crate::Elevator::forget_token) could not reach the
-/// fleet (Redis unavailable): what was named is forgotten on this replica
-/// only. Other replicas drop their whole local caches when their own
-/// connection to Redis comes back, and serve nothing past their TTLs
-/// meanwhile; retry to forget it fleet-wide.
+/// [`forget_token`](crate::Elevator::forget_token) could not confirm the
+/// forget fleet-wide: Redis could not be reached, or a replica listening
+/// did not confirm within a second that it dropped its local copies. What
+/// was named is forgotten on this replica (and in Redis, if it was
+/// reached); other replicas drop it when the invalidation reaches them, or
+/// their whole local caches when their connection to Redis comes back, and
+/// serve nothing past their TTLs meanwhile. Retry to confirm it.
 ///
 /// ```
 /// # use wix_elevate::ForgetError;
@@ -252,7 +254,9 @@ impl fmt::Debug for Forgetting {
 /// # assert_eq!(on_uninstall(Ok(())), 200);
 /// ```
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("forgotten on this replica only: the fleet's Redis could not be reached")]
+#[error(
+    "not confirmed fleet-wide: Redis could not be reached, or a replica did not confirm in time"
+)]
 pub struct ForgetError {
     _private: (),
 }

@@ -15,7 +15,8 @@
 //!   app secret, values authenticated encryption bound to their key.
 //! * **Fleet-wide rate limits**: one atomic GCRA script per check.
 //! * **Invalidation**: dropped in Redis and, through pub/sub, from every
-//!   replica's local cache.
+//!   replica's local cache; each replica confirms, and a forget returns
+//!   once every replica listening has.
 //! * **Never a single point of failure** ([`store`]): tight timeouts, a
 //!   circuit breaker that skips Redis while it is down, reconnection by
 //!   itself; without Redis each replica works exactly as alone.
@@ -114,6 +115,15 @@ pub(crate) struct ToStore {
     pub(crate) instance: Option<std::sync::Arc<str>>,
 }
 
+/// An invalidation as published: with the id under which every replica
+/// that acted on it confirms so (for a forget, whose caller waits for them).
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Notice {
+    pub(crate) invalidation: Invalidation,
+    pub(crate) confirm: Option<String>,
+}
+
 /// A message every replica acts on.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) enum Invalidation {
@@ -145,7 +155,7 @@ mod enabled {
     use futures_util::StreamExt;
 
     use super::{
-        Budget, Gcra, Invalidation, Place, ToStore,
+        Budget, Gcra, Invalidation, Notice, Place, ToStore,
         seal::{Sealer, derive},
         store::{Claim, Lookup, RedisStore, SlotKeys},
     };
@@ -153,6 +163,13 @@ mod enabled {
 
     /// How often a replica waiting on another's lease looks for the value.
     const POLL: Duration = Duration::from_millis(10);
+
+    /// How long a forget waits for every replica listening to confirm it
+    /// dropped what was named.
+    const CONFIRM_WITHIN: Duration = Duration::from_secs(1);
+
+    /// How long a confirmation count stays in Redis.
+    const CONFIRM_LIFETIME: Duration = Duration::from_secs(60);
 
     /// How long an instance's generation and a token's forget mark stay in
     /// Redis: longer than any value they govern can be served (app tokens
@@ -172,11 +189,23 @@ mod enabled {
 
     /// A lease owner: random, so that only its holder releases a lease.
     fn lease_owner() -> String {
-        let mut bytes = [0u8; 16];
         // Without randomness, a constant owner still releases correctly
         // except against a concurrent holder: the lease's expiry bounds that.
+        random_id()
+    }
+
+    /// 128 random bits, in hex.
+    fn random_id() -> String {
+        let mut bytes = [0u8; 16];
         let _ = getrandom::fill(&mut bytes);
         bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The Redis key under which replicas confirm the notice `id` (hex, as
+    /// made by [`random_id`]; anything else confirms nothing).
+    fn confirm_key(prefix: &str, id: &str) -> Option<String> {
+        (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| format!("{prefix}:confirm:{id}"))
     }
 
     /// Fleet settings from the builder.
@@ -204,6 +233,7 @@ mod enabled {
         lease: Duration,
         handler: Arc<OnceLock<Handler>>,
         listening: AtomicBool,
+        listening_state: Arc<ListeningState>,
     }
 
     /// The token digest's keys, derived from the app secret so that every
@@ -243,6 +273,7 @@ mod enabled {
                 lease: settings.lease,
                 handler: Arc::new(OnceLock::new()),
                 listening: AtomicBool::new(false),
+                listening_state: Arc::default(),
             })
         }
 
@@ -298,7 +329,7 @@ mod enabled {
         where
             Fut: Future<Output = Result<(T, Option<ToStore>), E>>,
         {
-            self.ensure_listening();
+            self.listen_first().await;
             let lease = format!("{}:lease", place.key);
             let mark = if place.marked {
                 mark_key(place.key)
@@ -428,40 +459,77 @@ mod enabled {
         }
 
         /// Forget an instance (its callers' identities and its app token)
-        /// or a token, in Redis, then on every replica through pub/sub.
-        /// False if Redis could not be reached.
+        /// or a token, in Redis, then on every replica through pub/sub:
+        /// true once every replica listening confirmed it dropped its
+        /// local copies; false if Redis could not be reached or a replica
+        /// did not confirm within [`CONFIRM_WITHIN`].
         pub(crate) async fn forget(&self, invalidation: Invalidation) -> bool {
             self.ensure_listening();
-            let reached = match &invalidation {
+            let (reached, confirm) = match &invalidation {
                 Invalidation::Instance {
                     instance,
                     stale: None,
                 } => {
                     let app = self.app_key(instance);
                     let generation = self.generation_key(instance);
-                    self.store
+                    let reached = self
+                        .store
                         .forget(&self.sequence_key, &generation, MARK_LIFETIME, &[&app])
                         .await
-                        .is_some()
+                        .is_some();
+                    (reached, Some(random_id()))
                 }
                 Invalidation::Token { digest } => {
                     let key = self.identity_key(digest);
-                    self.store
+                    let reached = self
+                        .store
                         .forget(&self.sequence_key, &mark_key(&key), MARK_LIFETIME, &[&key])
                         .await
-                        .is_some()
+                        .is_some();
+                    (reached, Some(random_id()))
                 }
-                // A stale app token: only that one is dropped, everywhere.
-                Invalidation::Instance { stale: Some(_), .. } | Invalidation::Everything => true,
+                // A stale app token: only that one is dropped, everywhere,
+                // and nobody waits for it.
+                Invalidation::Instance { stale: Some(_), .. } | Invalidation::Everything => {
+                    (true, None)
+                }
             };
-            let sealed = serde_json::to_vec(&invalidation)
+            let confirm_key = confirm
+                .as_deref()
+                .and_then(|id| confirm_key(&self.prefix, id));
+            let notice = Notice {
+                invalidation,
+                confirm,
+            };
+            let sealed = serde_json::to_vec(&notice)
                 .ok()
                 .and_then(|json| self.sealer.seal(&json, self.channel.as_bytes()));
-            let published = match sealed {
+            let Some(listening) = (match sealed {
                 Some(sealed) => self.store.publish(&self.channel, &sealed).await,
-                None => false,
+                None => None,
+            }) else {
+                return false;
             };
-            reached && published
+            match confirm_key {
+                Some(key) => reached && self.confirmed(&key, listening).await,
+                None => reached,
+            }
+        }
+
+        /// Wait until `expected` replicas confirmed under `key`, for at
+        /// most [`CONFIRM_WITHIN`]; whether they did.
+        async fn confirmed(&self, key: &str, expected: u64) -> bool {
+            let deadline = tokio::time::Instant::now() + CONFIRM_WITHIN;
+            let mut pause = Duration::from_millis(1);
+            loop {
+                match self.store.confirmations(key).await {
+                    Some(count) if count >= expected => return true,
+                    Some(_) if tokio::time::Instant::now() < deadline => {}
+                    _ => return false,
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(20));
+            }
         }
 
         /// Mark a webhook delivery (by its keyed digest) as seen for `ttl`:
@@ -492,6 +560,26 @@ mod enabled {
             self.store.rate(&key, Gcra::per_minute(per_minute)).await
         }
 
+        /// Make sure this replica hears invalidations before it takes
+        /// anything from the fleet: a value taken before it listens could
+        /// miss a forget published meanwhile. The first misses wait for
+        /// the listener's first attempt to subscribe (at most
+        /// [`CONFIRM_WITHIN`]); whatever is taken while it is not
+        /// subscribed is dropped when it subscribes.
+        async fn listen_first(&self) {
+            self.ensure_listening();
+            let state = &self.listening_state;
+            if !state.attempted.load(Ordering::Acquire) {
+                let attempted = state.changed.notified();
+                if !state.attempted.load(Ordering::Acquire) {
+                    let _ = tokio::time::timeout(CONFIRM_WITHIN, attempted).await;
+                }
+            }
+            if !state.subscribed.load(Ordering::Acquire) {
+                state.unheard.store(true, Ordering::Release);
+            }
+        }
+
         /// Start the pub/sub listener once, on the runtime in use.
         fn ensure_listening(&self) {
             if self.listening.swap(true, Ordering::AcqRel) {
@@ -502,6 +590,8 @@ mod enabled {
                 return;
             };
             let listener = Listener {
+                state: self.listening_state.clone(),
+                prefix: self.prefix.clone(),
                 store: self.store.clone(),
                 sealer: self.sealer.clone(),
                 channel: self.channel.clone(),
@@ -511,8 +601,22 @@ mod enabled {
         }
     }
 
+    /// Whether this replica's listener is subscribed now.
+    #[derive(Default)]
+    struct ListeningState {
+        subscribed: AtomicBool,
+        /// The first attempt to subscribe is over (whatever its outcome).
+        attempted: AtomicBool,
+        /// Woken when the first attempt is over.
+        changed: tokio::sync::Notify,
+        /// Something was taken from the fleet while not subscribed.
+        unheard: AtomicBool,
+    }
+
     /// The subscriber: reconnects by itself; stops when its elevator is gone.
     struct Listener {
+        state: Arc<ListeningState>,
+        prefix: Box<str>,
         store: Arc<RedisStore>,
         sealer: Arc<Sealer>,
         channel: Arc<str>,
@@ -545,40 +649,63 @@ mod enabled {
                 pubsub.subscribe(&*self.channel).await?;
                 Ok::<_, redis::RedisError>(pubsub)
             };
-            let mut pubsub = tokio::time::timeout(Duration::from_secs(2), connect)
-                .await
-                .map_err(|_| ())?
-                .map_err(|_| ())?;
-            if !std::mem::replace(first, false)
+            let connected = tokio::time::timeout(Duration::from_secs(2), connect).await;
+            let subscribed = matches!(connected, Ok(Ok(_)));
+            self.state.subscribed.store(subscribed, Ordering::Release);
+            if !self.state.attempted.swap(true, Ordering::AcqRel) {
+                self.state.changed.notify_waiters();
+            }
+            let Ok(Ok(mut pubsub)) = connected else {
+                return Err(());
+            };
+            let missed = !std::mem::replace(first, false);
+            if (self.state.unheard.swap(false, Ordering::AcqRel) || missed)
                 && let Some(handler) = self.handler.upgrade()
                 && let Some(handle) = handler.get()
             {
                 handle(Invalidation::Everything);
             }
+            let heard = self.heard(&mut pubsub).await;
+            self.state.subscribed.store(false, Ordering::Release);
+            heard
+        }
+
+        /// Act on every notice until the connection ends or the elevator is
+        /// gone.
+        async fn heard(&self, pubsub: &mut redis::aio::PubSub) -> Result<(), ()> {
             let mut messages = pubsub.on_message();
             loop {
                 let next = tokio::time::timeout(Duration::from_secs(1), messages.next()).await;
-                let Some(handler) = self.handler.upgrade() else {
-                    return Ok(());
+                let handler = self.handler.upgrade();
+                let message = match next {
+                    Err(_) if handler.is_some() => continue,
+                    Ok(Some(message)) => message,
+                    Err(_) | Ok(None) => return Ok(()),
                 };
-                match next {
-                    Err(_) => continue,
-                    Ok(None) => return Ok(()),
-                    Ok(Some(message)) => {
-                        let Some(plaintext) = self
-                            .sealer
-                            .open(message.get_payload_bytes(), self.channel.as_bytes())
-                        else {
-                            self.store.undecryptable();
-                            continue;
-                        };
-                        if let (Ok(invalidation), Some(handle)) = (
-                            serde_json::from_slice::<Invalidation>(&plaintext),
-                            handler.get(),
-                        ) {
-                            handle(invalidation);
-                        }
-                    }
+                let Some(plaintext) = self
+                    .sealer
+                    .open(message.get_payload_bytes(), self.channel.as_bytes())
+                else {
+                    self.store.undecryptable();
+                    continue;
+                };
+                let Ok(notice) = serde_json::from_slice::<Notice>(&plaintext) else {
+                    continue;
+                };
+                if let Some(handle) = handler.as_deref().and_then(OnceLock::get) {
+                    handle(notice.invalidation);
+                }
+                // Dropped here (or nothing left to drop: the elevator is
+                // gone): say so to the replica that waits.
+                if let Some(key) = notice
+                    .confirm
+                    .as_deref()
+                    .and_then(|id| confirm_key(&self.prefix, id))
+                {
+                    self.store.confirm(&key, CONFIRM_LIFETIME).await;
+                }
+                if handler.is_none() {
+                    return Ok(());
                 }
             }
         }

@@ -141,11 +141,34 @@ impl RedisStore {
             .is_some()
     }
 
-    /// `PUBLISH channel message`.
-    pub(crate) async fn publish(&self, channel: &str, message: &[u8]) -> bool {
-        self.run(|mut c| async move { c.publish::<_, _, ()>(channel, message).await })
+    /// `PUBLISH channel message`: how many subscribers received it, `None`
+    /// if Redis could not be reached.
+    pub(crate) async fn publish(&self, channel: &str, message: &[u8]) -> Option<u64> {
+        self.run(|mut c| async move { c.publish::<_, _, u64>(channel, message).await })
             .await
-            .is_some()
+    }
+
+    /// Count one confirmation under `key` (kept for `ttl`).
+    pub(crate) async fn confirm(&self, key: &str, ttl: Duration) -> bool {
+        self.run(|mut c| async move {
+            redis::pipe()
+                .atomic()
+                .incr(key, 1)
+                .ignore()
+                .pexpire(key, i64::try_from(millis(ttl)).unwrap_or(i64::MAX))
+                .ignore()
+                .query_async::<()>(&mut c)
+                .await
+        })
+        .await
+        .is_some()
+    }
+
+    /// How many confirmations `key` holds.
+    pub(crate) async fn confirmations(&self, key: &str) -> Option<u64> {
+        self.run(|mut c| async move { c.get::<_, Option<u64>>(key).await })
+            .await
+            .map(Option::unwrap_or_default)
     }
 
     /// One GCRA check, atomically in Redis (see [`RATE_SCRIPT`]): `None`
