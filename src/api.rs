@@ -67,8 +67,9 @@ use std::{
     future::{Future, IntoFuture},
     pin::Pin,
     sync::Arc,
-    time::{Duration, Instant},
+    time::Duration,
 };
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use http::{Extensions, Method, StatusCode};
@@ -77,7 +78,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use crate::{
     audit::{self, Clean},
     caller::{Caller, ElevatedToken},
-    client::ApiAnswer,
+    client::{ApiAnswer, ApiCall},
     error::{Endpoint, Rejection, RejectionKind, UpstreamError},
     operation::{Operation, placeholder},
     route::{RouteConfig, RouteScope},
@@ -260,12 +261,16 @@ impl WixRequest<'_> {
         };
         let started = Instant::now();
         let deadline = api.route.elevator.api_deadline_from(started);
+        let template = operation.template();
         let call = Call {
             api,
-            method: &self.method,
-            path: &path,
-            json,
-            idempotent: operation.is_idempotent(),
+            call: ApiCall {
+                method: &self.method,
+                path_and_query: &path,
+                declared_path: template.split_once('?').map_or(template, |(path, _)| path),
+                json,
+                idempotent: operation.is_idempotent(),
+            },
             deadline,
         };
         let result = match tokio::time::timeout_at(deadline.into(), call.run()).await {
@@ -378,10 +383,7 @@ impl fmt::Debug for WixRequest<'_> {
 /// A checked call on its way to Wix.
 struct Call<'a> {
     api: &'a WixApi,
-    method: &'a Method,
-    path: &'a str,
-    json: Option<&'a Bytes>,
-    idempotent: bool,
+    call: ApiCall<'a>,
     deadline: Instant,
 }
 
@@ -433,14 +435,7 @@ impl Call<'_> {
             .route
             .elevator
             .client()
-            .api(
-                self.method,
-                self.path,
-                token,
-                self.json,
-                self.idempotent,
-                self.deadline,
-            )
+            .api(&self.call, token, self.deadline)
             .await?)
     }
 }

@@ -11,10 +11,8 @@
 //! reinstalled, the token revoked, the secret rotated), [`replace`] evicts that token (only if it is still the current one) and mints one
 //! new token for every request that saw the 401.
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{sync::Arc, time::Duration};
+use tokio::time::Instant;
 
 use secrecy::SecretString;
 
@@ -275,10 +273,8 @@ fn renew_in_background<E: AppTokenSource>(source: &E, instance: &Arc<str>, curre
 /// App tokens as stored in Redis (fleet mode): the token and its expiry on
 /// the wall clock, since replicas share no monotonic clock.
 mod shared {
-    use std::{
-        sync::Arc,
-        time::{Duration, Instant},
-    };
+    use std::{sync::Arc, time::Duration};
+    use tokio::time::Instant;
 
     use serde::{Deserialize, Serialize};
 

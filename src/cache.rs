@@ -10,7 +10,8 @@
 //! N waiters into N sequential calls), and every request that starts after
 //! it calls Wix again.
 
-use std::{future::Future, hash::Hash, sync::Arc, time::Instant};
+use std::{future::Future, hash::Hash, sync::Arc};
+use tokio::time::Instant;
 
 use quick_cache::sync::{Cache, EntryAction, EntryResult};
 
@@ -97,6 +98,7 @@ where
         let (guard, previous) = match entry {
             EntryResult::Retained(shared) => {
                 self.metrics.coalesced.increment(1);
+                tracing::debug!(target: "wix_elevate", "coalesced: answered by a Wix call another request made");
                 return shared;
             }
             EntryResult::Vacant(guard) => (Some(guard), None),

@@ -10,8 +10,9 @@ use std::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
+use tokio::time::Instant;
 
 use http::HeaderValue;
 use secrecy::{ExposeSecret, SecretString};

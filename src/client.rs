@@ -12,8 +12,9 @@
 
 use std::{
     sync::atomic::{AtomicBool, Ordering},
-    time::{Duration, Instant},
+    time::Duration,
 };
+use tokio::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -24,6 +25,7 @@ use crate::{
     caller::ElevatedToken,
     error::{CallOutcome, ConfigError, Endpoint, UpstreamError},
     metrics::WixMetrics,
+    trace::{self, Outbound},
     upstream::{GuardSettings, MAX_ATTEMPTS, UpstreamGuard},
     wire::{self, AccessTokenGrant, TokenInfo},
 };
@@ -33,6 +35,10 @@ const MAX_BODY: usize = 64 * 1024;
 
 /// Wix API answers larger than this are refused.
 const MAX_API_BODY: usize = 4 * 1024 * 1024;
+
+/// Wix's OAuth endpoints, under the base URL.
+const TOKEN_INFO_PATH: &str = "/oauth2/token-info";
+const TOKEN_PATH: &str = "/oauth2/token";
 
 /// What Token Info said about a caller token.
 #[derive(Debug)]
@@ -89,6 +95,8 @@ pub(crate) struct WixClient {
     guards: Guards,
     http: reqwest::Client,
     base_url: Box<str>,
+    /// The host of `base_url`, for spans.
+    server: Box<str>,
     token_info_url: Box<str>,
     token_url: Box<str>,
     /// App-token lifetime assumed when Wix's `expires_in` is unusable.
@@ -130,8 +138,9 @@ impl WixClient {
             .build()
             .map_err(|e| ConfigError::HttpClient(Box::new(e)))?;
         Ok(Self {
-            token_info_url: format!("{base_url}/oauth2/token-info").into(),
-            token_url: format!("{base_url}/oauth2/token").into(),
+            token_info_url: format!("{base_url}{TOKEN_INFO_PATH}").into(),
+            token_url: format!("{base_url}{TOKEN_PATH}").into(),
+            server: server_address(base_url).into(),
             base_url: base_url.into(),
             http,
             metrics,
@@ -173,10 +182,10 @@ impl WixClient {
         token: &str,
         deadline: Instant,
     ) -> Result<TokenInfoAnswer, UpstreamError> {
-        let endpoint = Endpoint::TokenInfo;
+        let outbound = self.outbound(Endpoint::TokenInfo, "POST", TOKEN_INFO_PATH);
         self.guards
             .token_info
-            .call(endpoint, deadline, MAX_ATTEMPTS, || async {
+            .call(outbound, deadline, MAX_ATTEMPTS, || async {
                 let started = Instant::now();
                 let answer = self.ask_token_info(token).await;
                 let outcome = match &answer {
@@ -218,7 +227,7 @@ impl WixClient {
         self.guards
             .create_access_token
             .call(
-                Endpoint::CreateAccessToken,
+                self.outbound(Endpoint::CreateAccessToken, "POST", TOKEN_PATH),
                 deadline,
                 MAX_ATTEMPTS,
                 || async {
@@ -278,25 +287,32 @@ impl WixClient {
         })
     }
 
-    /// Call a Wix API with the app token: `path_and_query` is already
-    /// checked against the route's declaration and encoded. Guarded like
-    /// the OAuth calls; retried (transient failures, a 429 whose
-    /// `Retry-After` fits) only when `idempotent`.
+    /// How a call to `path` (as declared) appears in its spans.
+    fn outbound<'a>(&'a self, endpoint: Endpoint, method: &'a str, path: &'a str) -> Outbound<'a> {
+        Outbound {
+            endpoint,
+            method,
+            path,
+            server: &self.server,
+        }
+    }
+
+    /// Call a Wix API with the app token, as `call` describes it. Guarded
+    /// like the OAuth calls; retried (transient failures, a 429 whose
+    /// `Retry-After` fits) only when it is idempotent.
     pub(crate) async fn api(
         &self,
-        method: &Method,
-        path_and_query: &str,
+        call: &ApiCall<'_>,
         token: &ElevatedToken,
-        json: Option<&Bytes>,
-        idempotent: bool,
         deadline: Instant,
     ) -> Result<ApiAnswer, UpstreamError> {
-        let endpoint = Endpoint::Api;
-        let url = format!("{}{path_and_query}", self.base_url);
-        let attempts = if idempotent { MAX_ATTEMPTS } else { 1 };
+        let url = format!("{}{}", self.base_url, call.path_and_query);
+        let attempts = if call.idempotent { MAX_ATTEMPTS } else { 1 };
+        let outbound = self.outbound(Endpoint::Api, call.method.as_str(), call.declared_path);
+        let (method, json) = (call.method, call.json);
         self.guards
             .api
-            .call(endpoint, deadline, attempts, || async {
+            .call(outbound, deadline, attempts, || async {
                 let started = Instant::now();
                 let answer = self.api_attempt(method, &url, token, json).await;
                 let outcome = match &answer {
@@ -336,6 +352,7 @@ impl WixClient {
             .map_err(|e| transport_error(endpoint, e))?;
         let status = response.status();
         let request_id = request_id(response.headers());
+        trace::answered(status, request_id.as_deref());
         if let Some(throttled) = throttled(endpoint, &response) {
             return Err(throttled);
         }
@@ -363,8 +380,31 @@ impl WixClient {
             .body(body)
             .send()
             .await
+            .inspect(|response| {
+                let request_id = request_id(response.headers());
+                trace::answered(response.status(), request_id.as_deref());
+            })
             .map_err(|e| transport_error(endpoint, e))
     }
+}
+
+/// A call to a Wix API, checked against its route's declaration.
+pub(crate) struct ApiCall<'a> {
+    pub(crate) method: &'a Method,
+    /// Encoded, ready to send.
+    pub(crate) path_and_query: &'a str,
+    /// The declared path (placeholders unfilled, no query): what spans show.
+    pub(crate) declared_path: &'a str,
+    pub(crate) json: Option<&'a Bytes>,
+    pub(crate) idempotent: bool,
+}
+
+/// The host (and port) of a normalized base URL.
+fn server_address(base_url: &str) -> &str {
+    let rest = base_url
+        .split_once("://")
+        .map_or(base_url, |(_, rest)| rest);
+    rest.split('/').next().unwrap_or(rest)
 }
 
 fn json_body<T: Serialize>(value: &T) -> Bytes {

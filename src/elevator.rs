@@ -7,11 +7,8 @@
 //! token) and knows nothing about routes: the request path lives in
 //! [`Elevate`](crate::Elevate), each step in the module that owns it.
 
-use std::{
-    fmt,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{fmt, sync::Arc, time::Duration};
+use tokio::time::Instant;
 
 use secrecy::SecretString;
 

@@ -1,7 +1,7 @@
 //! Entry points for `cargo fuzz` (compiled only with `--cfg fuzzing`): each
 //! runs one parser on arbitrary input and must never panic.
 
-use std::time::Instant;
+use tokio::time::Instant;
 
 use http::Method;
 

@@ -15,8 +15,9 @@
 use std::{
     num::NonZeroU32,
     sync::Arc,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
+use tokio::time::Instant;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter, clock::Clock};
 
@@ -101,6 +102,17 @@ impl CachedVerdict {
                 .is_some_and(|until| now < until)
             && max_age.is_none_or(|age| !is_older(self.fetched_at, started, age))
     }
+}
+
+/// The new-token budget is spent: Wix is not asked (an event in the
+/// current span).
+fn budget_spent(wait: Duration) -> UpstreamError {
+    tracing::debug!(
+        target: "wix_elevate",
+        retry_after_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+        "new-token budget spent: Token Info not called"
+    );
+    UpstreamError::budget_spent(Endpoint::TokenInfo, wait)
 }
 
 /// Whether Wix's answer at `fetched_at` is more than `max_age` old for a
@@ -291,7 +303,7 @@ impl Identities {
         }
         self.new_token_budget.check().map_err(|not_until| {
             let wait = not_until.wait_time_from(self.new_token_budget.clock().now());
-            UpstreamError::budget_spent(Endpoint::TokenInfo, wait)
+            budget_spent(wait)
         })
     }
 
@@ -333,7 +345,7 @@ impl Identities {
                     };
                     Ok((cached, Some(to_store)))
                 },
-                |wait| UpstreamError::budget_spent(Endpoint::TokenInfo, wait),
+                budget_spent,
             )
             .await
     }
@@ -394,7 +406,8 @@ impl Identities {
 /// Verdicts as stored in Redis (fleet mode): wall-clock times, since
 /// replicas share no monotonic clock.
 mod shared {
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
+    use tokio::time::Instant;
 
     use serde::{Deserialize, Serialize};
 

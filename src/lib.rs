@@ -151,6 +151,7 @@ mod response;
 mod route;
 mod service;
 mod token;
+mod trace;
 mod upstream;
 #[cfg(feature = "webhooks")]
 #[cfg_attr(docsrs, doc(cfg(feature = "webhooks")))]

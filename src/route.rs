@@ -4,10 +4,8 @@
 //! or not, its rejections (response, log line, metrics, audit), and the
 //! scope its handlers' [`WixApi`](crate::WixApi) acts within.
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{sync::Arc, time::Duration};
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use http::{Extensions, Response};
@@ -302,7 +300,8 @@ fn error_chain(error: &dyn std::error::Error) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
+    use tokio::time::Instant;
 
     use super::*;
     use crate::{Plan, SubjectType};

@@ -23,11 +23,11 @@ use std::{
     fmt, mem,
     sync::Arc,
     task::{Context, Poll},
-    time::Instant,
 };
 
 use bytes::Bytes;
 use http::{Request, Response};
+use tokio::time::Instant;
 use tower_service::Service;
 use tracing::Instrument;
 
@@ -220,6 +220,7 @@ impl<S> Elevate<S> {
             "wix_elevate.authorize",
             route = &*route.route_name,
             policy = route.policy.name(),
+            outcome = tracing::field::Empty,
         );
         let authorization = authorize(route.clone(), req, resume, started).instrument(span);
         ResponseFuture::authorizing(Box::pin(authorization), inner, route)
@@ -282,12 +283,17 @@ async fn authorize<B>(
         Ok(outcome) => outcome,
         Err(_) => Err(RejectionKind::UpstreamTimeout.into()),
     };
+    let span = tracing::Span::current();
     match outcome {
         Ok((caller, token)) => {
+            span.record("outcome", "admitted");
             route.attach(req.extensions_mut(), caller, token);
             Ok(req)
         }
-        Err(rejection) => Err(route.reject(rejection)),
+        Err(rejection) => {
+            span.record("outcome", rejection.kind().code());
+            Err(route.reject(rejection))
+        }
     }
 }
 

@@ -25,12 +25,17 @@ use std::{
         Mutex,
         atomic::{AtomicU64, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
+use tokio::time::Instant;
 
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
-use crate::error::{Endpoint, UpstreamError, UpstreamErrorKind};
+use crate::{
+    error::{UpstreamError, UpstreamErrorKind},
+    trace::{self, Outbound},
+};
 
 /// Attempts per call, the first included.
 pub(crate) const MAX_ATTEMPTS: u32 = 4;
@@ -71,9 +76,12 @@ impl UpstreamGuard {
     /// ([`UpstreamError::trips_breaker`]) count toward the breaker; any
     /// other answer, a refusal or a malformed body included, shows Wix is
     /// up.
-    pub(crate) async fn call<T, Fut>(
+    ///
+    /// Each attempt runs in its own span (see [`crate::trace`]); a refusal
+    /// by the open circuit is an event in the current one.
+    pub(crate) async fn call<'a, T, Fut>(
         &self,
-        endpoint: Endpoint,
+        outbound: impl Into<Outbound<'a>>,
         deadline: Instant,
         max_attempts: u32,
         mut attempt: impl FnMut() -> Fut,
@@ -81,10 +89,17 @@ impl UpstreamGuard {
     where
         Fut: Future<Output = Result<T, UpstreamError>>,
     {
-        let admission = self
-            .breaker
-            .admit(Instant::now())
-            .map_err(|retry_after| UpstreamError::circuit_open(endpoint, retry_after))?;
+        let outbound = outbound.into();
+        let endpoint = outbound.endpoint;
+        let admission = self.breaker.admit(Instant::now()).map_err(|retry_after| {
+            tracing::debug!(
+                target: "wix_elevate",
+                endpoint = endpoint.as_str(),
+                retry_after_ms = u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX),
+                "circuit open: Wix not called"
+            );
+            UpstreamError::circuit_open(endpoint, retry_after)
+        })?;
         let probe = ProbeGuard {
             breaker: &self.breaker,
             probing: admission == Admission::Probe,
@@ -92,6 +107,7 @@ impl UpstreamGuard {
         let mut backoff = FIRST_BACKOFF;
         let mut attempts = 0;
         loop {
+            let span = outbound.span(attempts);
             attempts += 1;
             let result = {
                 let now = Instant::now();
@@ -102,9 +118,14 @@ impl UpstreamGuard {
                         .await
                     {
                         Ok(Ok(permit)) => permit,
-                        _ => return Err(UpstreamError::overloaded(endpoint)),
+                        _ => {
+                            let error = UpstreamError::overloaded(endpoint);
+                            trace::failed(&span, &error);
+                            return Err(error);
+                        }
                     };
-                match tokio::time::timeout_at(deadline.into(), attempt()).await {
+                let attempt = attempt().instrument(span.clone());
+                match tokio::time::timeout_at(deadline.into(), attempt).await {
                     Ok(result) => result,
                     Err(_) => Err(UpstreamError::timeout(endpoint)),
                 }
@@ -116,6 +137,7 @@ impl UpstreamGuard {
                 }
                 Err(error) => error,
             };
+            trace::failed(&span, &error);
             probe.settle(!error.trips_breaker());
             let wait = match error.kind() {
                 UpstreamErrorKind::Throttled => match error.retry_after() {
@@ -278,6 +300,7 @@ mod tests {
     use std::sync::atomic::AtomicU32;
 
     use super::*;
+    use crate::error::Endpoint;
 
     fn settings() -> GuardSettings {
         GuardSettings {

@@ -149,8 +149,9 @@ mod enabled {
             Arc, OnceLock,
             atomic::{AtomicBool, Ordering},
         },
-        time::{Duration, Instant},
+        time::Duration,
     };
+    use tokio::time::Instant;
 
     use futures_util::StreamExt;
 

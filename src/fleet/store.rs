@@ -3,7 +3,8 @@
 //! connection re-establishes itself. A failed or skipped operation is
 //! `None`: the caller carries on as a replica alone.
 
-use std::{future::Future, time::Duration, time::Instant};
+use std::{future::Future, time::Duration};
+use tokio::time::Instant;
 
 use metrics::{Counter, Gauge, counter, gauge};
 use redis::{AsyncCommands, RedisResult, aio::ConnectionManager};

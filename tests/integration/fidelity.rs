@@ -2,7 +2,8 @@
 //! never turned into an outage; and only Wix's verdicts on a token are
 //! remembered as refusals.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use axum::{Router, routing::get};
 use tokio::net::TcpListener;
