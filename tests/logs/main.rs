@@ -12,10 +12,11 @@ mod scoped_app;
 mod audit;
 mod rejections;
 mod secrets;
+mod spans;
 
 use std::sync::{Arc, Mutex};
 
-use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::{MakeWriter, format::FmtSpan};
 
 /// Everything the test's subscriber writes.
 #[derive(Clone, Default)]
@@ -24,8 +25,11 @@ struct Captured(Arc<Mutex<Vec<u8>>>);
 impl Captured {
     /// Install a subscriber at `level` on this thread, writing here.
     fn install(&self, level: tracing::Level) -> tracing::subscriber::DefaultGuard {
+        // Spans as lines of their own, with every field: what they carry
+        // is checked like any log line.
         let subscriber = tracing_subscriber::fmt()
             .with_max_level(level)
+            .with_span_events(FmtSpan::NEW | FmtSpan::CLOSE)
             .with_writer(self.clone())
             .with_ansi(false)
             .finish();

@@ -105,6 +105,11 @@ async fn no_secret_reaches_logs_debug_output_or_responses() {
     assert!(logs.contains("wix_elevate"), "nothing captured:\n{logs}");
     assert!(logs.contains("request rejected"), "{logs}");
     assert!(logs.contains("TRACE") || logs.contains("DEBUG"), "{logs}");
+    // The spans of the Wix calls were captured too, fields and all.
+    assert!(
+        logs.contains("wix_elevate.wix_call") && logs.contains("otel.name"),
+        "{logs}"
+    );
 
     let secrets: Vec<&str> = callers
         .iter()
