@@ -273,7 +273,7 @@ impl WixRequest<'_> {
             },
             deadline,
         };
-        let result = match tokio::time::timeout_at(deadline.into(), call.run()).await {
+        let result = match tokio::time::timeout_at(deadline, call.run()).await {
             Ok(result) => result,
             Err(_) => Err(UpstreamError::timeout(Endpoint::Api).into()),
         };

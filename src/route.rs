@@ -153,7 +153,7 @@ impl RouteConfig {
         let elevation = self
             .elevator
             .app_token(caller.instance_key(), started, deadline);
-        match tokio::time::timeout_at(deadline.into(), elevation).await {
+        match tokio::time::timeout_at(deadline, elevation).await {
             Ok(outcome) => outcome,
             Err(_) => Err(RejectionKind::UpstreamTimeout.into()),
         }

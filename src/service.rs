@@ -279,7 +279,7 @@ async fn authorize<B>(
         Ok::<_, Rejection>((caller, token))
     };
     // Waiting on another request's call counts against this deadline too.
-    let outcome = match tokio::time::timeout_at(deadline.into(), steps).await {
+    let outcome = match tokio::time::timeout_at(deadline, steps).await {
         Ok(outcome) => outcome,
         Err(_) => Err(RejectionKind::UpstreamTimeout.into()),
     };

@@ -114,9 +114,7 @@ impl UpstreamGuard {
                 let queue_deadline =
                     deadline.min(now.checked_add(self.max_queue_wait).unwrap_or(deadline));
                 let _permit =
-                    match tokio::time::timeout_at(queue_deadline.into(), self.permits.acquire())
-                        .await
-                    {
+                    match tokio::time::timeout_at(queue_deadline, self.permits.acquire()).await {
                         Ok(Ok(permit)) => permit,
                         _ => {
                             let error = UpstreamError::overloaded(endpoint);
@@ -125,7 +123,7 @@ impl UpstreamGuard {
                         }
                     };
                 let attempt = attempt().instrument(span.clone());
-                match tokio::time::timeout_at(deadline.into(), attempt).await {
+                match tokio::time::timeout_at(deadline, attempt).await {
                     Ok(result) => result,
                     Err(_) => Err(UpstreamError::timeout(endpoint)),
                 }
