@@ -21,7 +21,7 @@ use std::error::Error;
 
 use axum::{
     Json, Router,
-    extract::{MatchedPath, Request},
+    extract::{Request, State},
     http::HeaderMap,
     middleware::{self, Next},
     response::Response,
@@ -52,13 +52,9 @@ impl Extractor for Headers<'_> {
 }
 
 /// The request's server span, a child of the caller's trace if it sent one.
-async fn traced(req: Request, next: Next) -> Response {
+/// `route` is the route's template, the span's low-cardinality name.
+async fn traced(State(route): State<&'static str>, req: Request, next: Next) -> Response {
     let parent = global::get_text_map_propagator(|p| p.extract(&Headers(req.headers())));
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str)
-        .to_owned();
     let span = tracing::info_span!(
         "request",
         otel.name = %format_args!("{} {route}", req.method()),
@@ -96,12 +92,13 @@ async fn main() -> Result<(), Box<dyn Error>> {
 
     let wix = MockWix::start().await?;
     let elevator = wix.elevator_builder().build()?;
-    let app = Router::new()
-        .route(
-            "/api/instance",
-            get(instance).route_layer(elevator.layer().allow("GET /apps/v1/instance")?),
-        )
-        .layer(middleware::from_fn(traced));
+    let app = Router::new().route(
+        "/api/instance",
+        get(instance)
+            .route_layer(elevator.layer().allow("GET /apps/v1/instance")?)
+            // Outermost: the request span is the parent of the layer's.
+            .route_layer(middleware::from_fn_with_state("/api/instance", traced)),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let member = wix.mint(CallerSpec::new(SubjectType::Member));
