@@ -245,6 +245,18 @@ impl WixRequest<'_> {
         self
     }
 
+    /// The `.arg` names given, for an error message.
+    fn arg_names(&self) -> String {
+        if self.args.is_empty() {
+            return " (no `.arg` given)".to_owned();
+        }
+        let names: Vec<&str> = self.args.iter().map(|(name, _)| name.as_str()).collect();
+        format!(
+            " (`.arg` names given: {}; they are case-sensitive)",
+            names.join(", ")
+        )
+    }
+
     /// Check the call against the route's declaration and send it.
     pub async fn send(self) -> Result<WixResponse, WixApiError> {
         let api = self.api;
@@ -256,7 +268,9 @@ impl WixRequest<'_> {
             RequestBody::None => None,
             RequestBody::Json(json) => Some(json),
             RequestBody::Unserializable => {
-                return Err(WixApiError::new(WixApiErrorKind::InvalidRequest));
+                return Err(WixApiError::invalid(
+                    "the JSON body could not be serialized".to_owned(),
+                ));
             }
         };
         let started = Instant::now();
@@ -308,14 +322,33 @@ impl WixRequest<'_> {
                     }
                     None if name == "subjectId" => caller.subject_id(),
                     None if name == "instanceId" => caller.instance_id(),
-                    None => return Err(WixApiError::new(WixApiErrorKind::InvalidRequest)),
+                    None => {
+                        return Err(WixApiError::invalid(format!(
+                            "no `.arg(\"{name}\", ...)` for the placeholder `{{{name}}}`{}",
+                            self.arg_names()
+                        )));
+                    }
                 },
                 None => segment,
             };
             segments.push(value);
         }
-        if used != self.args.len() || !self.path.starts_with('/') {
-            return Err(WixApiError::new(WixApiErrorKind::InvalidRequest));
+        if !self.path.starts_with('/') {
+            return Err(WixApiError::invalid(
+                "the path must start with `/`".to_owned(),
+            ));
+        }
+        if used != self.args.len() {
+            let unused: Vec<&str> = self
+                .args
+                .iter()
+                .map(|(name, _)| name.as_str())
+                .filter(|name| !self.path.contains(&format!("{{{name}}}")))
+                .collect();
+            return Err(WixApiError::invalid(format!(
+                "`.arg` names no placeholder of the path: {} (placeholders are case-sensitive)",
+                unused.join(", ")
+            )));
         }
         let query: Vec<(&str, &str)> = self
             .query
@@ -622,7 +655,8 @@ pub struct WixApiError {
     code: Option<String>,
     request_id: Option<Box<str>>,
     retry_after: Option<Duration>,
-    /// For a refused call: what was refused, escaped.
+    /// For a refused call: what was refused; for a request that could not
+    /// be built, why. Escaped.
     operation: Option<String>,
     source: Option<Arc<UpstreamError>>,
 }
@@ -638,6 +672,16 @@ impl WixApiError {
             retry_after: None,
             operation: None,
             source: None,
+        }
+    }
+
+    /// A request the handler's code could not build: `why` names the
+    /// placeholder or argument at fault. It reaches `Display` (so the log
+    /// line), never the response body.
+    fn invalid(why: String) -> Self {
+        Self {
+            operation: Some(Clean(&why).to_string()),
+            ..Self::new(WixApiErrorKind::InvalidRequest)
         }
     }
 

@@ -64,6 +64,7 @@ impl AppTokens {
         self.cache.remove(&Arc::from(instance));
     }
 
+    #[cfg(any(test, feature = "test-util"))]
     pub(crate) fn contains(&self, instance: &str) -> bool {
         self.cache
             .get(&Arc::from(instance), Instant::now())

@@ -215,15 +215,42 @@ impl Elevator {
         self.fleet().map(Fleet::is_available)
     }
 
+    /// A layer on this elevator with the default policy
+    /// ([`SubjectTypes::default()`](crate::SubjectTypes::default)): the one
+    /// way to configure a route.
+    ///
+    /// ```
+    /// # use wix_elevate::Elevator;
+    /// let elevator = Elevator::builder("app", "secret").build().unwrap();
+    /// let layer = elevator.layer().route_name("whoami");
+    /// # let _ = layer;
+    /// ```
+    pub fn layer(&self) -> crate::ElevateLayer {
+        crate::ElevateLayer::on(self.clone())
+    }
+
     /// Whether this replica's local cache holds an app token for
-    /// `instance` (for tests of invalidation).
-    #[doc(hidden)]
+    /// `instance`: for tests of invalidation (feature `test-util`).
+    ///
+    /// ```
+    /// # use wix_elevate::Elevator;
+    /// let elevator = Elevator::builder("app", "secret").build().unwrap();
+    /// assert!(!elevator.has_cached_app_token("instance-1"));
+    /// ```
+    #[cfg(feature = "test-util")]
     pub fn has_cached_app_token(&self, instance: &str) -> bool {
         self.app_tokens().contains(instance)
     }
 
-    /// Whether this replica's local cache holds an identity for `token`.
-    #[doc(hidden)]
+    /// Whether this replica's local cache holds an identity for `token`
+    /// (raw or `Bearer`): for tests of invalidation (feature `test-util`).
+    ///
+    /// ```
+    /// # use wix_elevate::Elevator;
+    /// let elevator = Elevator::builder("app", "secret").build().unwrap();
+    /// assert!(!elevator.has_cached_identity("Bearer some-token"));
+    /// ```
+    #[cfg(feature = "test-util")]
     pub fn has_cached_identity(&self, token: &str) -> bool {
         token::split_authorization(token.as_bytes(), usize::MAX)
             .is_ok_and(|bare| self.identities().contains(self.identities().digest(bare)))

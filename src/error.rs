@@ -46,7 +46,7 @@ pub enum ConfigError {
     /// A declared operation is not `METHOD /path/template` with plain
     /// segments and `{name}` placeholders.
     #[error(
-        "invalid Wix operation `{0}`: expected `METHOD /path/{{placeholder}}` with plain segments"
+        "invalid Wix operation `{0}`: expected `METHOD /path/{{placeholder}}`, the method in capitals (`GET`, `POST`...), plain path segments and an optional `?key=value&key={{placeholder}}` query"
     )]
     InvalidOperation(String),
     /// The operating system's random number generator failed, so no secret

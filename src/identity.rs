@@ -379,6 +379,7 @@ impl Identities {
         self.hasher.digest(token)
     }
 
+    #[cfg(any(test, feature = "test-util"))]
     pub(crate) fn contains(&self, digest: TokenDigest) -> bool {
         self.cache.get(&digest, Instant::now()).is_some()
     }

@@ -70,36 +70,12 @@ impl<S> Elevate<S> {
     pub fn new(inner: S, elevator: Elevator) -> Self {
         tower_layer::Layer::layer(&elevator.layer(), inner)
     }
-
-    /// The layer form of [`Elevate::new`].
-    #[deprecated(
-        since = "0.2.0",
-        note = "use `Elevator::layer`, the one way to build a layer"
-    )]
-    pub fn layer(elevator: Elevator) -> crate::ElevateLayer {
-        elevator.layer()
-    }
-}
-
-impl Elevator {
-    /// A layer on this elevator with the default policy
-    /// ([`SubjectTypes::default()`]): the one way to configure a route.
-    pub fn layer(&self) -> ElevateLayer {
-        ElevateLayer::on(self.clone())
-    }
 }
 
 impl ElevateLayer {
     /// A layer with the default policy ([`SubjectTypes::default()`]:
-    /// visitors, members and Wix users) and [`ProblemJson`] rejections.
-    #[deprecated(
-        since = "0.2.0",
-        note = "use `Elevator::layer`, the one way to build a layer"
-    )]
-    pub fn new(elevator: Elevator) -> Self {
-        Self::on(elevator)
-    }
-
+    /// visitors, members and Wix users) and [`ProblemJson`] rejections;
+    /// made by [`Elevator::layer`].
     pub(crate) fn on(elevator: Elevator) -> Self {
         Self {
             elevator,

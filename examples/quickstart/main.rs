@@ -179,7 +179,7 @@ fn print_demo(wix: &MockWix, addr: SocketAddr, premium_plans: &[String]) {
         addr
     };
     let base = format!("http://{host}");
-    println!("mock Wix: {} (app id {})", wix.base_url(), wix.app_id());
+    println!("mock Wix (app id {})", wix.app_id());
     println!("demo tokens (instance demo-instance, valid 24 h):");
     println!("  VISITOR {visitor}");
     println!("  MEMBER  {member}");

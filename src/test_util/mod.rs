@@ -308,13 +308,31 @@ impl MockWix {
         });
     }
 
-    /// Calls received by the operation registered as `operation` (same
-    /// spelling as given to [`on`](Self::on)), whatever they were answered.
+    /// Calls received by `operation`, whatever they were answered: one
+    /// registered with [`on`](Self::on) (same spelling), or one of the
+    /// endpoints the mock serves by itself:
+    ///
+    /// | operation | [`MockEndpoint`] |
+    /// |---|---|
+    /// | `POST /oauth2/token-info` | `TokenInfo` |
+    /// | `POST /oauth2/token` | `CreateAccessToken` |
+    /// | `GET /apps/v1/instance` | `GetAppInstance` |
+    /// | `GET /members/v1/members/{id}` | `GetMember` |
+    ///
+    /// ```
+    /// # use wix_elevate::test_util::MockWix;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let wix = MockWix::start().await.unwrap();
+    /// assert_eq!(wix.calls_to("GET /apps/v1/instance"), 0);
+    /// # }
+    /// ```
     pub fn calls_to(&self, operation: &str) -> u64 {
         self.requests_to(operation).len() as u64
     }
 
-    /// The requests received by a registered operation, oldest first.
+    /// The requests received by `operation` (registered or built in, as
+    /// for [`calls_to`](Self::calls_to)), oldest first.
     pub fn requests_to(&self, operation: &str) -> Vec<MockRequest> {
         let key = normalize_operation(operation);
         self.state

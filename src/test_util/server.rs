@@ -25,7 +25,7 @@ use super::{
         ClientId, Fault, GrantQuirk, MockEndpoint, MockRequest, RefusedTokenAnswer, TokenInfoQuirk,
         TokenInfoStyle,
     },
-    state::{AppTokenRecord, MockState},
+    state::{AppTokenRecord, MockState, built_in},
 };
 
 /// Serve Wix's routes for `state` on `listener` until the task is aborted.
@@ -364,6 +364,7 @@ fn check_app_token(state: &MockState, headers: &HeaderMap) -> Result<String, Wix
 async fn get_member(
     State(state): State<Arc<MockState>>,
     axum::extract::Path(id): axum::extract::Path<String>,
+    uri: http::Uri,
     headers: HeaderMap,
 ) -> Response {
     let (_, fault) = state.begin(MockEndpoint::GetMember);
@@ -372,10 +373,17 @@ async fn get_member(
         return response;
     }
     match check_app_token(&state, &headers) {
-        Ok(_) => json_response(
-            StatusCode::OK,
-            &json!({ "member": { "id": id, "loginEmail": format!("{id}@example.com"), "status": "APPROVED" } }),
-        ),
+        Ok(_) => {
+            // As Wix: the PUBLIC fieldset leaves out private fields.
+            let public = uri
+                .query()
+                .is_some_and(|q| q.split('&').any(|p| p == "fieldsets=PUBLIC"));
+            let mut member = json!({ "id": id, "status": "APPROVED" });
+            if !public {
+                member["loginEmail"] = json!(format!("{id}@example.com"));
+            }
+            json_response(StatusCode::OK, &json!({ "member": member }))
+        }
         Err((status, message, code)) => wix_error(status, message, code),
     }
 }
@@ -407,7 +415,10 @@ async fn registered_first(
             .map(|op| (op.key.clone(), op.handler.clone()))
     };
     let Some((key, handler)) = found else {
-        return next.run(request).await;
+        return match built_in(request.method(), request.uri().path()) {
+            Some(key) => next.run(recorded(&state, key, request).await).await,
+            None => next.run(request).await,
+        };
     };
     let (parts, body) = request.into_parts();
     let path = parts.uri.path().to_owned();
@@ -444,6 +455,26 @@ async fn registered_first(
     let mut response = json_response(reply.status, &reply.body);
     response.headers_mut().extend(reply.headers);
     response
+}
+
+/// Record a call to a built-in endpoint under `key`, as `calls_to` and
+/// `requests_to` read them, and hand the request on.
+async fn recorded(state: &MockState, key: String, request: Request) -> Request {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, 4 * 1024 * 1024)
+        .await
+        .unwrap_or_default();
+    let instance_id = check_app_token(state, &parts.headers).unwrap_or_default();
+    let call = MockRequest {
+        method: parts.method.clone(),
+        path: parts.uri.path().to_owned(),
+        query: parts.uri.query().map(str::to_owned),
+        headers: parts.headers.clone(),
+        body: body.clone(),
+        instance_id,
+    };
+    state.lock().received.entry(key).or_default().push(call);
+    Request::from_parts(parts, Body::from(body))
 }
 
 async fn get_app_instance(State(state): State<Arc<MockState>>, headers: HeaderMap) -> Response {

@@ -127,7 +127,8 @@ pub enum Fault {
 }
 
 /// A call received by an operation registered with
-/// [`MockWix::on`](super::MockWix::on).
+/// [`MockWix::on`](super::MockWix::on) or by a built-in endpoint (see
+/// [`MockWix::calls_to`](super::MockWix::calls_to)).
 #[derive(Clone, Debug)]
 pub struct MockRequest {
     /// The method.

@@ -47,20 +47,42 @@ pub(super) struct Registered {
 
 impl Registered {
     pub(super) fn matches(&self, method: &Method, path: &str) -> bool {
-        let Some(rest) = path.strip_prefix('/') else {
-            return false;
-        };
-        let parts: Vec<&str> = rest.split('/').collect();
-        *method == self.method
-            && parts.len() == self.segments.len()
-            && parts.iter().zip(&self.segments).all(|(part, segment)| {
-                if segment.starts_with('{') && segment.ends_with('}') {
-                    !part.is_empty()
-                } else {
-                    part == segment
-                }
-            })
+        *method == self.method && path_matches(&self.segments, path)
     }
+}
+
+/// The endpoints the mock serves by itself, as `calls_to` spells them.
+pub(super) const BUILT_IN: [(Method, &str); 4] = [
+    (Method::POST, "/oauth2/token-info"),
+    (Method::POST, "/oauth2/token"),
+    (Method::GET, "/apps/v1/instance"),
+    (Method::GET, "/members/v1/members/{id}"),
+];
+
+/// The `calls_to` key of the built-in endpoint `method` `path` calls, if any.
+pub(super) fn built_in(method: &Method, path: &str) -> Option<String> {
+    BUILT_IN.iter().find_map(|(m, template)| {
+        let segments: Vec<&str> = template[1..].split('/').collect();
+        (m == method && path_matches(&segments, path)).then(|| format!("{m} {template}"))
+    })
+}
+
+/// Whether `path` is the template of `segments` (`{name}` matches any one
+/// non-empty segment).
+fn path_matches<S: AsRef<str>>(segments: &[S], path: &str) -> bool {
+    let Some(rest) = path.strip_prefix('/') else {
+        return false;
+    };
+    let parts: Vec<&str> = rest.split('/').collect();
+    parts.len() == segments.len()
+        && parts.iter().zip(segments).all(|(part, segment)| {
+            let segment = segment.as_ref();
+            if segment.starts_with('{') && segment.ends_with('}') {
+                !part.is_empty()
+            } else {
+                *part == segment
+            }
+        })
 }
 
 pub(super) struct Inner {

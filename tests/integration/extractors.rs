@@ -50,3 +50,31 @@ async fn rejections_are_not_cacheable() {
     let answer = h.get("/whoami", None).await;
     assert_eq!(answer.header("cache-control"), Some("no-store"));
 }
+
+/// New-user friction: `calls_to` and `requests_to` count the built-in
+/// endpoints the way they count registered operations.
+#[tokio::test]
+async fn calls_to_counts_built_in_endpoints_like_registered_ones() {
+    use wix_elevate::test_util::MockEndpoint;
+    let h = crate::common::harness().await;
+    let api = h
+        .elevator
+        .layer()
+        .allow("GET /apps/v1/instance")
+        .unwrap()
+        .api_for_instance("inst-counted");
+    assert_eq!(h.wix.calls_to("GET /apps/v1/instance"), 0);
+    api.get("/apps/v1/instance").send().await.unwrap();
+    assert_eq!(h.wix.calls_to("GET /apps/v1/instance"), 1);
+    assert_eq!(h.wix.calls(MockEndpoint::GetAppInstance), 1);
+    assert_eq!(h.wix.calls_to("POST /oauth2/token"), 1);
+    let grant = &h.wix.requests_to("POST /oauth2/token")[0];
+    assert!(
+        String::from_utf8_lossy(&grant.body).contains("inst-counted"),
+        "the recorded Create Access Token call carries its instance"
+    );
+    assert_eq!(
+        h.wix.requests_to("GET /apps/v1/instance")[0].instance_id,
+        "inst-counted"
+    );
+}

@@ -128,3 +128,51 @@ async fn metrics_move_with_requests_cache_and_wix_calls() {
         "series for an empty route name:\n{text}"
     );
 }
+
+/// New-user friction: an argument that names no placeholder (names are
+/// case-sensitive) is refused before any traffic, and the error (so the
+/// log line) names the placeholder and the argument; the body stays generic.
+#[tokio::test]
+async fn a_misnamed_argument_names_the_placeholder_and_the_argument() {
+    use wix_elevate::WixApiErrorKind;
+    let h = crate::common::harness().await;
+    let api = h
+        .elevator
+        .layer()
+        .allow("GET /members/v1/members/{id}")
+        .unwrap()
+        .api_for_instance("inst-misnamed");
+    let error = api
+        .get("/members/v1/members/{id}")
+        .arg("ID", "m-1")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), WixApiErrorKind::InvalidRequest);
+    let said = error.to_string();
+    assert!(said.contains("`{id}`") && said.contains("ID"), "{said}");
+    assert_eq!(h.wix.calls_to("GET /members/v1/members/{id}"), 0);
+    let error = api
+        .get("/members/v1/members/{id}")
+        .arg("id", "m-1")
+        .arg("extra", "x")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("extra"), "{error}");
+    // The response body is the fixed one.
+    let response = axum::response::IntoResponse::into_response(error);
+    let body = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .unwrap();
+    let body = String::from_utf8_lossy(&body);
+    assert!(!body.contains("extra") && !body.contains("{id}"), "{body}");
+}
+
+#[test]
+fn a_lowercase_method_is_refused_with_a_message_that_says_capitals() {
+    let error = "get /apps/v1/instance"
+        .parse::<wix_elevate::Operation>()
+        .unwrap_err();
+    assert!(error.to_string().contains("capitals"), "{error}");
+}

@@ -2,6 +2,8 @@
 
 #[path = "../support/common.rs"]
 mod common;
+#[path = "../support/example.rs"]
+mod example;
 #[cfg(feature = "redis")]
 #[path = "../support/redis.rs"]
 #[allow(dead_code)]

@@ -32,20 +32,7 @@ const ENV: [&str; 14] = [
 ];
 
 fn binary() -> PathBuf {
-    // target/<profile>/deps/integration-* -> target/<profile>/examples/quickstart
-    let exe = std::env::current_exe().expect("test binary path");
-    let path = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir")
-        .join("examples")
-        .join(format!("quickstart{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        path.exists(),
-        "{} missing: run `cargo test` (it builds the examples)",
-        path.display()
-    );
-    path
+    crate::example::example_binary("quickstart")
 }
 
 fn command(envs: &[(&str, &str)]) -> Command {

@@ -3,6 +3,8 @@
 //! `AWS_LAMBDA_RUNTIME_API`: next invocation, response) for API Gateway
 //! HTTP API events, and calls the mock Wix. No AWS account involved.
 
+#[path = "../support/example.rs"]
+mod example;
 #[path = "../support/redis.rs"]
 #[allow(dead_code)]
 mod redis;
@@ -151,20 +153,7 @@ fn get_event(path: &str, token: &str) -> Value {
 }
 
 fn binary() -> PathBuf {
-    // target/<profile>/deps/lambda-* -> target/<profile>/examples/lambda
-    let exe = std::env::current_exe().expect("test binary path");
-    let path = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir")
-        .join("examples")
-        .join(format!("lambda{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        path.exists(),
-        "{} missing: run `cargo test` (it builds the examples)",
-        path.display()
-    );
-    path
+    crate::example::example_binary("lambda")
 }
 
 /// A cold start of the function: the process, killed on drop.
