@@ -440,7 +440,8 @@ impl Call<'_> {
         // request that saw it) and try once more.
         let metrics = &elevator.client().metrics().app_token_recovery;
         let fresh = elevator
-            .replace_app_token(&token, self.deadline)
+            .app_tokens()
+            .replace(&token, self.deadline)
             .await
             .map_err(WixApiError::from_rejection)?;
         let answer = self.send_with(&fresh).await?;

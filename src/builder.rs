@@ -6,12 +6,12 @@ use std::{fmt, sync::Arc, time::Duration};
 use secrecy::SecretString;
 
 use crate::{
-    app_token::AppTokens,
+    app_token::{AppTokenSettings, AppTokenSources, AppTokens},
     client::WixClient,
     elevator::{Elevator, Shared, WIX_API_BASE_URL},
     error::ConfigError,
     forget::Forgetting,
-    identity::{Identities, IdentitySettings},
+    identity::{Identities, IdentitySettings, IdentitySources},
     log_throttle::LogThrottle,
     metrics::WixMetrics,
     token::{self, TokenHasher},
@@ -391,16 +391,25 @@ impl ElevatorBuilder {
                 }
                 let secret = secrecy::ExposeSecret::expose_secret(&self.app_secret).as_bytes();
                 let fleet = crate::fleet::Fleet::new(settings, &self.app_id, secret)?;
-                (Some(fleet), crate::fleet::token_hasher(secret)?)
+                // The same fleet-wide digest, for the identity cache and to
+                // name a refused app token to every replica.
+                let digests = (
+                    crate::fleet::token_hasher(secret)?,
+                    crate::fleet::token_hasher(secret)?,
+                );
+                (Some((Arc::new(fleet), digests.1)), digests.0)
             }
             None => (None, TokenHasher::random()?),
         };
         #[cfg(not(feature = "redis"))]
-        let (fleet, hasher) = (None, TokenHasher::random()?);
+        let (fleet, hasher): (Option<(Arc<crate::fleet::Fleet>, TokenHasher)>, _) =
+            (None, TokenHasher::random()?);
         let forgetting = Arc::new(Forgetting::new(
             self.max_cached_identities
                 .saturating_add(self.max_cached_app_tokens),
         ));
+        let app_id: Arc<str> = self.app_id.into();
+        let client = Arc::new(client);
         let identities = Identities::new(
             IdentitySettings {
                 capacity: self.max_cached_identities,
@@ -410,25 +419,40 @@ impl ElevatorBuilder {
                 stale_grace: self.stale_identity_grace,
                 new_token_budget: self.new_token_budget,
             },
-            hasher,
-            forgetting.clone(),
+            IdentitySources {
+                hasher,
+                app_id: app_id.clone(),
+                client: client.clone(),
+                fleet: fleet.as_ref().map(|(fleet, _)| fleet.clone()),
+                forgetting: forgetting.clone(),
+            },
         )?;
+        let shared_fleet = fleet.as_ref().map(|(fleet, _)| fleet.clone());
+        let app_tokens = AppTokens::new(
+            AppTokenSettings {
+                capacity: self.max_cached_app_tokens,
+                renew_before: self.renew_before,
+                expiry_margin: self.expiry_margin,
+                auth_deadline: self.auth_deadline,
+            },
+            AppTokenSources {
+                app_id: app_id.clone(),
+                client: client.clone(),
+                fleet,
+                forgetting: forgetting.clone(),
+                app_secret: self.app_secret,
+            },
+        );
         Ok(Elevator::from_shared(Shared {
-            app_id: self.app_id.into(),
-            app_secret: self.app_secret,
+            app_id,
             client,
             identities,
-            app_tokens: AppTokens::new(
-                self.max_cached_app_tokens,
-                self.renew_before,
-                self.expiry_margin,
-                forgetting.clone(),
-            ),
+            app_tokens: Arc::new(app_tokens),
             forgetting,
             log_throttle: LogThrottle::new(crate::log_throttle::INTERVAL),
             auth_deadline: self.auth_deadline,
             api_deadline: self.api_deadline,
-            fleet,
+            fleet: shared_fleet,
         }))
     }
 }

@@ -34,6 +34,14 @@ enum Slot<V> {
     },
 }
 
+/// When a request began (a failure recorded before it is never its answer)
+/// and by when its authentication must be done.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Timing {
+    pub(crate) started: Instant,
+    pub(crate) deadline: Instant,
+}
+
 /// A bounded cache with single-flight fills.
 pub(crate) struct FlightCache<K, V> {
     entries: Cache<K, Slot<V>>,

@@ -10,19 +10,16 @@
 use std::{fmt, sync::Arc, time::Duration};
 use tokio::time::Instant;
 
-use secrecy::SecretString;
-
 use crate::{
-    app_token::{self, AppTokenSource, AppTokens},
-    caller::ElevatedToken,
+    app_token::AppTokens,
+    cache::Timing,
     client::WixClient,
     error::Endpoint,
-    error::Rejection,
     fleet::{Fleet, Invalidation},
     forget::{ForgetError, Forgetting},
     identity::Identities,
     log_throttle::LogThrottle,
-    token::{self, TokenDigest},
+    token,
 };
 
 /// Wix's production API.
@@ -57,11 +54,10 @@ pub struct Elevator {
 }
 
 pub(crate) struct Shared {
-    pub(crate) app_id: Box<str>,
-    pub(crate) app_secret: SecretString,
-    pub(crate) client: WixClient,
+    pub(crate) app_id: Arc<str>,
+    pub(crate) client: Arc<WixClient>,
     pub(crate) identities: Identities,
-    pub(crate) app_tokens: AppTokens,
+    pub(crate) app_tokens: Arc<AppTokens>,
     /// What forgetting leaves behind, shared by both caches.
     pub(crate) forgetting: Arc<Forgetting>,
     /// Holds back repeated WARN lines for rejections that never reached Wix.
@@ -69,7 +65,7 @@ pub(crate) struct Shared {
     pub(crate) auth_deadline: Duration,
     pub(crate) api_deadline: Duration,
     /// Fleet mode: Redis as the second level (feature `redis`).
-    pub(crate) fleet: Option<Fleet>,
+    pub(crate) fleet: Option<Arc<Fleet>>,
 }
 
 impl Elevator {
@@ -89,7 +85,7 @@ impl Elevator {
     }
 
     pub(crate) fn fleet(&self) -> Option<&Fleet> {
-        self.shared.fleet.as_ref()
+        self.shared.fleet.as_deref()
     }
 
     /// Forget everything cached about `instance`: its app token and its
@@ -268,15 +264,18 @@ impl Elevator {
         &self.shared.identities
     }
 
-    pub(crate) fn app_tokens(&self) -> &AppTokens {
+    pub(crate) fn app_tokens(&self) -> &Arc<AppTokens> {
         &self.shared.app_tokens
     }
 
-    /// The deadline of a request's authentication that began at `started`.
-    pub(crate) fn auth_deadline_from(&self, started: Instant) -> Instant {
-        started
-            .checked_add(self.shared.auth_deadline)
-            .unwrap_or(started)
+    /// The timing of a request's authentication that began at `started`.
+    pub(crate) fn auth_timing(&self, started: Instant) -> Timing {
+        Timing {
+            started,
+            deadline: started
+                .checked_add(self.shared.auth_deadline)
+                .unwrap_or(started),
+        }
     }
 
     /// The deadline of a Wix API call that began at `started`.
@@ -284,64 +283,6 @@ impl Elevator {
         started
             .checked_add(self.shared.api_deadline)
             .unwrap_or(started)
-    }
-}
-
-impl AppTokenSource for Elevator {
-    fn app_tokens(&self) -> &AppTokens {
-        &self.shared.app_tokens
-    }
-
-    fn client(&self) -> &WixClient {
-        &self.shared.client
-    }
-
-    fn credentials(&self) -> (&str, &SecretString) {
-        (&self.shared.app_id, &self.shared.app_secret)
-    }
-
-    fn fleet(&self) -> Option<&Fleet> {
-        self.shared.fleet.as_ref()
-    }
-
-    fn token_digest(&self, token: &[u8]) -> TokenDigest {
-        self.identities().digest(token)
-    }
-
-    fn auth_deadline_from(&self, started: Instant) -> Instant {
-        Elevator::auth_deadline_from(self, started)
-    }
-}
-
-/// Step 4 of a request, for the service and the extractors; the logic is
-/// in [`app_token`](crate::app_token).
-impl Elevator {
-    /// A usable cached app token, without waiting or allocating.
-    pub(crate) fn cached_app_token(
-        &self,
-        instance: &Arc<str>,
-        now: Instant,
-    ) -> Option<ElevatedToken> {
-        app_token::cached(self, instance, now)
-    }
-
-    /// The app token for `instance`, from the caches or Wix.
-    pub(crate) async fn app_token(
-        &self,
-        instance: &Arc<str>,
-        started: Instant,
-        deadline: Instant,
-    ) -> Result<ElevatedToken, Rejection> {
-        app_token::get(self, instance, started, deadline).await
-    }
-
-    /// The token that replaces one Wix refused.
-    pub(crate) async fn replace_app_token(
-        &self,
-        stale: &ElevatedToken,
-        deadline: Instant,
-    ) -> Result<ElevatedToken, Rejection> {
-        app_token::replace(self, stale, deadline).await
     }
 }
 

@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter, clock::Clock};
 
 use crate::{
-    cache::{FlightCache, Fresh},
+    cache::{FlightCache, Fresh, Timing},
     caller::{Caller, SubjectType},
     client::{TokenInfoAnswer, WixClient},
     error::{ConfigError, Endpoint, Rejection, RejectionKind, UpstreamError},
@@ -144,6 +144,10 @@ pub(crate) struct Identities {
     /// The same budget, fleet-wide (fleet mode, while Redis answers).
     fleet_budget: Gcra,
     forgetting: Arc<Forgetting>,
+    /// The app whose tokens are accepted.
+    app_id: Arc<str>,
+    client: Arc<WixClient>,
+    fleet: Option<Arc<Fleet>>,
 }
 
 /// What the cache knows of a request's token.
@@ -171,6 +175,16 @@ struct Ask<'a> {
     begun: u64,
 }
 
+/// The app and the collaborators an [`Identities`] asks through.
+pub(crate) struct IdentitySources {
+    /// Keys the cache (fleet-wide in fleet mode).
+    pub(crate) hasher: TokenHasher,
+    pub(crate) app_id: Arc<str>,
+    pub(crate) client: Arc<WixClient>,
+    pub(crate) fleet: Option<Arc<Fleet>>,
+    pub(crate) forgetting: Arc<Forgetting>,
+}
+
 /// How an [`Identities`] is set up.
 pub(crate) struct IdentitySettings {
     pub(crate) capacity: usize,
@@ -185,8 +199,7 @@ pub(crate) struct IdentitySettings {
 impl Identities {
     pub(crate) fn new(
         settings: IdentitySettings,
-        hasher: TokenHasher,
-        forgetting: Arc<Forgetting>,
+        sources: IdentitySources,
     ) -> Result<Self, ConfigError> {
         let (per_second, burst) = settings.new_token_budget;
         let nonzero = |n: u32| {
@@ -194,7 +207,7 @@ impl Identities {
         };
         let quota = Quota::per_second(nonzero(per_second)?).allow_burst(nonzero(burst)?);
         Ok(Self {
-            hasher,
+            hasher: sources.hasher,
             cache: FlightCache::new(settings.capacity, CacheMetrics::new("identity")),
             ttl: settings.ttl,
             refused_ttl: settings.refused_ttl,
@@ -202,7 +215,10 @@ impl Identities {
             stale_grace: settings.stale_grace,
             new_token_budget: RateLimiter::direct(quota),
             fleet_budget: Gcra::per_second(per_second, burst),
-            forgetting,
+            forgetting: sources.forgetting,
+            app_id: sources.app_id,
+            client: sources.client,
+            fleet: sources.fleet,
         })
     }
 
@@ -226,21 +242,18 @@ impl Identities {
     }
 
     /// The miss: check the token in full, then ask Token Info through the
-    /// cache's single flight (and, in fleet mode, Redis first). `started`
-    /// is when the request arrived; `max_age`, the route's limit on how old
-    /// a verdict may be.
-    #[allow(clippy::too_many_arguments)]
+    /// cache's single flight (and, in fleet mode, Redis first), within the
+    /// request's `timing`; `max_age` is the route's limit on how old a
+    /// verdict may be.
     pub(crate) async fn resolve(
         &self,
         token: &[u8],
         digest: TokenDigest,
-        client: &WixClient,
-        fleet: Option<&Fleet>,
-        app_id: &str,
         max_age: Option<Duration>,
-        started: Instant,
-        deadline: Instant,
+        timing: Timing,
     ) -> Result<Verdict, Rejection> {
+        let Timing { started, deadline } = timing;
+        let (client, app_id) = (&*self.client, &*self.app_id);
         // Checked in full before anything leaves the process.
         let token = token::checked(token)?;
         let grace = self.stale_grace;
@@ -264,7 +277,7 @@ impl Identities {
                         deadline,
                         begun,
                     };
-                    match fleet {
+                    match self.fleet.as_deref() {
                         // A route that wants a younger verdict than the
                         // cache's asks Wix itself.
                         Some(fleet) if max_age.is_none() => {
@@ -683,19 +696,11 @@ mod tests {
 
     #[test]
     fn only_tokens_wix_vouched_for_are_exempt_from_the_budget() {
-        let identities = Identities::new(
-            IdentitySettings {
-                capacity: 8,
-                ttl: TTL,
-                refused_ttl: TTL,
-                max_token_len: 64,
-                stale_grace: None,
-                new_token_budget: (1, 2),
-            },
-            TokenHasher::random().unwrap(),
-            Arc::new(Forgetting::new(16)),
-        )
-        .unwrap();
+        let elevator = crate::Elevator::builder("app", "secret")
+            .token_info_budget_for_new_tokens(1, 2)
+            .build()
+            .unwrap();
+        let identities = elevator.identities();
         assert!(identities.spend_budget(false).is_ok());
         assert!(identities.spend_budget(false).is_ok());
         let spent = identities.spend_budget(false).unwrap_err();

@@ -148,12 +148,12 @@ impl RouteConfig {
         &self,
         caller: &Caller,
     ) -> Result<ElevatedToken, Rejection> {
-        let started = Instant::now();
-        let deadline = self.elevator.auth_deadline_from(started);
+        let timing = self.elevator.auth_timing(Instant::now());
         let elevation = self
             .elevator
-            .app_token(caller.instance_key(), started, deadline);
-        match tokio::time::timeout_at(deadline, elevation).await {
+            .app_tokens()
+            .get(caller.instance_key(), timing);
+        match tokio::time::timeout_at(timing.deadline, elevation).await {
             Ok(outcome) => outcome,
             Err(_) => Err(RejectionKind::UpstreamTimeout.into()),
         }

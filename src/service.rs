@@ -185,7 +185,7 @@ where
         }
         // 4. The app token, where the route elevates.
         let token = if route.elevates() {
-            match elevator.cached_app_token(caller.instance_key(), started) {
+            match elevator.app_tokens().cached(caller.instance_key(), started) {
                 Some(token) => Some(token),
                 None => return self.resume(req, Resume::Elevate(caller), started),
             }
@@ -237,7 +237,7 @@ async fn authorize<B>(
     started: Instant,
 ) -> Result<Request<B>, Response<Bytes>> {
     let elevator = &route.elevator;
-    let deadline = elevator.auth_deadline_from(started);
+    let timing = elevator.auth_timing(started);
     // Borrowed outside the block: the request's body need not be `Sync`.
     let (headers, uri) = (req.headers(), req.uri());
     let steps = async {
@@ -251,16 +251,7 @@ async fn authorize<B>(
                 let token = route.caller_token(headers, uri)?;
                 let verdict = elevator
                     .identities()
-                    .resolve(
-                        &token,
-                        digest,
-                        elevator.client(),
-                        elevator.fleet(),
-                        elevator.app_id(),
-                        route.max_identity_age,
-                        started,
-                        deadline,
-                    )
+                    .resolve(&token, digest, route.max_identity_age, timing)
                     .await?;
                 let caller = route.admit(verdict, Instant::now())?;
                 route.check_shared_limits(&caller).await?;
@@ -270,7 +261,8 @@ async fn authorize<B>(
         let token = if route.elevates() {
             Some(
                 elevator
-                    .app_token(caller.instance_key(), started, deadline)
+                    .app_tokens()
+                    .get(caller.instance_key(), timing)
                     .await?,
             )
         } else {
@@ -279,7 +271,7 @@ async fn authorize<B>(
         Ok::<_, Rejection>((caller, token))
     };
     // Waiting on another request's call counts against this deadline too.
-    let outcome = match tokio::time::timeout_at(deadline, steps).await {
+    let outcome = match tokio::time::timeout_at(timing.deadline, steps).await {
         Ok(outcome) => outcome,
         Err(_) => Err(RejectionKind::UpstreamTimeout.into()),
     };

@@ -169,6 +169,9 @@ mod enabled {
     /// dropped what was named.
     const CONFIRM_WITHIN: Duration = Duration::from_secs(1);
 
+    /// How long the listener may take to connect and subscribe.
+    const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
+
     /// How long a confirmation count stays in Redis.
     const CONFIRM_LIFETIME: Duration = Duration::from_secs(60);
 
@@ -564,16 +567,16 @@ mod enabled {
         /// Make sure this replica hears invalidations before it takes
         /// anything from the fleet: a value taken before it listens could
         /// miss a forget published meanwhile. The first misses wait for
-        /// the listener's first attempt to subscribe (at most
-        /// [`CONFIRM_WITHIN`]); whatever is taken while it is not
-        /// subscribed is dropped when it subscribes.
+        /// the listener's first attempt to subscribe (itself bounded by
+        /// [`SUBSCRIBE_TIMEOUT`]); whatever is taken while it is not
+        /// subscribed (that attempt failed) is dropped when it subscribes.
         async fn listen_first(&self) {
             self.ensure_listening();
             let state = &self.listening_state;
             if !state.attempted.load(Ordering::Acquire) {
                 let attempted = state.changed.notified();
                 if !state.attempted.load(Ordering::Acquire) {
-                    let _ = tokio::time::timeout(CONFIRM_WITHIN, attempted).await;
+                    let _ = tokio::time::timeout(SUBSCRIBE_TIMEOUT * 2, attempted).await;
                 }
             }
             if !state.subscribed.load(Ordering::Acquire) {
@@ -650,7 +653,7 @@ mod enabled {
                 pubsub.subscribe(&*self.channel).await?;
                 Ok::<_, redis::RedisError>(pubsub)
             };
-            let connected = tokio::time::timeout(Duration::from_secs(2), connect).await;
+            let connected = tokio::time::timeout(SUBSCRIBE_TIMEOUT, connect).await;
             let subscribed = matches!(connected, Ok(Ok(_)));
             self.state.subscribed.store(subscribed, Ordering::Release);
             if !self.state.attempted.swap(true, Ordering::AcqRel) {
