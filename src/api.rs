@@ -434,7 +434,7 @@ impl Call<'_> {
         };
         let answer = self.send_with(&token).await?;
         if answer.status != StatusCode::UNAUTHORIZED {
-            return answer.into_result();
+            return answer_result(answer);
         }
         // Wix refused the app token itself: replace it (once for every
         // request that saw it) and try once more.
@@ -460,7 +460,7 @@ impl Call<'_> {
             });
         }
         metrics.recovered.increment(1);
-        answer.into_result()
+        answer_result(answer)
     }
 
     async fn send_with(&self, token: &ElevatedToken) -> Result<ApiAnswer, WixApiError> {
@@ -474,32 +474,32 @@ impl Call<'_> {
     }
 }
 
-impl ApiAnswer {
-    fn into_result(self) -> Result<WixResponse, WixApiError> {
-        if self.status.is_success() {
-            return Ok(WixResponse {
-                status: self.status,
-                request_id: self.request_id,
-                body: self.body,
-            });
-        }
-        let error: WixErrorBody = serde_json::from_slice(&self.body).unwrap_or_default();
-        let kind = if self.status == StatusCode::NOT_FOUND {
-            WixApiErrorKind::NotFound
-        } else {
-            WixApiErrorKind::Refused
-        };
-        Err(WixApiError {
-            wix_status: Some(self.status),
-            message: error.message,
-            code: error
-                .details
-                .and_then(|d| d.application_error)
-                .and_then(|e| e.code),
-            request_id: self.request_id,
-            ..WixApiError::new(kind)
-        })
+/// Wix's answer to an API call, as the handler sees it: 2xx a response,
+/// anything else an error carrying Wix's status, code and message.
+fn answer_result(answer: ApiAnswer) -> Result<WixResponse, WixApiError> {
+    if answer.status.is_success() {
+        return Ok(WixResponse {
+            status: answer.status,
+            request_id: answer.request_id,
+            body: answer.body,
+        });
     }
+    let error: WixErrorBody = serde_json::from_slice(&answer.body).unwrap_or_default();
+    let kind = if answer.status == StatusCode::NOT_FOUND {
+        WixApiErrorKind::NotFound
+    } else {
+        WixApiErrorKind::Refused
+    };
+    Err(WixApiError {
+        wix_status: Some(answer.status),
+        message: error.message,
+        code: error
+            .details
+            .and_then(|d| d.application_error)
+            .and_then(|e| e.code),
+        request_id: answer.request_id,
+        ..WixApiError::new(kind)
+    })
 }
 
 /// Wix's standard error body, `{message, details: {applicationError: {code}}}`.

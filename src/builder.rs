@@ -78,13 +78,6 @@ pub struct ElevatorBuilder {
 /// would overflow clock arithmetic at the extreme.
 const MAX_SETTING: Duration = Duration::from_secs(24 * 3600);
 
-impl Elevator {
-    /// Start configuring an elevator for this app.
-    pub fn builder(app_id: impl Into<String>, app_secret: impl Into<String>) -> ElevatorBuilder {
-        ElevatorBuilder::new(app_id.into(), app_secret.into())
-    }
-}
-
 impl ElevatorBuilder {
     pub(crate) fn new(app_id: String, app_secret: String) -> Self {
         Self {

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use http::HeaderValue;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::forget::Stamp;
+use crate::{error::Rejection, forget::Stamp};
 
 /// "Forever", for values made without an expiry.
 const CENTURY: Duration = Duration::from_secs(100 * 365 * 86_400);
@@ -449,5 +449,90 @@ impl fmt::Debug for ElevatedToken {
             .field("instance_id", &self.0.instance_id)
             .field("expires_at", &self.0.expires_at)
             .finish()
+    }
+}
+
+/// Checks a handler makes against the caller; a refusal is a 403
+/// [`Rejection`] (the layer audits it on the way out).
+impl Caller {
+    /// Require that a value taken from the request (a route parameter, a
+    /// query or body field) is the caller's own subject id; otherwise a 403
+    /// [`Rejection`](crate::Rejection), which is also a response.
+    ///
+    /// ```
+    /// use wix_elevate::{Caller, SubjectType};
+    ///
+    /// let me = Caller::new(SubjectType::Member, "m-1", "inst-1");
+    /// assert!(me.require_subject_id("m-1").is_ok());
+    /// assert_eq!(me.require_subject_id("m-2").unwrap_err().status(), 403);
+    /// ```
+    pub fn require_subject_id(&self, id: &str) -> Result<(), Rejection> {
+        self.require(self.subject_id() == id)
+    }
+
+    /// Require that a value taken from the request is the caller's own
+    /// instance id; otherwise a 403 [`Rejection`](crate::Rejection).
+    pub fn require_instance_id(&self, id: &str) -> Result<(), Rejection> {
+        self.require(self.instance_id() == id)
+    }
+
+    /// A refusal answered by a handler; the layer audits it on the way out
+    /// (`caller_mismatch`, with the route and policy).
+    fn require(&self, holds: bool) -> Result<(), Rejection> {
+        if holds {
+            Ok(())
+        } else {
+            Err(Rejection::forbidden(self.clone()))
+        }
+    }
+}
+
+impl ElevatedToken {
+    /// The app token for a request an [`ElevateLayer`](crate::ElevateLayer)
+    /// authorized, for plain tower services (axum handlers extract
+    /// `ElevatedToken`): the one the layer attached, or, on a route that
+    /// declares no Wix operation, one fetched now through the elevator's
+    /// cache. `None` if no layer ran; `Some(Err(response))` is the
+    /// rejection to answer with (502/503/504), or a 500 if the route's
+    /// layer did not opt in with
+    /// [`expose_app_token`](crate::ElevateLayer::expose_app_token).
+    ///
+    /// ```
+    /// use wix_elevate::ElevatedToken;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let req = http::Request::new(());
+    /// assert!(ElevatedToken::for_request(req.extensions()).await.is_none(), "no layer ran");
+    /// # }
+    /// ```
+    pub async fn for_request(
+        extensions: &http::Extensions,
+    ) -> Option<Result<ElevatedToken, http::Response<bytes::Bytes>>> {
+        let scope = extensions.get::<crate::route::RouteScope>()?;
+        if !scope.route.expose_app_token {
+            tracing::error!(
+                target: "wix_elevate::rejection",
+                route = &*scope.route.route_name,
+                "a handler asked for the raw app token (ElevatedToken) on a route whose layer did not opt in: call Wix through WixApi, or opt in with ElevateLayer::expose_app_token()"
+            );
+            return Some(Err(crate::response::problem(
+                http::StatusCode::INTERNAL_SERVER_ERROR,
+                "Server misconfiguration: this route may not hold the app token.",
+                "app_token_not_exposed",
+                None,
+            )));
+        }
+        if let Some(token) = &scope.token {
+            return Some(Ok(token.clone()));
+        }
+        let route = &scope.route;
+        let caller = extensions.get::<Caller>()?;
+        Some(
+            route
+                .elevate_on_demand(caller)
+                .await
+                .map_err(|rejection| route.reject(rejection)),
+        )
     }
 }

@@ -69,6 +69,14 @@ pub(crate) struct Shared {
 }
 
 impl Elevator {
+    /// Start configuring an elevator for this app.
+    pub fn builder(
+        app_id: impl Into<String>,
+        app_secret: impl Into<String>,
+    ) -> crate::ElevatorBuilder {
+        crate::ElevatorBuilder::new(app_id.into(), app_secret.into())
+    }
+
     pub(crate) fn from_shared(shared: Shared) -> Self {
         let shared = Arc::new(shared);
         if let Some(fleet) = &shared.fleet {

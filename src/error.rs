@@ -695,41 +695,6 @@ impl Rejection {
     }
 }
 
-/// Checks a handler makes against the caller; a refusal is a 403
-/// [`Rejection`] (the layer audits it on the way out).
-impl Caller {
-    /// Require that a value taken from the request (a route parameter, a
-    /// query or body field) is the caller's own subject id; otherwise a 403
-    /// [`Rejection`](crate::Rejection), which is also a response.
-    ///
-    /// ```
-    /// use wix_elevate::{Caller, SubjectType};
-    ///
-    /// let me = Caller::new(SubjectType::Member, "m-1", "inst-1");
-    /// assert!(me.require_subject_id("m-1").is_ok());
-    /// assert_eq!(me.require_subject_id("m-2").unwrap_err().status(), 403);
-    /// ```
-    pub fn require_subject_id(&self, id: &str) -> Result<(), Rejection> {
-        self.require(self.subject_id() == id)
-    }
-
-    /// Require that a value taken from the request is the caller's own
-    /// instance id; otherwise a 403 [`Rejection`](crate::Rejection).
-    pub fn require_instance_id(&self, id: &str) -> Result<(), Rejection> {
-        self.require(self.instance_id() == id)
-    }
-
-    /// A refusal answered by a handler; the layer audits it on the way out
-    /// (`caller_mismatch`, with the route and policy).
-    fn require(&self, holds: bool) -> Result<(), Rejection> {
-        if holds {
-            Ok(())
-        } else {
-            Err(Rejection::forbidden(self.clone()))
-        }
-    }
-}
-
 impl From<RejectionKind> for Rejection {
     fn from(kind: RejectionKind) -> Self {
         Self::new(kind)

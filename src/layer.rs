@@ -65,13 +65,6 @@ pub struct ElevateLayer {
     on_rejection: Arc<dyn OnRejection>,
 }
 
-impl<S> Elevate<S> {
-    /// Wrap `inner` with the default policy.
-    pub fn new(inner: S, elevator: Elevator) -> Self {
-        tower_layer::Layer::layer(&elevator.layer(), inner)
-    }
-}
-
 impl ElevateLayer {
     /// A layer with the default policy ([`SubjectTypes::default()`]:
     /// visitors, members and Wix users) and [`ProblemJson`] rejections;

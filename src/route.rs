@@ -236,56 +236,6 @@ impl RouteConfig {
     }
 }
 
-impl ElevatedToken {
-    /// The app token for a request an [`ElevateLayer`](crate::ElevateLayer)
-    /// authorized, for plain tower services (axum handlers extract
-    /// `ElevatedToken`): the one the layer attached, or, on a route that
-    /// declares no Wix operation, one fetched now through the elevator's
-    /// cache. `None` if no layer ran; `Some(Err(response))` is the
-    /// rejection to answer with (502/503/504), or a 500 if the route's
-    /// layer did not opt in with
-    /// [`expose_app_token`](crate::ElevateLayer::expose_app_token).
-    ///
-    /// ```
-    /// use wix_elevate::ElevatedToken;
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// let req = http::Request::new(());
-    /// assert!(ElevatedToken::for_request(req.extensions()).await.is_none(), "no layer ran");
-    /// # }
-    /// ```
-    pub async fn for_request(
-        extensions: &http::Extensions,
-    ) -> Option<Result<ElevatedToken, http::Response<bytes::Bytes>>> {
-        let scope = extensions.get::<RouteScope>()?;
-        if !scope.route.expose_app_token {
-            tracing::error!(
-                target: "wix_elevate::rejection",
-                route = &*scope.route.route_name,
-                "a handler asked for the raw app token (ElevatedToken) on a route whose layer did not opt in: call Wix through WixApi, or opt in with ElevateLayer::expose_app_token()"
-            );
-            return Some(Err(crate::response::problem(
-                http::StatusCode::INTERNAL_SERVER_ERROR,
-                "Server misconfiguration: this route may not hold the app token.",
-                "app_token_not_exposed",
-                None,
-            )));
-        }
-        if let Some(token) = &scope.token {
-            return Some(Ok(token.clone()));
-        }
-        let route = &scope.route;
-        let caller = extensions.get::<Caller>()?;
-        Some(
-            route
-                .elevate_on_demand(caller)
-                .await
-                .map_err(|rejection| route.reject(rejection)),
-        )
-    }
-}
-
 /// The sources below `error`, joined: "connection refused", "timed out".
 /// reqwest's text names the URL, never a header or a body.
 fn error_chain(error: &dyn std::error::Error) -> Option<String> {

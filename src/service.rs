@@ -90,6 +90,11 @@ enum Resume {
 }
 
 impl<S> Elevate<S> {
+    /// Wrap `inner` with the default policy.
+    pub fn new(inner: S, elevator: crate::Elevator) -> Self {
+        tower_layer::Layer::layer(&elevator.layer(), inner)
+    }
+
     pub(crate) fn from_parts(inner: S, route: RouteConfig) -> Self {
         Self {
             inner,
