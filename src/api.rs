@@ -79,7 +79,7 @@ use crate::{
     audit::{self, Clean},
     caller::{Caller, ElevatedToken},
     client::{ApiAnswer, ApiCall},
-    error::{Endpoint, Rejection, RejectionKind, UpstreamError},
+    error::{DEFAULT_RETRY_AFTER, Endpoint, Rejection, RejectionKind, UpstreamError},
     operation::{Operation, placeholder},
     route::{RouteConfig, RouteScope},
 };
@@ -619,26 +619,11 @@ impl WixApiErrorKind {
                 "app_token_rejected",
                 "Wix refused the app's access token.",
             ),
-            WixApiErrorKind::Throttled => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "upstream_throttled",
-                "Wix is throttling requests; retry later.",
-            ),
-            WixApiErrorKind::Unavailable => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "upstream_unavailable",
-                "Wix is unavailable; retry later.",
-            ),
-            WixApiErrorKind::Timeout => (
-                StatusCode::GATEWAY_TIMEOUT,
-                "upstream_timeout",
-                "Wix did not answer in time.",
-            ),
-            WixApiErrorKind::Failed => (
-                StatusCode::BAD_GATEWAY,
-                "upstream_failed",
-                "Wix could not be reached or sent an unreadable answer.",
-            ),
+            // Wix's failures read the same as the layer's: one table.
+            WixApiErrorKind::Throttled => RejectionKind::UpstreamThrottled.describe(),
+            WixApiErrorKind::Unavailable => RejectionKind::UpstreamUnavailable.describe(),
+            WixApiErrorKind::Timeout => RejectionKind::UpstreamTimeout.describe(),
+            WixApiErrorKind::Failed => RejectionKind::UpstreamFailed.describe(),
         }
     }
 }
@@ -743,7 +728,7 @@ impl WixApiError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self.kind {
             WixApiErrorKind::Throttled | WixApiErrorKind::Unavailable => {
-                Some(self.retry_after.unwrap_or(Duration::from_secs(1)))
+                Some(self.retry_after.unwrap_or(DEFAULT_RETRY_AFTER))
             }
             _ => None,
         }
