@@ -190,6 +190,11 @@ impl Forgetting {
     fn marks(&self) -> usize {
         read(&self.instances).by_instance.len()
     }
+
+    #[cfg(test)]
+    fn token_notes(&self) -> usize {
+        lock(&self.tokens).len()
+    }
 }
 
 impl Marks {
@@ -270,6 +275,23 @@ impl ForgetError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn token_notes_last_their_lifetime_and_not_an_instant_more() {
+        let forgetting = Forgetting::new(16);
+        let hasher = crate::token::TokenHasher::random().unwrap();
+        forgetting.forget_token(hasher.digest(b"first"));
+        tokio::time::advance(TOKEN_NOTE_LIFETIME - Duration::from_millis(1)).await;
+        forgetting.forget_token(hasher.digest(b"second"));
+        assert_eq!(forgetting.token_notes(), 2, "within its lifetime");
+        tokio::time::advance(Duration::from_millis(1)).await;
+        forgetting.forget_token(hasher.digest(b"third"));
+        assert_eq!(
+            forgetting.token_notes(),
+            2,
+            "the first note is gone at its lifetime"
+        );
+    }
 
     #[test]
     fn a_forget_ends_every_stamp_of_its_instance_and_no_other() {
