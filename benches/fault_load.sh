@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fault-and-load run of the quickstart over loopback (see examples/fault_load.rs).
+# Fault-and-load run of the quickstart over loopback (see benches/drivers/fault_load.rs).
 #   bash benches/fault_load.sh              # 5 s per phase, 64 workers
 #   PHASE_SECS=3 WORKERS=32 bash benches/fault_load.sh
 set -euo pipefail

@@ -39,6 +39,11 @@ use crate::{
 /// | [`max_concurrent_wix_calls`](Self::max_concurrent_wix_calls) / [`max_queue_wait`](Self::max_queue_wait) | 64 per endpoint family / 1 s |
 /// | [`token_info_budget_for_new_tokens`](Self::token_info_budget_for_new_tokens) | 100 per second, bursts of 1,000 |
 /// | [`app_token_fallback_lifetime`](Self::app_token_fallback_lifetime) | 1 h (when Wix's `expires_in` is unusable) |
+/// | [`serve_stale_identities_for`](Self::serve_stale_identities_for) | off (degraded mode) |
+/// | [`redis`](Self::redis) | off (fleet mode, feature `redis`) |
+///
+/// Every duration must be at most 24 hours; [`build`](Self::build) returns
+/// a [`ConfigError`] otherwise.
 ///
 /// ```
 /// # use std::time::Duration;

@@ -94,23 +94,25 @@
 //!
 //! ## How errors map to statuses
 //!
-//! | status | when | [`RejectionKind`] |
-//! |---|---|---|
-//! | 400 | `Authorization` and the route's credential query parameter disagree | `ConflictingCredentials` |
-//! | 401 | no token, malformed header, Wix refuses the token, inactive, expired, another app's, no instance, no subject | `MissingToken`, `MalformedToken`, `InvalidToken`, `ExpiredToken`, `ForeignToken`, `NoInstance`, `NoSubject` |
-//! | 403 | the route's policy denies the caller | `Forbidden` |
-//! | 403 | the route needs a (different) paid plan of the app | `PlanRequired` |
-//! | 502 | Wix answered 5xx, an unexpected status, a malformed body, or dropped the connection | `UpstreamFailed` |
-//! | 429 | the caller exceeded the route's rate limit (`Retry-After` set) | `RateLimited` |
-//! | 503 | Wix answered 429 beyond the request's deadline (`Retry-After` forwarded) | `UpstreamThrottled` |
-//! | 503 | circuit open after repeated Wix failures, or too many Wix calls in flight | `UpstreamUnavailable` |
-//! | 504 | a Wix call exceeded its timeout, or the request's deadline passed | `UpstreamTimeout` |
+//! Each [`RejectionKind`] answers one status, listed with its `code` on
+//! [`RejectionKind`]; a [`WixApi`] call's failures on [`WixApiErrorKind`].
 //!
 //! Bodies are fixed `application/problem+json` documents ([`ProblemJson`]);
 //! the typed [`Rejection`] goes into the response's extensions and a
 //! `tracing` event on target `wix_elevate::rejection`. The handler never
 //! runs on a rejection, and no token or secret appears in any log line,
 //! `Debug` output or body.
+//!
+//! ## Guides
+//!
+//! [Policies and least privilege](guide::policies),
+//! [Wix fidelity](guide::wix_fidelity), [resilience](guide::resilience),
+//! [fleet mode](guide::fleet_mode), [webhooks](guide::webhooks),
+//! [tracing and OpenTelemetry](guide::observability),
+//! [serverless](guide::serverless), [running against real Wix](guide::real_wix),
+//! [the frontend half and CORS](guide::frontend),
+//! [testing your handlers](guide::testing), [performance](guide::performance).
+//! Settings and their defaults are on [`ElevatorBuilder`].
 //!
 //! ## Feature flags
 //!
@@ -195,6 +197,33 @@ pub use policy::{Policy, PolicyExt, SubjectTypes};
 pub use response::{OnRejection, ProblemJson};
 #[doc(inline)]
 pub use service::Elevate;
+
+/// Guides: how the pieces fit, beyond each item's reference. Their Rust
+/// snippets compile as doctests.
+pub mod guide {
+    #[doc = include_str!("docs/policies.md")]
+    pub mod policies {}
+    #[doc = include_str!("docs/fidelity.md")]
+    pub mod wix_fidelity {}
+    #[doc = include_str!("docs/resilience.md")]
+    pub mod resilience {}
+    #[doc = include_str!("docs/fleet.md")]
+    pub mod fleet_mode {}
+    #[doc = include_str!("docs/webhooks.md")]
+    pub mod webhooks {}
+    #[doc = include_str!("docs/observability.md")]
+    pub mod observability {}
+    #[doc = include_str!("docs/serverless.md")]
+    pub mod serverless {}
+    #[doc = include_str!("docs/real_wix.md")]
+    pub mod real_wix {}
+    #[doc = include_str!("docs/frontend.md")]
+    pub mod frontend {}
+    #[doc = include_str!("docs/testing.md")]
+    pub mod testing {}
+    #[doc = include_str!("docs/performance.md")]
+    pub mod performance {}
+}
 
 /// The README's Rust snippets, compiled and run as doctests so they stay
 /// true.

@@ -6,21 +6,24 @@ use std::{fmt, sync::Arc, time::Duration};
 use http::StatusCode;
 
 use super::UpstreamError;
+use crate::caller::Caller;
 
 /// The `Retry-After` of a 503 when Wix gave none.
 pub(crate) const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
-use crate::caller::Caller;
 
 /// Why a request was refused. Each kind maps to exactly one status.
 ///
-/// | kind | status |
-/// |---|---|
-/// | [`MissingToken`](Self::MissingToken), [`MalformedToken`](Self::MalformedToken), [`InvalidToken`](Self::InvalidToken), [`ExpiredToken`](Self::ExpiredToken), [`ForeignToken`](Self::ForeignToken), [`NoInstance`](Self::NoInstance), [`NoSubject`](Self::NoSubject) | 401 |
-/// | [`Forbidden`](Self::Forbidden) | 403 |
-/// | [`UpstreamFailed`](Self::UpstreamFailed) | 502 |
-/// | [`UpstreamThrottled`](Self::UpstreamThrottled), [`UpstreamUnavailable`](Self::UpstreamUnavailable) | 503 |
-/// | [`UpstreamTimeout`](Self::UpstreamTimeout) | 504 |
-/// | [`RateLimited`](Self::RateLimited) | 429 |
+/// | status | when | `code` in the body |
+/// |---|---|---|
+/// | 401 | no token; malformed header; Wix refuses the token (400/401/403/404, or not `active`); expired; another app's token; no instance; no subject | `missing_token`, `malformed_token`, `invalid_token`, `expired_token`, `foreign_token`, `no_instance`, `no_subject` |
+/// | 400 | `Authorization` and the route's credential query parameter (`credential_from_query`) disagree | `conflicting_credentials` |
+/// | 403 | the route's policy denies the caller | `forbidden` |
+/// | 403 | the route's plan policy (`policy::paid`, `policy::plans`) refuses the caller's site plan | `plan_required` |
+/// | 429 | the caller exceeded the route's per-caller rate limit (`Retry-After` set) | `rate_limited` |
+/// | 502 | Wix answered 5xx or another unexpected status, a malformed or non-JSON body, or dropped the connection | `upstream_failed` |
+/// | 503 | Wix answered 429 and its `Retry-After` does not fit the request's deadline (forwarded, else 1 s) | `upstream_throttled` |
+/// | 503 | a circuit is open after repeated Wix failures, or too many Wix calls are in flight (`Retry-After` set) | `upstream_unavailable` |
+/// | 504 | a Wix call exceeded its timeout, or the request's authentication deadline passed | `upstream_timeout` |
 ///
 /// ```
 /// use http::StatusCode;
