@@ -18,10 +18,10 @@ use secrecy::SecretString;
 
 use crate::{
     cache::{FlightCache, Fresh, Timing},
-    caller::ElevatedToken,
     client::WixClient,
+    elevated_token::ElevatedToken,
     error::{Rejection, UpstreamError},
-    fleet::{Fleet, Invalidation, Place, ToStore},
+    fleet::{Fleet, Invalidation, Place, ToStore, codec},
     forget::Forgetting,
     metrics::CacheMetrics,
     token::TokenHasher,
@@ -208,14 +208,21 @@ impl AppTokens {
             .shared(
                 place,
                 |plaintext| {
-                    let token = shared::open(plaintext, instance, self, begun)?;
+                    let token = codec::app_token::open(
+                        plaintext,
+                        instance,
+                        self.renew_before,
+                        self.expiry_margin,
+                        &self.forgetting,
+                        begun,
+                    )?;
                     let is_stale =
                         stale.is_some_and(|s| s.expose_secret() == token.expose_secret());
                     (!is_stale).then_some(token)
                 },
                 |_| async {
                     let token = self.grant(instance, deadline, begun).await?;
-                    let (plaintext, ttl) = shared::seal(&token, self);
+                    let (plaintext, ttl) = codec::app_token::seal(&token, self.expiry_margin);
                     let to_store = ToStore {
                         plaintext,
                         ttl,
@@ -279,66 +286,5 @@ impl AppTokens {
                 }
             }
         });
-    }
-}
-
-/// App tokens as stored in Redis (fleet mode): the token and its expiry on
-/// the wall clock, since replicas share no monotonic clock.
-mod shared {
-    use std::{sync::Arc, time::Duration};
-    use tokio::time::Instant;
-
-    use serde::{Deserialize, Serialize};
-
-    use super::AppTokens;
-    use crate::{caller::ElevatedToken, fleet::unix_ms};
-
-    #[derive(Deserialize)]
-    struct Stored {
-        token: String,
-        /// Unix ms.
-        expires: u64,
-    }
-
-    /// What is sealed: borrowed, so no unwiped copy of the token is made.
-    #[derive(Serialize)]
-    struct StoredRef<'a> {
-        token: &'a str,
-        expires: u64,
-    }
-
-    /// The plaintext to store, and its TTL in Redis: until the token enters
-    /// its expiry margin.
-    pub(super) fn seal(token: &ElevatedToken, tokens: &AppTokens) -> (Vec<u8>, Duration) {
-        let left = token.expires_at().saturating_duration_since(Instant::now());
-        let stored = StoredRef {
-            token: token.expose_secret(),
-            expires: unix_ms().saturating_add(u64::try_from(left.as_millis()).unwrap_or(u64::MAX)),
-        };
-        let ttl = left.saturating_sub(tokens.expiry_margin);
-        (serde_json::to_vec(&stored).unwrap_or_default(), ttl)
-    }
-
-    /// A stored token, unless it is due for renewal (then the fleet renews
-    /// it once) or inside its expiry margin.
-    pub(super) fn open(
-        plaintext: &[u8],
-        instance: &Arc<str>,
-        tokens: &AppTokens,
-        begun: u64,
-    ) -> Option<ElevatedToken> {
-        let stored: Stored = serde_json::from_slice(plaintext).ok()?;
-        let left = Duration::from_millis(stored.expires.checked_sub(unix_ms())?);
-        if left <= tokens.renew_before.max(tokens.expiry_margin) {
-            return None;
-        }
-        Some(ElevatedToken::issued(
-            stored.token,
-            instance.clone(),
-            left,
-            tokens.renew_before,
-            tokens.expiry_margin,
-            Some(tokens.forgetting.stamp(instance, begun)),
-        ))
     }
 }

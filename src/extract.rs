@@ -33,10 +33,7 @@ use axum_core::{
 };
 use http::{StatusCode, request::Parts};
 
-use crate::{
-    api::WixApi,
-    caller::{Caller, ElevatedToken},
-};
+use crate::{api::WixApi, caller::Caller, elevated_token::ElevatedToken};
 
 /// The rejection of the [`Caller`] and [`ElevatedToken`] extractors: the
 /// route has no [`ElevateLayer`](crate::ElevateLayer). Answers 500.

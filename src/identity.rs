@@ -26,7 +26,7 @@ use crate::{
     caller::{Caller, SubjectType},
     client::{TokenInfoAnswer, WixClient},
     error::{ConfigError, Endpoint, Rejection, RejectionKind, UpstreamError},
-    fleet::{Budget, Fleet, Gcra, Place, ToStore},
+    fleet::{Budget, Fleet, Gcra, Place, ToStore, codec},
     forget::Forgetting,
     metrics::CacheMetrics,
     token::{self, TokenDigest, TokenHasher},
@@ -48,10 +48,10 @@ pub(crate) enum Verdict {
 #[derive(Clone, Debug)]
 pub(crate) struct CachedVerdict {
     pub(crate) verdict: Verdict,
-    fetched_at: Instant,
-    fresh_until: Instant,
+    pub(crate) fetched_at: Instant,
+    pub(crate) fresh_until: Instant,
     /// The forget sequence when the fetch that gave it began.
-    begun: u64,
+    pub(crate) begun: u64,
 }
 
 impl CachedVerdict {
@@ -340,13 +340,13 @@ impl Identities {
         fleet
             .shared(
                 place,
-                |plaintext| shared::open(plaintext, ttl, forgetting, begun),
+                |plaintext| codec::identity::open(plaintext, ttl, forgetting, begun),
                 |budget| async move {
                     if budget == Budget::Local {
                         self.spend_budget(ask.vouched)?;
                     }
                     let cached = self.ask(&ask).await?;
-                    let (plaintext, ttl) = shared::seal(&cached);
+                    let (plaintext, ttl) = codec::identity::seal(&cached);
                     let instance = match &cached.verdict {
                         Verdict::Valid(caller) => Some(caller.instance_key().clone()),
                         Verdict::Refused(_) => None,
@@ -414,141 +414,6 @@ impl Identities {
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.cache.len()
-    }
-}
-
-/// Verdicts as stored in Redis (fleet mode): wall-clock times, since
-/// replicas share no monotonic clock.
-mod shared {
-    use std::time::Duration;
-    use tokio::time::Instant;
-
-    use serde::{Deserialize, Serialize};
-
-    use super::{CachedVerdict, Verdict};
-    use crate::{
-        caller::{Caller, Plan, SubjectType},
-        error::RejectionKind,
-        fleet::unix_ms,
-        forget::Forgetting,
-    };
-
-    #[derive(Serialize, Deserialize)]
-    struct Stored {
-        /// When Wix answered, and until when to believe it (Unix ms).
-        at: u64,
-        until: u64,
-        caller: Option<StoredCaller>,
-        refused: Option<String>,
-    }
-
-    #[derive(Serialize, Deserialize)]
-    struct StoredCaller {
-        subject_type: String,
-        subject_id: String,
-        instance_id: String,
-        site_id: Option<String>,
-        /// Wix's `exp`, Unix ms.
-        exp: u64,
-        /// `vendorProductId`: absent for the free plan; `unreadable` set
-        /// when Wix sent something else.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        plan: Option<String>,
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-        unreadable_plan: bool,
-    }
-
-    /// The plaintext to store, and its TTL in Redis.
-    pub(super) fn seal(cached: &CachedVerdict) -> (Vec<u8>, Duration) {
-        let (now, now_ms) = (Instant::now(), unix_ms());
-        let ms = |at: Instant, later: bool| {
-            let delta = if later {
-                at.saturating_duration_since(now)
-            } else {
-                now.saturating_duration_since(at)
-            };
-            let delta = u64::try_from(delta.as_millis()).unwrap_or(u64::MAX);
-            if later {
-                now_ms.saturating_add(delta)
-            } else {
-                now_ms.saturating_sub(delta)
-            }
-        };
-        let ttl = cached.fresh_until.saturating_duration_since(now);
-        let stored = Stored {
-            at: ms(cached.fetched_at, false),
-            until: ms(cached.fresh_until, true),
-            caller: match &cached.verdict {
-                Verdict::Valid(caller) => Some(StoredCaller {
-                    subject_type: caller.subject_type().as_str().to_owned(),
-                    subject_id: caller.subject_id().to_owned(),
-                    instance_id: caller.instance_id().to_owned(),
-                    site_id: caller.site_id().map(str::to_owned),
-                    exp: ms(caller.expires_at(), true),
-                    plan: caller.plan().product_id().map(str::to_owned),
-                    unreadable_plan: *caller.plan() == Plan::Unreadable,
-                }),
-                Verdict::Refused(_) => None,
-            },
-            refused: match &cached.verdict {
-                Verdict::Refused(kind) => Some(kind.code().to_owned()),
-                Verdict::Valid(_) => None,
-            },
-        };
-        (serde_json::to_vec(&stored).unwrap_or_default(), ttl)
-    }
-
-    /// A stored verdict, if it is still to be believed (never past `exp`,
-    /// never longer than this replica's own TTL), stamped for a fetch that
-    /// began at `begun`.
-    pub(super) fn open(
-        plaintext: &[u8],
-        max_ttl: Duration,
-        forgetting: &Forgetting,
-        begun: u64,
-    ) -> Option<CachedVerdict> {
-        let stored: Stored = serde_json::from_slice(plaintext).ok()?;
-        let (now, now_ms) = (Instant::now(), unix_ms());
-        let left = |until_ms: u64| Duration::from_millis(until_ms.checked_sub(now_ms)?).into();
-        let fresh_for: Option<Duration> = left(stored.until);
-        let fresh_for = fresh_for.filter(|d| !d.is_zero())?.min(max_ttl);
-        let fetched_at = now
-            .checked_sub(Duration::from_millis(now_ms.saturating_sub(stored.at)))
-            .unwrap_or(now);
-        let verdict = match (stored.caller, stored.refused) {
-            (Some(c), None) => {
-                let live_for: Option<Duration> = left(c.exp);
-                let live_for = live_for.filter(|d| !d.is_zero())?;
-                let stamp = forgetting.stamp(&c.instance_id, begun);
-                Verdict::Valid(
-                    Caller::from_parts(
-                        SubjectType::from_wix(&c.subject_type),
-                        c.subject_id.into(),
-                        c.instance_id.into(),
-                        c.site_id.map(Into::into),
-                        now.checked_add(live_for)?,
-                        match (c.plan, c.unreadable_plan) {
-                            (_, true) => Plan::Unreadable,
-                            (Some(id), false) => Plan::paid(id),
-                            (None, false) => Plan::Free,
-                        },
-                    )
-                    .with_stamp(stamp),
-                )
-            }
-            (None, Some(code)) => Verdict::Refused(RejectionKind::from_code(&code)?),
-            _ => return None,
-        };
-        let fresh_for = match &verdict {
-            Verdict::Valid(caller) => fresh_for.min(caller.time_left(now)),
-            Verdict::Refused(_) => fresh_for,
-        };
-        Some(CachedVerdict {
-            verdict,
-            fetched_at,
-            fresh_until: now.checked_add(fresh_for)?,
-            begun,
-        })
     }
 }
 

@@ -135,6 +135,7 @@ mod cache;
 mod caller;
 mod client;
 pub mod cors;
+mod elevated_token;
 mod elevator;
 mod error;
 #[cfg(feature = "axum")]
@@ -173,7 +174,9 @@ pub use api::{WixApi, WixApiError, WixApiErrorKind, WixRequest, WixResponse};
 #[doc(inline)]
 pub use builder::ElevatorBuilder;
 #[doc(inline)]
-pub use caller::{Caller, ElevatedToken, Plan, SubjectType};
+pub use caller::{Caller, Plan, SubjectType};
+#[doc(inline)]
+pub use elevated_token::ElevatedToken;
 #[doc(inline)]
 pub use elevator::{Elevator, WIX_API_BASE_URL};
 #[doc(inline)]

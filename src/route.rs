@@ -13,7 +13,8 @@ use http::{Extensions, Response};
 use crate::{
     Elevator,
     audit::{self, CleanText, MAX_FIELD, MAX_TEXT, Scope, clean_str},
-    caller::{Caller, ElevatedToken},
+    caller::Caller,
+    elevated_token::ElevatedToken,
     error::{Rejection, RejectionKind},
     identity::Verdict,
     metrics::RouteMetrics,

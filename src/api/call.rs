@@ -9,8 +9,8 @@ use super::{
     WixApi, WixApiError, WixApiErrorKind, WixResponse, error::ErrorInner, response::answer_result,
 };
 use crate::{
-    caller::ElevatedToken,
     client::{ApiAnswer, ApiCall},
+    elevated_token::ElevatedToken,
 };
 
 /// A checked call on its way to Wix.

@@ -78,7 +78,8 @@ pub use response::WixResponse;
 
 use crate::{
     audit,
-    caller::{Caller, ElevatedToken},
+    caller::Caller,
+    elevated_token::ElevatedToken,
     operation::Operation,
     route::{RouteConfig, RouteScope},
 };

@@ -48,6 +48,7 @@
 //! # }
 //! ```
 
+mod registered;
 mod server;
 mod spec;
 mod state;

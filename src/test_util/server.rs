@@ -11,7 +11,7 @@ use std::{
 use axum::{
     Router,
     body::Body,
-    extract::{Request, State},
+    extract::State,
     response::Response,
     routing::{get, post},
 };
@@ -22,10 +22,10 @@ use tokio::net::TcpListener;
 
 use super::{
     spec::{
-        ClientId, Fault, GrantQuirk, MockEndpoint, MockRequest, RefusedTokenAnswer, TokenInfoQuirk,
+        ClientId, Fault, GrantQuirk, MockEndpoint, RefusedTokenAnswer, TokenInfoQuirk,
         TokenInfoStyle,
     },
-    state::{AppTokenRecord, MockState, built_in},
+    state::{AppTokenRecord, MockState},
 };
 
 /// Serve Wix's routes for `state` on `listener` until the task is aborted.
@@ -39,7 +39,7 @@ pub(super) async fn serve(listener: TcpListener, state: Arc<MockState>) {
         // Operations registered with `MockWix::on` win over the built-in ones.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            registered_first,
+            super::registered::registered_first,
         ))
         .with_state(state);
     // The listener only fails if the runtime shuts down.
@@ -67,12 +67,12 @@ fn body_response(status: StatusCode, body: impl Into<Body>) -> Response {
     response
 }
 
-fn json_response(status: StatusCode, body: &Value) -> Response {
+pub(super) fn json_response(status: StatusCode, body: &Value) -> Response {
     body_response(status, body.to_string())
 }
 
 /// Wix's standard error body.
-fn wix_error(status: StatusCode, message: &str, code: &str) -> Response {
+pub(super) fn wix_error(status: StatusCode, message: &str, code: &str) -> Response {
     json_response(
         status,
         &json!({
@@ -98,7 +98,7 @@ impl http_body::Body for DroppedBody {
 }
 
 /// Apply latency and the injected fault; `Some` is the answer to send.
-async fn apply(latency: Duration, fault: Option<Fault>) -> Option<Response> {
+pub(super) async fn apply(latency: Duration, fault: Option<Fault>) -> Option<Response> {
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
@@ -332,7 +332,10 @@ type WixErrorParts = (StatusCode, &'static str, &'static str);
 /// The instance an app token in `Authorization` acts for, or the Wix error
 /// to answer: 403 for a caller token, 401 for an unknown, revoked or
 /// expired one.
-fn check_app_token(state: &MockState, headers: &HeaderMap) -> Result<String, WixErrorParts> {
+pub(super) fn check_app_token(
+    state: &MockState,
+    headers: &HeaderMap,
+) -> Result<String, WixErrorParts> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -396,85 +399,6 @@ async fn not_found(State(state): State<Arc<MockState>>) -> Response {
         "no such endpoint in the mock",
         "NOT_FOUND",
     )
-}
-
-/// An operation registered with `MockWix::on` (the latest that matches),
-/// before any built-in route.
-async fn registered_first(
-    State(state): State<Arc<MockState>>,
-    request: Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let found = {
-        let inner = state.lock();
-        inner
-            .registered
-            .iter()
-            .rev()
-            .find(|op| op.matches(request.method(), request.uri().path()))
-            .map(|op| (op.key.clone(), op.handler.clone()))
-    };
-    let Some((key, handler)) = found else {
-        return match built_in(request.method(), request.uri().path()) {
-            Some(key) => next.run(recorded(&state, key, request).await).await,
-            None => next.run(request).await,
-        };
-    };
-    let (parts, body) = request.into_parts();
-    let path = parts.uri.path().to_owned();
-    let (latency, fault) = state.begin(MockEndpoint::Api);
-    let body = axum::body::to_bytes(Body::new(body), 4 * 1024 * 1024)
-        .await
-        .unwrap_or_default();
-    let mut call = MockRequest {
-        method: parts.method,
-        path,
-        query: parts.uri.query().map(str::to_owned),
-        headers: parts.headers,
-        body,
-        instance_id: String::new(),
-    };
-    let checked = check_app_token(&state, &call.headers);
-    if let Ok(instance) = &checked {
-        call.instance_id.clone_from(instance);
-    }
-    state
-        .lock()
-        .received
-        .entry(key)
-        .or_default()
-        .push(call.clone());
-    state.wait_released(MockEndpoint::Api).await;
-    if let Some(response) = apply(latency, fault).await {
-        return response;
-    }
-    if let Err((status, message, code)) = checked {
-        return wix_error(status, message, code);
-    }
-    let reply = handler(&call);
-    let mut response = json_response(reply.status, &reply.body);
-    response.headers_mut().extend(reply.headers);
-    response
-}
-
-/// Record a call to a built-in endpoint under `key`, as `calls_to` and
-/// `requests_to` read them, and hand the request on.
-async fn recorded(state: &MockState, key: String, request: Request) -> Request {
-    let (parts, body) = request.into_parts();
-    let body = axum::body::to_bytes(body, 4 * 1024 * 1024)
-        .await
-        .unwrap_or_default();
-    let instance_id = check_app_token(state, &parts.headers).unwrap_or_default();
-    let call = MockRequest {
-        method: parts.method.clone(),
-        path: parts.uri.path().to_owned(),
-        query: parts.uri.query().map(str::to_owned),
-        headers: parts.headers.clone(),
-        body: body.clone(),
-        instance_id,
-    };
-    state.lock().received.entry(key).or_default().push(call);
-    Request::from_parts(parts, Body::from(body))
 }
 
 async fn get_app_instance(State(state): State<Arc<MockState>>, headers: HeaderMap) -> Response {

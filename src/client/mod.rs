@@ -16,13 +16,19 @@ use std::{
 };
 use tokio::time::Instant;
 
-use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use bytes::Bytes;
+use http::{HeaderValue, Method, StatusCode, header};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
+mod read;
+
+#[cfg(test)]
+use read::retry_after;
+use read::{read_body, read_ok_body, request_id, throttled, transport_error};
+
 use crate::{
-    caller::ElevatedToken,
+    elevated_token::ElevatedToken,
     error::{CallOutcome, ConfigError, Endpoint, UpstreamError},
     metrics::WixMetrics,
     trace::{self, Outbound},
@@ -420,89 +426,6 @@ impl std::fmt::Debug for WixClient {
     }
 }
 
-fn transport_error(endpoint: Endpoint, source: reqwest::Error) -> UpstreamError {
-    if source.is_timeout() {
-        UpstreamError::timeout(endpoint)
-    } else {
-        // reqwest's text names the URL (the base URL and a path), never a
-        // token or the secret, which travel in headers and bodies.
-        UpstreamError::transport(endpoint, source)
-    }
-}
-
-/// The body of a 200 answer, or the typed error for any other status.
-async fn read_ok_body(
-    endpoint: Endpoint,
-    response: reqwest::Response,
-) -> Result<Bytes, UpstreamError> {
-    let status = response.status();
-    if let Some(throttled) = throttled(endpoint, &response) {
-        return Err(throttled);
-    }
-    let request_id = request_id(response.headers());
-    if status != StatusCode::OK {
-        return Err(UpstreamError::bad_status(endpoint, status, request_id));
-    }
-    read_body(endpoint, response, MAX_BODY).await
-}
-
-/// Wix's 429, with its `Retry-After` and request id.
-fn throttled(endpoint: Endpoint, response: &reqwest::Response) -> Option<UpstreamError> {
-    (response.status() == StatusCode::TOO_MANY_REQUESTS).then(|| {
-        UpstreamError::throttled(
-            endpoint,
-            retry_after(response.headers()),
-            request_id(response.headers()),
-        )
-    })
-}
-
-/// The whole body, refusing more than `max` bytes.
-async fn read_body(
-    endpoint: Endpoint,
-    mut response: reqwest::Response,
-    max: usize,
-) -> Result<Bytes, UpstreamError> {
-    let too_large = || UpstreamError::malformed(endpoint, "the body is too large");
-    if response
-        .content_length()
-        .is_some_and(|len| len > max as u64)
-    {
-        return Err(too_large());
-    }
-    let mut body = BytesMut::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| transport_error(endpoint, e))?
-    {
-        if body.len() + chunk.len() > max {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
-}
-
-/// `Retry-After` in delay-seconds form, capped at one hour.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let secs: u64 = headers
-        .get(header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(Duration::from_secs(secs.min(3600)))
-}
-
-/// Wix's `x-wix-request-id`, if it is short, printable ASCII (it reaches
-/// logs and error values).
-fn request_id(headers: &HeaderMap) -> Option<Box<str>> {
-    let id = headers.get("x-wix-request-id")?.to_str().ok()?;
-    (id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic())).then(|| id.into())
-}
-
 /// An `https` base URL needs a TLS backend: without one, every call would
 /// fail later as a retried transport error, so it is a build-time error.
 fn check_tls(base_url: &str, tls_built_in: bool) -> Result<(), ConfigError> {
@@ -596,7 +519,7 @@ mod tests {
 
     #[test]
     fn retry_after_reads_seconds_and_caps() {
-        let mut h = HeaderMap::new();
+        let mut h = http::HeaderMap::new();
         assert_eq!(retry_after(&h), None);
         h.insert(header::RETRY_AFTER, "7".parse().unwrap());
         assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));

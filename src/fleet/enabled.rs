@@ -1,0 +1,473 @@
+//! This replica's handle on the fleet (feature `redis`): lookups with a
+//! cross-replica single flight, forgets confirmed by every replica,
+//! webhook deliveries and rate limits.
+
+use std::{
+    fmt,
+    future::Future,
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+use tokio::time::Instant;
+
+use super::{
+    Budget, Gcra, Invalidation, Notice, Place, ToStore,
+    listener::{Listener, ListeningState},
+    seal::{Sealer, derive},
+    store::{Claim, Lookup, RedisStore, SlotKeys},
+};
+use crate::{error::ConfigError, token::TokenHasher};
+
+/// How often a replica waiting on another's lease looks for the value.
+const POLL: Duration = Duration::from_millis(10);
+
+/// How long a forget waits for every replica listening to confirm it
+/// dropped what was named.
+const CONFIRM_WITHIN: Duration = Duration::from_secs(1);
+
+/// How long the listener may take to connect and subscribe.
+pub(super) const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a confirmation count stays in Redis.
+pub(super) const CONFIRM_LIFETIME: Duration = Duration::from_secs(60);
+
+/// How long an instance's generation and a token's forget mark stay in
+/// Redis: longer than any value they govern can be served (app tokens
+/// are clamped to 24 hours, identities to the identity TTL).
+const MARK_LIFETIME: Duration = Duration::from_secs(25 * 3600);
+
+/// The forget mark of the value under `key`.
+fn mark_key(key: &str) -> String {
+    format!("{key}:forgotten")
+}
+
+/// The associated data of a sealed value: its own, and its generation
+/// key (so that no value can be made to answer to another's).
+fn bound_aad(aad: &[u8], generation: &str) -> Vec<u8> {
+    [aad, b"\0", generation.as_bytes()].concat()
+}
+
+/// A lease owner: random, so that only its holder releases a lease.
+fn lease_owner() -> String {
+    // Without randomness, a constant owner still releases correctly
+    // except against a concurrent holder: the lease's expiry bounds that.
+    random_id()
+}
+
+/// 128 random bits, in hex.
+fn random_id() -> String {
+    let mut bytes = [0u8; 16];
+    let _ = getrandom::fill(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The Redis key under which replicas confirm the notice `id` (hex, as
+/// made by [`random_id`]; anything else confirms nothing).
+pub(super) fn confirm_key(prefix: &str, id: &str) -> Option<String> {
+    (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| format!("{prefix}:confirm:{id}"))
+}
+
+/// Fleet settings from the builder.
+#[derive(Clone)]
+pub(crate) struct FleetSettings {
+    pub(crate) url: String,
+    pub(crate) prefix: Option<String>,
+    pub(crate) timeout: Duration,
+    pub(crate) lease: Duration,
+}
+
+pub(super) type Handler = Box<dyn Fn(Invalidation) + Send + Sync>;
+
+pub(crate) struct Fleet {
+    store: Arc<RedisStore>,
+    sealer: Arc<Sealer>,
+    /// Keys instance ids (and route limits) the same way on every replica.
+    hasher: TokenHasher,
+    prefix: Box<str>,
+    channel: Arc<str>,
+    /// The fleet's forget sequence.
+    sequence_key: String,
+    /// The fleet-wide budget of Token Info calls for new tokens.
+    budget_key: String,
+    lease: Duration,
+    handler: Arc<OnceLock<Handler>>,
+    listening: AtomicBool,
+    listening_state: Arc<ListeningState>,
+}
+
+/// The token digest's keys, derived from the app secret so that every
+/// replica computes the same identity keys.
+pub(crate) fn token_hasher(app_secret: &[u8]) -> Result<TokenHasher, ConfigError> {
+    let h = derive::<16>(app_secret, b"token digest H");
+    let k = derive::<16>(app_secret, b"token digest K");
+    TokenHasher::from_keys(h, k)
+}
+
+impl Fleet {
+    pub(crate) fn new(
+        settings: FleetSettings,
+        app_id: &str,
+        app_secret: &[u8],
+    ) -> Result<Self, ConfigError> {
+        let client =
+            redis::Client::open(settings.url.as_str()).map_err(|_| ConfigError::InvalidRedisUrl)?;
+        let prefix = settings
+            .prefix
+            .unwrap_or_else(|| format!("wix-elevate:{app_id}"));
+        if prefix.is_empty() || prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(ConfigError::InvalidRedisUrl);
+        }
+        let hasher = TokenHasher::from_keys(
+            derive::<16>(app_secret, b"redis instance key H"),
+            derive::<16>(app_secret, b"redis instance key K"),
+        )?;
+        Ok(Self {
+            store: Arc::new(RedisStore::new(client, settings.timeout)),
+            sealer: Arc::new(Sealer::from_secret(app_secret)),
+            hasher,
+            channel: format!("{prefix}:invalidate").into(),
+            sequence_key: format!("{prefix}:forget-sequence"),
+            budget_key: format!("{prefix}:budget:token-info"),
+            prefix: prefix.into(),
+            lease: settings.lease,
+            handler: Arc::new(OnceLock::new()),
+            listening: AtomicBool::new(false),
+            listening_state: Arc::default(),
+        })
+    }
+
+    /// The Redis key of the identity cached under this token digest.
+    pub(crate) fn identity_key(&self, digest_hex: &str) -> String {
+        format!("{}:id:{digest_hex}", self.prefix)
+    }
+
+    /// The Redis key of an instance's app token.
+    pub(crate) fn app_key(&self, instance: &str) -> String {
+        let digest = self.hasher.digest(format!("app\0{instance}").as_bytes());
+        format!("{}:app:{}", self.prefix, digest.hex())
+    }
+
+    /// The Redis key of an instance's generation: the fleet's forget
+    /// sequence at the instance's last forget.
+    fn generation_key(&self, instance: &str) -> String {
+        let digest = self.hasher.digest(format!("gen\0{instance}").as_bytes());
+        format!("{}:gen:{}", self.prefix, digest.hex())
+    }
+
+    /// What every replica does with an invalidation (set once); starts
+    /// listening at once when built on a tokio runtime, so that the replica
+    /// is subscribed before its first request (else on first use).
+    pub(crate) fn on_invalidation(&self, handler: impl Fn(Invalidation) + Send + Sync + 'static) {
+        let _ = self.handler.set(Box::new(handler));
+        self.ensure_listening();
+    }
+
+    /// Whether Redis is in use now (its circuit closed).
+    pub(crate) fn is_available(&self) -> bool {
+        self.store.is_available()
+    }
+
+    /// The value in `place`, else `fetch`'s, which is written back: a
+    /// cross-replica single flight. `open` turns a stored plaintext into
+    /// a value, or `None` if it will not do (expired, due). `fetch` is
+    /// told how its budget stands and yields the value and what to
+    /// store (nothing for a value not to share).
+    ///
+    /// A stored value is served only if neither its instance nor its
+    /// key was forgotten after the fetch that wrote it began, and a
+    /// fetch's answer is written only on the same condition, checked
+    /// by Redis as it writes: so neither a replayed old value nor a
+    /// verdict that was in flight during a forget outlives the forget.
+    pub(crate) async fn shared<T, E, Fut>(
+        &self,
+        place: Place<'_>,
+        open: impl Fn(&[u8]) -> Option<T>,
+        fetch: impl FnOnce(Budget) -> Fut,
+        spent: impl FnOnce(Duration) -> E,
+    ) -> Result<T, E>
+    where
+        Fut: Future<Output = Result<(T, Option<ToStore>), E>>,
+    {
+        self.listen_first().await;
+        let lease = format!("{}:lease", place.key);
+        let mark = if place.marked {
+            mark_key(place.key)
+        } else {
+            String::new()
+        };
+        let keys = SlotKeys {
+            value: place.key,
+            mark: &mark,
+            sequence: &self.sequence_key,
+            lease: &lease,
+        };
+        let Some(found) = self.store.lookup(&keys, false).await else {
+            // Redis is unavailable: this replica asks Wix alone.
+            return fetch(Budget::Local).await.map(|(value, _)| value);
+        };
+        if let Some(value) = self.open_found(&found, place.aad, &open) {
+            return Ok(value);
+        }
+        let owner = lease_owner();
+        let budget = place.budget.map(|rate| (self.budget_key.as_str(), rate));
+        let give_up = Instant::now() + self.lease * 2;
+        let started = 'claim: loop {
+            match self.store.claim(&keys, &owner, self.lease, budget).await {
+                None => return fetch(Budget::Local).await.map(|(value, _)| value),
+                Some(Claim::BudgetSpent(wait)) => return Err(spent(wait)),
+                Some(Claim::Taken(found)) => {
+                    // The holder before may have written and released
+                    // between the lookup and the claim.
+                    if let Some(value) = self.open_found(&found, place.aad, &open) {
+                        self.store.release(&lease, &owner).await;
+                        return Ok(value);
+                    }
+                    break 'claim found.sequence;
+                }
+                // Another replica is asking Wix: take what it writes,
+                // or claim again as soon as its lease is gone.
+                Some(Claim::Busy) => loop {
+                    if Instant::now() >= give_up {
+                        return fetch(Budget::Local).await.map(|(value, _)| value);
+                    }
+                    tokio::time::sleep(POLL).await;
+                    let Some(found) = self.store.lookup(&keys, true).await else {
+                        return fetch(Budget::Local).await.map(|(value, _)| value);
+                    };
+                    if let Some(value) = self.open_found(&found, place.aad, &open) {
+                        return Ok(value);
+                    }
+                    if !found.leased {
+                        continue 'claim;
+                    }
+                },
+            }
+        };
+        let fetched = fetch(Budget::Spent).await;
+        let written = match &fetched {
+            Ok((_, Some(to_store))) => {
+                let generation = to_store
+                    .instance
+                    .as_deref()
+                    .map(|instance| self.generation_key(instance))
+                    .unwrap_or_default();
+                match self.stored(place.aad, &generation, started, &to_store.plaintext) {
+                    Some(stored) => self
+                        .store
+                        .write(&keys, &generation, &stored, to_store.ttl, started, &owner)
+                        .await
+                        .is_some(),
+                    None => false,
+                }
+            }
+            _ => false,
+        };
+        if !written {
+            // Released whatever Wix said: a failure is never shared, so
+            // the next replica asks Wix at once.
+            self.store.release(&lease, &owner).await;
+        }
+        fetched.map(|(value, _)| value)
+    }
+
+    /// `generation key \n sealed(sequence ‖ plaintext)`, bound to the
+    /// key's `aad` and to the generation key.
+    fn stored(
+        &self,
+        aad: &[u8],
+        generation: &str,
+        started: u64,
+        plaintext: &[u8],
+    ) -> Option<Vec<u8>> {
+        // It may hold an app token: wiped once sealed.
+        let mut message = zeroize::Zeroizing::new(Vec::with_capacity(8 + plaintext.len()));
+        message.extend_from_slice(&started.to_be_bytes());
+        message.extend_from_slice(plaintext);
+        let sealed = self.sealer.seal(&message, &bound_aad(aad, generation))?;
+        let mut stored = Vec::with_capacity(generation.len() + 1 + sealed.len());
+        stored.extend_from_slice(generation.as_bytes());
+        stored.push(b'\n');
+        stored.extend_from_slice(&sealed);
+        Some(stored)
+    }
+
+    /// The value a lookup found, if it decrypts, was not forgotten
+    /// since it was fetched, and `open` takes it.
+    fn open_found<T>(
+        &self,
+        found: &Lookup,
+        aad: &[u8],
+        open: impl Fn(&[u8]) -> Option<T>,
+    ) -> Option<T> {
+        let stored = found.value.as_deref()?;
+        let newline = stored.iter().position(|b| *b == b'\n')?;
+        let (generation, sealed) = (&stored[..newline], &stored[newline + 1..]);
+        let generation = std::str::from_utf8(generation).ok()?;
+        let Some(message) = self.sealer.open(sealed, &bound_aad(aad, generation)) else {
+            self.store.undecryptable();
+            tracing::warn!(target: "wix_elevate::fleet", "a Redis value did not decrypt: ignored (another app's, altered or moved)");
+            return None;
+        };
+        let (started, plaintext) = message.split_first_chunk::<8>()?;
+        let started = u64::from_be_bytes(*started);
+        // Forgotten after the fetch that wrote it began (or replayed).
+        if found.generation > started || found.mark > started {
+            return None;
+        }
+        open(plaintext)
+    }
+
+    /// Forget an instance (its callers' identities and its app token)
+    /// or a token, in Redis, then on every replica through pub/sub:
+    /// true once every replica listening confirmed it dropped its
+    /// local copies; false if Redis could not be reached or a replica
+    /// did not confirm within [`CONFIRM_WITHIN`].
+    pub(crate) async fn forget(&self, invalidation: Invalidation) -> bool {
+        self.ensure_listening();
+        let (reached, confirm) = match &invalidation {
+            Invalidation::Instance {
+                instance,
+                stale: None,
+            } => {
+                let app = self.app_key(instance);
+                let generation = self.generation_key(instance);
+                let reached = self
+                    .store
+                    .forget(&self.sequence_key, &generation, MARK_LIFETIME, &[&app])
+                    .await
+                    .is_some();
+                (reached, Some(random_id()))
+            }
+            Invalidation::Token { digest } => {
+                let key = self.identity_key(digest);
+                let reached = self
+                    .store
+                    .forget(&self.sequence_key, &mark_key(&key), MARK_LIFETIME, &[&key])
+                    .await
+                    .is_some();
+                (reached, Some(random_id()))
+            }
+            // A stale app token: only that one is dropped, everywhere,
+            // and nobody waits for it.
+            Invalidation::Instance { stale: Some(_), .. } | Invalidation::Everything => {
+                (true, None)
+            }
+        };
+        let confirm_key = confirm
+            .as_deref()
+            .and_then(|id| confirm_key(&self.prefix, id));
+        let notice = Notice {
+            invalidation,
+            confirm,
+        };
+        let sealed = serde_json::to_vec(&notice)
+            .ok()
+            .and_then(|json| self.sealer.seal(&json, self.channel.as_bytes()));
+        let Some(listening) = (match sealed {
+            Some(sealed) => self.store.publish(&self.channel, &sealed).await,
+            None => None,
+        }) else {
+            return false;
+        };
+        match confirm_key {
+            Some(key) => reached && self.confirmed(&key, listening).await,
+            None => reached,
+        }
+    }
+
+    /// Wait until `expected` replicas confirmed under `key`, for at
+    /// most [`CONFIRM_WITHIN`]; whether they did.
+    async fn confirmed(&self, key: &str, expected: u64) -> bool {
+        let deadline = tokio::time::Instant::now() + CONFIRM_WITHIN;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match self.store.confirmations(key).await {
+                Some(count) if count >= expected => return true,
+                Some(_) if tokio::time::Instant::now() < deadline => {}
+                _ => return false,
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
+    }
+
+    /// Mark a webhook delivery (by its keyed digest) as seen for `ttl`:
+    /// `Some(true)` the first time fleet-wide, `None` if Redis is
+    /// unavailable.
+    #[cfg(feature = "webhooks")]
+    pub(crate) async fn first_delivery(&self, digest_hex: &str, ttl: Duration) -> Option<bool> {
+        let key = format!("{}:webhook:{digest_hex}", self.prefix);
+        self.store.set_once(&key, ttl).await
+    }
+
+    /// Unmark a delivery that could not be taken (Wix will retry it).
+    #[cfg(feature = "webhooks")]
+    pub(crate) async fn forget_delivery(&self, digest_hex: &str) {
+        let key = format!("{}:webhook:{digest_hex}", self.prefix);
+        self.store.delete(&key).await;
+    }
+
+    /// A fleet-wide GCRA check of `per_minute` for `parts` (route,
+    /// scope, caller): `None` when Redis is unavailable.
+    pub(crate) async fn rate(
+        &self,
+        parts: &[&str],
+        per_minute: u32,
+    ) -> Option<Result<(), Duration>> {
+        let digest = self.hasher.digest(parts.join("\0").as_bytes());
+        let key = format!("{}:rate:{}", self.prefix, digest.hex());
+        self.store.rate(&key, Gcra::per_minute(per_minute)).await
+    }
+
+    /// Make sure this replica hears invalidations before it takes
+    /// anything from the fleet: a value taken before it listens could
+    /// miss a forget published meanwhile. The first misses wait for
+    /// the listener's first attempt to subscribe (itself bounded by
+    /// [`SUBSCRIBE_TIMEOUT`]); whatever is taken while it is not
+    /// subscribed (that attempt failed) is dropped when it subscribes.
+    async fn listen_first(&self) {
+        self.ensure_listening();
+        let state = &self.listening_state;
+        if !state.attempted.load(Ordering::Acquire) {
+            let attempted = state.changed.notified();
+            if !state.attempted.load(Ordering::Acquire) {
+                let _ = tokio::time::timeout(SUBSCRIBE_TIMEOUT * 2, attempted).await;
+            }
+        }
+        if !state.subscribed.load(Ordering::Acquire) {
+            state.unheard.store(true, Ordering::Release);
+        }
+    }
+
+    /// Start the pub/sub listener once, on the runtime in use.
+    fn ensure_listening(&self) {
+        if self.listening.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.listening.store(false, Ordering::Release);
+            return;
+        };
+        let listener = Listener {
+            state: self.listening_state.clone(),
+            prefix: self.prefix.clone(),
+            store: self.store.clone(),
+            sealer: self.sealer.clone(),
+            channel: self.channel.clone(),
+            handler: Arc::downgrade(&self.handler),
+        };
+        runtime.spawn(listener.run());
+    }
+}
+
+impl fmt::Debug for Fleet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fleet")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
