@@ -405,14 +405,16 @@ async fn a_rate_limit_holds_across_the_fleet() {
     let Some(redis) = Redis::start() else { return };
     let fleet = Fleet::start(3, Some(&redis)).await;
     let token = fleet.wix.mint(CallerSpec::new(SubjectType::Visitor));
-    let mut admitted = 0;
+    let (mut admitted, mut limited) = (0, 0);
     for i in 0..90 {
-        if fleet.send(i, "/limited", &token).await == 200 {
-            admitted += 1;
+        match fleet.send(i, "/limited", &token).await {
+            200 => admitted += 1,
+            429 => limited += 1,
+            other => panic!("request {i}: {other}, neither admitted nor rate-limited"),
         }
     }
     println!("90 requests over 3 replicas at 30/min: {admitted} admitted");
-    assert_eq!(admitted, 30);
+    assert_eq!((admitted, limited), (30, 60));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -55,16 +55,22 @@ fn rig() -> Rig {
 }
 
 impl Rig {
-    fn status(&self, authorization: Option<HeaderValue>) -> u16 {
+    /// The status and the problem body's `code`.
+    fn answer(&self, authorization: Option<HeaderValue>) -> (u16, String) {
         let mut req = Request::get("/").body(Body::empty()).unwrap();
         if let Some(value) = authorization {
             req.headers_mut().insert("authorization", value);
         }
-        self.rt
-            .block_on(self.app.clone().oneshot(req))
-            .unwrap()
-            .status()
-            .as_u16()
+        self.rt.block_on(async {
+            let res = self.app.clone().oneshot(req).await.unwrap();
+            let status = res.status().as_u16();
+            let body = axum::body::to_bytes(res.into_body(), 4096).await.unwrap();
+            let code = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["code"].as_str().map(str::to_owned))
+                .unwrap_or_default();
+            (status, code)
+        })
     }
 }
 
@@ -90,8 +96,17 @@ proptest! {
         thread_local!(static RIG: Rig = rig());
         RIG.with(|rig| {
             let Ok(value) = HeaderValue::from_bytes(&bytes) else { return Ok(()) };
-            let status = rig.status(Some(value));
+            let before = rig.wix.calls(MockEndpoint::TokenInfo);
+            let (status, code) = rig.answer(Some(value));
+            let asked = rig.wix.calls(MockEndpoint::TokenInfo) - before;
             prop_assert_eq!(status, 401, "{:?}", String::from_utf8_lossy(&bytes));
+            // Malformed input never reaches Wix; a well-formed unknown
+            // token costs one Token Info call, which refuses it.
+            match code.as_str() {
+                "missing_token" | "malformed_token" => prop_assert_eq!(asked, 0, "{}", code),
+                "invalid_token" => prop_assert!(asked <= 1, "{} calls", asked),
+                other => prop_assert!(false, "unexpected code {:?}", other),
+            }
             prop_assert_eq!(rig.handler_calls.load(Ordering::SeqCst), 0);
             Ok(())
         })?;
@@ -104,8 +119,9 @@ proptest! {
             rig.wix.set_token_info_body(Some(Bytes::from(body.clone())));
             let token = rig.wix.mint(CallerSpec::new(SubjectType::Member));
             let before = rig.wix.calls(MockEndpoint::TokenInfo);
-            let status = rig.status(Some(HeaderValue::from_str(&token).unwrap()));
+            let (status, code) = rig.answer(Some(HeaderValue::from_str(&token).unwrap()));
             prop_assert_eq!(status, 502, "{:?}", String::from_utf8_lossy(&body));
+            prop_assert_eq!(code, "upstream_failed");
             prop_assert!(rig.wix.calls(MockEndpoint::TokenInfo) > before);
             prop_assert_eq!(rig.handler_calls.load(Ordering::SeqCst), 0);
             Ok(())
