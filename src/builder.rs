@@ -76,7 +76,7 @@ pub struct ElevatorBuilder {
     /// Token Info calls for never-seen tokens: per second, burst.
     new_token_budget: (u32, u32),
     #[cfg(feature = "redis")]
-    fleet: Option<crate::fleet::FleetSettings>,
+    fleet: Option<crate::RedisConfig>,
 }
 
 /// The longest any duration setting may be: longer ones are a mistake, and
@@ -261,57 +261,16 @@ impl ElevatorBuilder {
     /// down. Nothing is stored readable: see the crate docs.
     ///
     /// ```
-    /// # use wix_elevate::Elevator;
+    /// # use wix_elevate::{Elevator, RedisConfig};
     /// let elevator = Elevator::builder("app", "secret")
-    ///     .redis("redis://127.0.0.1:6379")
-    ///     .redis_key_prefix("my-app")
+    ///     .redis(RedisConfig::new("redis://127.0.0.1:6379").key_prefix("my-app"))
     ///     .build()?;
     /// # Ok::<(), wix_elevate::ConfigError>(())
     /// ```
     #[cfg(feature = "redis")]
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-    pub fn redis(mut self, url: impl Into<String>) -> Self {
-        self.fleet = Some(crate::fleet::FleetSettings {
-            url: url.into(),
-            prefix: None,
-            timeout: std::time::Duration::from_millis(50),
-            lease: std::time::Duration::from_secs(2),
-        });
-        self
-    }
-
-    /// The prefix of every Redis key and channel (default
-    /// `wix-elevate:<app id>`): one per app sharing a Redis.
-    #[cfg(feature = "redis")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-    pub fn redis_key_prefix(mut self, prefix: impl Into<String>) -> Self {
-        if let Some(fleet) = &mut self.fleet {
-            fleet.prefix = Some(prefix.into());
-        }
-        self
-    }
-
-    /// The timeout of each Redis operation (default 50 ms). Past it the
-    /// replica carries on alone; three failures in a row skip Redis for a
-    /// second.
-    #[cfg(feature = "redis")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-    pub fn redis_timeout(mut self, timeout: Duration) -> Self {
-        if let Some(fleet) = &mut self.fleet {
-            fleet.timeout = timeout;
-        }
-        self
-    }
-
-    /// How long a replica may hold the fleet-wide lease on one Wix call
-    /// (default 2 s): a replica that dies holding it delays the others by
-    /// at most this long.
-    #[cfg(feature = "redis")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-    pub fn redis_lease(mut self, lease: Duration) -> Self {
-        if let Some(fleet) = &mut self.fleet {
-            fleet.lease = lease;
-        }
+    pub fn redis(mut self, config: impl Into<crate::RedisConfig>) -> Self {
+        self.fleet = Some(config.into());
         self
     }
 

@@ -186,6 +186,10 @@ pub use error::{
 #[cfg(feature = "axum")]
 #[doc(inline)]
 pub use extract::MissingElevateLayer;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+#[doc(inline)]
+pub use fleet::RedisConfig;
 #[doc(inline)]
 pub use forget::ForgetError;
 #[doc(inline)]

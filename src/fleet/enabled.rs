@@ -14,7 +14,7 @@ use std::{
 use tokio::time::Instant;
 
 use super::{
-    Budget, Gcra, Invalidation, Notice, Place, ToStore,
+    Budget, Gcra, Invalidation, Notice, Place, RedisConfig, ToStore,
     listener::{Listener, ListeningState},
     seal::{Sealer, derive},
     store::{Claim, Lookup, RedisStore, SlotKeys},
@@ -71,15 +71,6 @@ pub(super) fn confirm_key(prefix: &str, id: &str) -> Option<String> {
         .then(|| format!("{prefix}:confirm:{id}"))
 }
 
-/// Fleet settings from the builder.
-#[derive(Clone)]
-pub(crate) struct FleetSettings {
-    pub(crate) url: String,
-    pub(crate) prefix: Option<String>,
-    pub(crate) timeout: Duration,
-    pub(crate) lease: Duration,
-}
-
 pub(super) type Handler = Box<dyn Fn(Invalidation) + Send + Sync>;
 
 pub(crate) struct Fleet {
@@ -109,7 +100,7 @@ pub(crate) fn token_hasher(app_secret: &[u8]) -> Result<TokenHasher, ConfigError
 
 impl Fleet {
     pub(crate) fn new(
-        settings: FleetSettings,
+        settings: RedisConfig,
         app_id: &str,
         app_secret: &[u8],
     ) -> Result<Self, ConfigError> {

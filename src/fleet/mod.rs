@@ -26,6 +26,8 @@
 
 pub(crate) mod codec;
 #[cfg(feature = "redis")]
+mod config;
+#[cfg(feature = "redis")]
 mod scripts;
 #[cfg(feature = "redis")]
 mod seal;
@@ -41,6 +43,8 @@ mod enabled;
 #[cfg(feature = "redis")]
 mod listener;
 
+#[cfg(feature = "redis")]
+pub use config::RedisConfig;
 #[cfg(not(feature = "redis"))]
 pub(crate) use disabled::*;
 #[cfg(feature = "redis")]

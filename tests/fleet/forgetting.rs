@@ -7,7 +7,7 @@ use axum::{Router, body::Body, routing::get};
 use http::Request;
 use tower::ServiceExt;
 use wix_elevate::{
-    Caller, Elevator, SubjectType,
+    Caller, Elevator, RedisConfig, SubjectType,
     test_util::{CallerSpec, Fault, MockEndpoint},
 };
 
@@ -178,8 +178,7 @@ fn budgeted(fleet: &Fleet, redis: &Redis) -> Vec<Router> {
         .map(|_| {
             let elevator = Elevator::builder(fleet.wix.app_id(), fleet.wix.app_secret())
                 .base_url(fleet.wix.base_url())
-                .redis(redis.url())
-                .redis_timeout(Duration::from_millis(500))
+                .redis(RedisConfig::new(redis.url()).timeout(Duration::from_millis(500)))
                 .token_info_budget_for_new_tokens(1, 6)
                 .build()
                 .unwrap();
@@ -247,9 +246,11 @@ async fn a_waiting_replica_goes_ahead_as_soon_as_the_lease_holder_fails() {
         .map(|_| {
             let elevator = Elevator::builder(wix.app_id(), wix.app_secret())
                 .base_url(wix.base_url())
-                .redis(redis.url())
-                .redis_timeout(Duration::from_millis(500))
-                .redis_lease(lease)
+                .redis(
+                    RedisConfig::new(redis.url())
+                        .timeout(Duration::from_millis(500))
+                        .lease(lease),
+                )
                 .build()
                 .unwrap();
             Router::new().route(
@@ -306,9 +307,11 @@ async fn a_late_holder_never_releases_the_lease_of_the_replica_after_it() {
     let replica = |wix: &wix_elevate::test_util::MockWix| {
         let elevator = Elevator::builder(wix.app_id(), wix.app_secret())
             .base_url(wix.base_url())
-            .redis(redis.url())
-            .redis_timeout(Duration::from_millis(500))
-            .redis_lease(lease)
+            .redis(
+                RedisConfig::new(redis.url())
+                    .timeout(Duration::from_millis(500))
+                    .lease(lease),
+            )
             .auth_deadline(Duration::from_secs(30))
             .build()
             .unwrap();

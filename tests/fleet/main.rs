@@ -37,7 +37,7 @@ const REDIS_TIMEOUT: Duration = Duration::from_millis(500);
 fn replica_with(wix: &MockWix, redis: Option<&str>, timeout: Duration) -> (Elevator, Router) {
     let builder = wix.elevator_builder();
     let builder = match redis {
-        Some(url) => builder.redis(url).redis_timeout(timeout),
+        Some(url) => builder.redis(wix_elevate::RedisConfig::new(url).timeout(timeout)),
         None => builder,
     };
     let elevator = builder.build().expect("valid configuration");

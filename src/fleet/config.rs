@@ -1,0 +1,105 @@
+//! [`RedisConfig`]: where the fleet's Redis is, and how patient to be.
+
+use std::{fmt, time::Duration};
+
+/// Fleet mode's settings, given to
+/// [`ElevatorBuilder::redis`](crate::ElevatorBuilder::redis) as one value
+/// (feature `redis`). A URL alone converts into one with the defaults.
+///
+/// The connection uses TLS (`rediss://`) through the crate's TLS feature:
+/// `rustls` (the default) or `native-tls`.
+///
+/// ```
+/// use std::time::Duration;
+/// use wix_elevate::{Elevator, RedisConfig};
+///
+/// let elevator = Elevator::builder("app", "secret")
+///     .redis(
+///         RedisConfig::new("redis://127.0.0.1:6379")
+///             .key_prefix("my-app")
+///             .timeout(Duration::from_millis(100)),
+///     )
+///     .build()?;
+/// // `Debug` never shows a password in the URL.
+/// let config = RedisConfig::new("redis://user:hunter2@127.0.0.1:6379");
+/// assert!(!format!("{config:?}").contains("hunter2"));
+/// # Ok::<(), wix_elevate::ConfigError>(())
+/// ```
+#[derive(Clone)]
+pub struct RedisConfig {
+    pub(crate) url: String,
+    pub(crate) prefix: Option<String>,
+    pub(crate) timeout: Duration,
+    pub(crate) lease: Duration,
+}
+
+impl RedisConfig {
+    /// Redis (or Valkey) at `url` (`redis://[user:password@]host:port`,
+    /// `rediss://` for TLS), with the defaults: key prefix
+    /// `wix-elevate:<app id>`, 50 ms per operation, 2 s leases.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            prefix: None,
+            timeout: Duration::from_millis(50),
+            lease: Duration::from_secs(2),
+        }
+    }
+
+    /// The prefix of every Redis key and channel: one per app sharing a
+    /// Redis.
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = Some(prefix.into());
+        self
+    }
+
+    /// The timeout of each Redis operation (default 50 ms). Past it the
+    /// replica carries on alone; three failures in a row skip Redis for a
+    /// second.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How long a replica may hold the fleet-wide lease on one Wix call
+    /// (default 2 s): a replica that dies holding it delays the others by
+    /// at most this long.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+}
+
+impl From<&str> for RedisConfig {
+    fn from(url: &str) -> Self {
+        Self::new(url)
+    }
+}
+
+impl From<String> for RedisConfig {
+    fn from(url: String) -> Self {
+        Self::new(url)
+    }
+}
+
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `scheme://user:password@host` shows as `scheme://user:***@host`.
+        let url = match (self.url.split_once("://"), self.url.rsplit_once('@')) {
+            (Some((scheme, _)), Some((credentials, host))) => {
+                let credentials = credentials
+                    .strip_prefix(&format!("{scheme}://"))
+                    .unwrap_or("");
+                let user = credentials.split(':').next().unwrap_or("");
+                format!("{scheme}://{user}:***@{host}")
+            }
+            _ => self.url.clone(),
+        };
+        f.debug_struct("RedisConfig")
+            .field("url", &url)
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .field("lease", &self.lease)
+            .finish()
+    }
+}
