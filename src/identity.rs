@@ -19,10 +19,11 @@ use std::{
 };
 use tokio::time::Instant;
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter, clock::Clock};
+use governor::{Quota, RateLimiter, clock::Clock};
 
 use crate::{
     cache::{FlightCache, Fresh, Timing},
+    clock::{DirectLimiter, TokioClock},
     caller::{Caller, SubjectType},
     client::{TokenInfoAnswer, WixClient},
     error::{ConfigError, Endpoint, Rejection, RejectionKind, UpstreamError},
@@ -140,7 +141,7 @@ pub(crate) struct Identities {
     max_token_len: usize,
     stale_grace: Option<Duration>,
     /// Token Info calls for tokens Wix never vouched for, in this process.
-    new_token_budget: DefaultDirectRateLimiter,
+    new_token_budget: DirectLimiter,
     /// The same budget, fleet-wide (fleet mode, while Redis answers).
     fleet_budget: Gcra,
     forgetting: Arc<Forgetting>,
@@ -213,7 +214,7 @@ impl Identities {
             refused_ttl: settings.refused_ttl,
             max_token_len: settings.max_token_len,
             stale_grace: settings.stale_grace,
-            new_token_budget: RateLimiter::direct(quota),
+            new_token_budget: RateLimiter::direct_with_clock(quota, TokioClock),
             fleet_budget: Gcra::per_second(per_second, burst),
             forgetting: sources.forgetting,
             app_id: sources.app_id,

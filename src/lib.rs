@@ -134,6 +134,7 @@ mod builder;
 mod cache;
 mod caller;
 mod client;
+mod clock;
 pub mod cors;
 mod elevated_token;
 mod elevator;

@@ -10,7 +10,9 @@ use std::{
     time::Duration,
 };
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::{Quota, RateLimiter};
+
+use crate::clock::{DirectLimiter, TokioClock};
 
 use crate::error::UpstreamErrorKind;
 
@@ -18,7 +20,7 @@ use crate::error::UpstreamErrorKind;
 pub(crate) const INTERVAL: Duration = Duration::from_secs(10);
 
 struct Slot {
-    limiter: DefaultDirectRateLimiter,
+    limiter: DirectLimiter,
     suppressed: AtomicU64,
 }
 
@@ -33,7 +35,7 @@ impl LogThrottle {
             .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
             .allow_burst(NonZeroU32::MIN);
         let slot = || Slot {
-            limiter: RateLimiter::direct(quota),
+            limiter: RateLimiter::direct_with_clock(quota, TokioClock),
             suppressed: AtomicU64::new(0),
         };
         Self {

@@ -24,12 +24,11 @@ use std::{
     time::Duration,
 };
 
-use governor::{
-    Quota, RateLimiter, clock::Clock, clock::DefaultClock, state::keyed::DefaultKeyedStateStore,
-};
+use governor::{Quota, RateLimiter, clock::Clock, state::keyed::DefaultKeyedStateStore};
 
 use crate::{
     caller::{Caller, SubjectType},
+    clock::TokioClock,
     fleet::Fleet,
 };
 
@@ -51,7 +50,7 @@ pub(crate) enum Scope {
 pub(crate) struct RouteRateLimit {
     scope: Scope,
     per_minute: NonZeroU32,
-    limiter: RateLimiter<Key, DefaultKeyedStateStore<Key>, DefaultClock>,
+    limiter: RateLimiter<Key, DefaultKeyedStateStore<Key>, TokioClock>,
     checks: AtomicU64,
 }
 
@@ -61,7 +60,11 @@ impl RouteRateLimit {
         Self {
             scope,
             per_minute,
-            limiter: RateLimiter::keyed(Quota::per_minute(per_minute)),
+            limiter: RateLimiter::new(
+                Quota::per_minute(per_minute),
+                DefaultKeyedStateStore::default(),
+                TokioClock,
+            ),
             checks: AtomicU64::new(0),
         }
     }

@@ -85,7 +85,7 @@ async fn renewing_a_known_identity_never_counts_against_the_budget() {
     let known = h.mint(SubjectType::Member);
     assert_eq!(h.get("/whoami", Some(&known)).await.status, 200);
     // The TTL passes (the behaviour under test); the budget refills one.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    crate::common::skip(Duration::from_millis(1100)).await;
     assert_eq!(
         h.get("/whoami", Some("OauthNG.JWS.new-a")).await.status,
         401
@@ -233,7 +233,7 @@ async fn degraded_mode_serves_stale_identities_only_when_wix_failed() {
     let known = h.mint(SubjectType::Member);
     assert_eq!(h.get("/whoami", Some(&known)).await.status, 200);
     // Its TTL passes (the behaviour under test).
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    crate::common::skip(Duration::from_millis(400)).await;
 
     // Local overload: the one slot is held by another caller's call.
     h.wix.hold(MockEndpoint::TokenInfo);

@@ -215,3 +215,12 @@ impl Answer {
         assert_eq!(body["code"], code, "{self:?}");
     }
 }
+
+/// Let `duration` pass on the tokio clock at once, with no real wait: the
+/// layer's TTLs, renewals, expiries and cool-downs follow that clock. For
+/// `#[tokio::test]`'s current-thread runtime.
+pub(crate) async fn skip(duration: Duration) {
+    tokio::time::pause();
+    tokio::time::advance(duration).await;
+    tokio::time::resume();
+}
