@@ -23,9 +23,9 @@ use governor::{Quota, RateLimiter, clock::Clock};
 
 use crate::{
     cache::{FlightCache, Fresh, Timing},
-    clock::{DirectLimiter, TokioClock},
     caller::{Caller, SubjectType},
     client::{TokenInfoAnswer, WixClient},
+    clock::{DirectLimiter, TokioClock},
     error::{ConfigError, Endpoint, Rejection, RejectionKind, UpstreamError},
     fleet::{Budget, Fleet, Gcra, Place, ToStore, codec},
     forget::Forgetting,

@@ -225,7 +225,7 @@ async fn an_open_circuit_is_an_event_and_the_outcome_is_on_the_request_span() {
         let _ = send(n).await.unwrap();
     }
     let spans = Spans::default();
-    let events = Arc::new(Mutex::new(Vec::<String>::new()));
+    let events = crate::Captured::default();
     let subscriber = tracing_subscriber::registry()
         .with(
             spans
@@ -234,7 +234,7 @@ async fn an_open_circuit_is_an_event_and_the_outcome_is_on_the_request_span() {
         )
         .with(
             tracing_subscriber::fmt::layer()
-                .with_writer(EventsWriter(events.clone()))
+                .with_writer(events.clone())
                 .with_ansi(false)
                 .with_filter(tracing_subscriber::filter::LevelFilter::DEBUG),
         );
@@ -251,33 +251,9 @@ async fn an_open_circuit_is_an_event_and_the_outcome_is_on_the_request_span() {
         spans.named("wix_elevate.wix_call").is_empty(),
         "no call went out"
     );
-    let written = events.lock().unwrap().join("\n");
+    let written = events.text();
     assert!(
         written.contains("circuit open: Wix not called"),
         "{written}"
     );
-}
-
-/// The fmt layer's output, appended to the recorded events.
-#[derive(Clone)]
-struct EventsWriter(Arc<Mutex<Vec<String>>>);
-
-impl std::io::Write for EventsWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap()
-            .push(String::from_utf8_lossy(buf).into_owned());
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for EventsWriter {
-    type Writer = EventsWriter;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
 }
