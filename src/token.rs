@@ -247,6 +247,22 @@ mod tests {
     use super::*;
     use RejectionKind::{ConflictingCredentials, MalformedToken, MissingToken};
 
+    #[test]
+    fn a_query_credential_of_exactly_the_longest_length_is_read_and_one_byte_more_is_not() {
+        let uri =
+            |len: usize| -> Uri { format!("/x?instance={}", "a".repeat(len)).parse().unwrap() };
+        let at_limit = uri(16);
+        assert_eq!(
+            query_value(&at_limit, "instance", 16)
+                .unwrap()
+                .unwrap()
+                .len(),
+            16
+        );
+        let over = uri(17);
+        assert_eq!(query_value(&over, "instance", 16), Err(MalformedToken));
+    }
+
     fn parse(value: &str) -> Result<&str, RejectionKind> {
         parse_authorization(value.as_bytes(), 64)
     }
