@@ -244,7 +244,10 @@ async fn run() -> Result<(), Box<dyn Error>> {
     let builder = Elevator::builder(app_id, app_secret);
     let builder = match &settings.redis {
         Some(url) => {
-            println!("fleet mode: Redis at {}", without_password(url));
+            println!(
+                "fleet mode: Redis at {}",
+                wix_elevate::RedisConfig::new(url.clone()).redacted_url()
+            );
             builder.redis(url.clone())
         }
         None => builder,
@@ -307,17 +310,6 @@ async fn run() -> Result<(), Box<dyn Error>> {
     )
     .await?;
     Ok(())
-}
-
-/// `scheme://user:password@host` as `scheme://user:***@host`.
-fn without_password(url: &str) -> String {
-    match (url.split_once("://"), url.rsplit_once('@')) {
-        (Some((scheme, rest)), Some((_, host))) if rest.contains('@') => {
-            let user = rest.split(['@', ':']).next().unwrap_or_default();
-            format!("{scheme}://{user}:***@{host}")
-        }
-        _ => url.to_owned(),
-    }
 }
 
 /// Ctrl-C, or SIGTERM (what container platforms send) on Unix.

@@ -70,6 +70,26 @@ impl RedisConfig {
     }
 }
 
+impl RedisConfig {
+    /// The URL with its password masked, for logs:
+    /// `scheme://user:password@host` reads `scheme://user:***@host`.
+    ///
+    /// ```
+    /// # use wix_elevate::RedisConfig;
+    /// let config = RedisConfig::new("rediss://app:hunter2@redis.internal:6380");
+    /// assert_eq!(config.redacted_url(), "rediss://app:***@redis.internal:6380");
+    /// ```
+    pub fn redacted_url(&self) -> String {
+        match (self.url.split_once("://"), self.url.rsplit_once('@')) {
+            (Some((scheme, rest)), Some((_, host))) if rest.contains('@') => {
+                let user = rest.split(['@', ':']).next().unwrap_or_default();
+                format!("{scheme}://{user}:***@{host}")
+            }
+            _ => self.url.clone(),
+        }
+    }
+}
+
 impl From<&str> for RedisConfig {
     fn from(url: &str) -> Self {
         Self::new(url)
@@ -84,19 +104,8 @@ impl From<String> for RedisConfig {
 
 impl fmt::Debug for RedisConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // `scheme://user:password@host` shows as `scheme://user:***@host`.
-        let url = match (self.url.split_once("://"), self.url.rsplit_once('@')) {
-            (Some((scheme, _)), Some((credentials, host))) => {
-                let credentials = credentials
-                    .strip_prefix(&format!("{scheme}://"))
-                    .unwrap_or("");
-                let user = credentials.split(':').next().unwrap_or("");
-                format!("{scheme}://{user}:***@{host}")
-            }
-            _ => self.url.clone(),
-        };
         f.debug_struct("RedisConfig")
-            .field("url", &url)
+            .field("url", &self.redacted_url())
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
             .field("lease", &self.lease)
