@@ -196,12 +196,11 @@ impl AppTokens {
             return self.grant(instance, deadline, begun).await;
         };
         let key = fleet.app_key(instance);
-        // Bound to the key and to the instance: never moved to another.
-        let aad = [key.as_bytes(), b"\0", instance.as_bytes()].concat();
         let place = Place {
             key: &key,
             marked: false,
-            aad: &aad,
+            // Bound to the instance too: never moved to another.
+            aad: instance.as_bytes(),
             budget: None,
         };
         fleet

@@ -334,7 +334,7 @@ impl Identities {
         let place = Place {
             key: &key,
             marked: true,
-            aad: key.as_bytes(),
+            aad: b"identity",
             budget: (!ask.vouched).then_some(self.fleet_budget),
         };
         let (ttl, forgetting, begun) = (self.ttl, &*self.forgetting, ask.begun);

@@ -16,8 +16,9 @@ use tokio::time::Instant;
 use super::{
     Budget, Gcra, Invalidation, Notice, Place, RedisConfig, ToStore,
     listener::{Listener, ListeningState},
+    redis_store::RedisStore,
     seal::{Sealer, derive},
-    store::{Claim, Lookup, RedisStore, SlotKeys},
+    store::{Claim, FleetStore, Lookup, SlotKeys},
 };
 use crate::{error::ConfigError, token::TokenHasher};
 
@@ -26,7 +27,7 @@ const POLL: Duration = Duration::from_millis(10);
 
 /// How long a forget waits for every replica listening to confirm it
 /// dropped what was named.
-const CONFIRM_WITHIN: Duration = Duration::from_secs(1);
+pub(super) const CONFIRM_WITHIN: Duration = Duration::from_secs(1);
 
 /// How long the listener may take to connect and subscribe.
 pub(super) const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -44,10 +45,11 @@ fn mark_key(key: &str) -> String {
     format!("{key}:forgotten")
 }
 
-/// The associated data of a sealed value: its own, and its generation
-/// key (so that no value can be made to answer to another's).
-fn bound_aad(aad: &[u8], generation: &str) -> Vec<u8> {
-    [aad, b"\0", generation.as_bytes()].concat()
+/// The associated data of a sealed value: its key, what its place binds
+/// it to, and its generation key (so that no value can be made to answer
+/// to another key, instance or generation).
+fn bound_aad(key: &str, aad: &[u8], generation: &str) -> Vec<u8> {
+    [key.as_bytes(), b"\0", aad, b"\0", generation.as_bytes()].concat()
 }
 
 /// A lease owner: random, so that only its holder releases a lease.
@@ -74,7 +76,7 @@ pub(super) fn confirm_key(prefix: &str, id: &str) -> Option<String> {
 pub(super) type Handler = Box<dyn Fn(Invalidation) + Send + Sync>;
 
 pub(crate) struct Fleet {
-    store: Arc<RedisStore>,
+    store: Arc<dyn FleetStore>,
     sealer: Arc<Sealer>,
     /// Keys instance ids (and route limits) the same way on every replica.
     hasher: TokenHasher,
@@ -88,6 +90,8 @@ pub(crate) struct Fleet {
     handler: Arc<OnceLock<Handler>>,
     listening: AtomicBool,
     listening_state: Arc<ListeningState>,
+    /// Values and notices that did not open (another app's, altered, moved).
+    undecryptable: metrics::Counter,
 }
 
 /// The token digest's keys, derived from the app secret so that every
@@ -112,22 +116,34 @@ impl Fleet {
         if prefix.is_empty() || prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(ConfigError::InvalidRedisUrl);
         }
+        let store = Arc::new(RedisStore::new(client, settings.timeout));
+        Self::with_store(store, prefix, app_secret, settings.lease)
+    }
+
+    /// The fleet on any store, its keys under `prefix`.
+    pub(super) fn with_store(
+        store: Arc<dyn FleetStore>,
+        prefix: String,
+        app_secret: &[u8],
+        lease: Duration,
+    ) -> Result<Self, ConfigError> {
         let hasher = TokenHasher::from_keys(
             derive::<16>(app_secret, b"redis instance key H"),
             derive::<16>(app_secret, b"redis instance key K"),
         )?;
         Ok(Self {
-            store: Arc::new(RedisStore::new(client, settings.timeout)),
+            store,
             sealer: Arc::new(Sealer::from_secret(app_secret)),
             hasher,
             channel: format!("{prefix}:invalidate").into(),
             sequence_key: format!("{prefix}:forget-sequence"),
             budget_key: format!("{prefix}:budget:token-info"),
             prefix: prefix.into(),
-            lease: settings.lease,
+            lease,
             handler: Arc::new(OnceLock::new()),
             listening: AtomicBool::new(false),
             listening_state: Arc::default(),
+            undecryptable: metrics::counter!("wix_elevate_redis_total", "result" => "undecryptable"),
         })
     }
 
@@ -196,24 +212,24 @@ impl Fleet {
             sequence: &self.sequence_key,
             lease: &lease,
         };
-        let Some(found) = self.store.lookup(&keys, false).await else {
+        let Some(found) = self.store.lookup(keys, false).await else {
             // Redis is unavailable: this replica asks Wix alone.
             return fetch(Budget::Local).await.map(|(value, _)| value);
         };
-        if let Some(value) = self.open_found(&found, place.aad, &open) {
+        if let Some(value) = self.open_found(&found, &place, &open) {
             return Ok(value);
         }
         let owner = lease_owner();
         let budget = place.budget.map(|rate| (self.budget_key.as_str(), rate));
         let give_up = Instant::now() + self.lease * 2;
         let started = 'claim: loop {
-            match self.store.claim(&keys, &owner, self.lease, budget).await {
+            match self.store.claim(keys, &owner, self.lease, budget).await {
                 None => return fetch(Budget::Local).await.map(|(value, _)| value),
                 Some(Claim::BudgetSpent(wait)) => return Err(spent(wait)),
                 Some(Claim::Taken(found)) => {
                     // The holder before may have written and released
                     // between the lookup and the claim.
-                    if let Some(value) = self.open_found(&found, place.aad, &open) {
+                    if let Some(value) = self.open_found(&found, &place, &open) {
                         self.store.release(&lease, &owner).await;
                         return Ok(value);
                     }
@@ -226,10 +242,10 @@ impl Fleet {
                         return fetch(Budget::Local).await.map(|(value, _)| value);
                     }
                     tokio::time::sleep(POLL).await;
-                    let Some(found) = self.store.lookup(&keys, true).await else {
+                    let Some(found) = self.store.lookup(keys, true).await else {
                         return fetch(Budget::Local).await.map(|(value, _)| value);
                     };
-                    if let Some(value) = self.open_found(&found, place.aad, &open) {
+                    if let Some(value) = self.open_found(&found, &place, &open) {
                         return Ok(value);
                     }
                     if !found.leased {
@@ -246,10 +262,10 @@ impl Fleet {
                     .as_deref()
                     .map(|instance| self.generation_key(instance))
                     .unwrap_or_default();
-                match self.stored(place.aad, &generation, started, &to_store.plaintext) {
+                match self.stored(&place, &generation, started, &to_store.plaintext) {
                     Some(stored) => self
                         .store
-                        .write(&keys, &generation, &stored, to_store.ttl, started, &owner)
+                        .write(keys, &generation, &stored, to_store.ttl, started, &owner)
                         .await
                         .is_some(),
                     None => false,
@@ -266,10 +282,10 @@ impl Fleet {
     }
 
     /// `generation key \n sealed(sequence ‖ plaintext)`, bound to the
-    /// key's `aad` and to the generation key.
+    /// place (its key and `aad`) and to the generation key.
     fn stored(
         &self,
-        aad: &[u8],
+        place: &Place<'_>,
         generation: &str,
         started: u64,
         plaintext: &[u8],
@@ -278,7 +294,9 @@ impl Fleet {
         let mut message = zeroize::Zeroizing::new(Vec::with_capacity(8 + plaintext.len()));
         message.extend_from_slice(&started.to_be_bytes());
         message.extend_from_slice(plaintext);
-        let sealed = self.sealer.seal(&message, &bound_aad(aad, generation))?;
+        let sealed = self
+            .sealer
+            .seal(&message, &bound_aad(place.key, place.aad, generation))?;
         let mut stored = Vec::with_capacity(generation.len() + 1 + sealed.len());
         stored.extend_from_slice(generation.as_bytes());
         stored.push(b'\n');
@@ -291,15 +309,16 @@ impl Fleet {
     fn open_found<T>(
         &self,
         found: &Lookup,
-        aad: &[u8],
+        place: &Place<'_>,
         open: impl Fn(&[u8]) -> Option<T>,
     ) -> Option<T> {
         let stored = found.value.as_deref()?;
         let newline = stored.iter().position(|b| *b == b'\n')?;
         let (generation, sealed) = (&stored[..newline], &stored[newline + 1..]);
         let generation = std::str::from_utf8(generation).ok()?;
-        let Some(message) = self.sealer.open(sealed, &bound_aad(aad, generation)) else {
-            self.store.undecryptable();
+        let aad = bound_aad(place.key, place.aad, generation);
+        let Some(message) = self.sealer.open(sealed, &aad) else {
+            self.undecryptable.increment(1);
             tracing::warn!(target: "wix_elevate::fleet", "a Redis value did not decrypt: ignored (another app's, altered or moved)");
             return None;
         };
@@ -420,7 +439,7 @@ impl Fleet {
     /// the listener's first attempt to subscribe (itself bounded by
     /// [`SUBSCRIBE_TIMEOUT`]); whatever is taken while it is not
     /// subscribed (that attempt failed) is dropped when it subscribes.
-    async fn listen_first(&self) {
+    pub(super) async fn listen_first(&self) {
         self.ensure_listening();
         let state = &self.listening_state;
         if !state.attempted.load(Ordering::Acquire) {
@@ -448,6 +467,7 @@ impl Fleet {
             prefix: self.prefix.clone(),
             store: self.store.clone(),
             sealer: self.sealer.clone(),
+            undecryptable: self.undecryptable.clone(),
             channel: self.channel.clone(),
             handler: Arc::downgrade(&self.handler),
         };

@@ -9,13 +9,13 @@ use std::{
     time::Duration,
 };
 
-use futures_util::StreamExt;
+use futures_util::{StreamExt, stream::BoxStream};
 
 use super::{
     Invalidation, Notice,
     enabled::{CONFIRM_LIFETIME, Handler, SUBSCRIBE_TIMEOUT, confirm_key},
     seal::Sealer,
-    store::RedisStore,
+    store::FleetStore,
 };
 
 /// Whether this replica's listener is subscribed now.
@@ -34,8 +34,9 @@ pub(super) struct ListeningState {
 pub(super) struct Listener {
     pub(super) state: Arc<ListeningState>,
     pub(super) prefix: Box<str>,
-    pub(super) store: Arc<RedisStore>,
+    pub(super) store: Arc<dyn FleetStore>,
     pub(super) sealer: Arc<Sealer>,
+    pub(super) undecryptable: metrics::Counter,
     pub(super) channel: Arc<str>,
     pub(super) handler: std::sync::Weak<OnceLock<Handler>>,
 }
@@ -60,19 +61,14 @@ impl Listener {
     /// cached here: invalidations published while this replica was not
     /// listening are lost, so whatever they named must not be served.
     async fn subscribed(&self, first: &mut bool) -> Result<(), ()> {
-        let client = self.store.client();
-        let connect = async {
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(&*self.channel).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        };
+        let connect = self.store.subscribe(&self.channel);
         let connected = tokio::time::timeout(SUBSCRIBE_TIMEOUT, connect).await;
-        let subscribed = matches!(connected, Ok(Ok(_)));
+        let subscribed = matches!(connected, Ok(Some(_)));
         self.state.subscribed.store(subscribed, Ordering::Release);
         if !self.state.attempted.swap(true, Ordering::AcqRel) {
             self.state.changed.notify_waiters();
         }
-        let Ok(Ok(mut pubsub)) = connected else {
+        let Ok(Some(mut messages)) = connected else {
             return Err(());
         };
         let missed = !std::mem::replace(first, false);
@@ -82,15 +78,14 @@ impl Listener {
         {
             handle(Invalidation::Everything);
         }
-        let heard = self.heard(&mut pubsub).await;
+        let heard = self.heard(&mut messages).await;
         self.state.subscribed.store(false, Ordering::Release);
         heard
     }
 
     /// Act on every notice until the connection ends or the elevator is
     /// gone.
-    async fn heard(&self, pubsub: &mut redis::aio::PubSub) -> Result<(), ()> {
-        let mut messages = pubsub.on_message();
+    async fn heard(&self, messages: &mut BoxStream<'static, Vec<u8>>) -> Result<(), ()> {
         loop {
             let next = tokio::time::timeout(Duration::from_secs(1), messages.next()).await;
             let handler = self.handler.upgrade();
@@ -99,11 +94,8 @@ impl Listener {
                 Ok(Some(message)) => message,
                 Err(_) | Ok(None) => return Ok(()),
             };
-            let Some(plaintext) = self
-                .sealer
-                .open(message.get_payload_bytes(), self.channel.as_bytes())
-            else {
-                self.store.undecryptable();
+            let Some(plaintext) = self.sealer.open(&message, self.channel.as_bytes()) else {
+                self.undecryptable.increment(1);
                 continue;
             };
             let Ok(notice) = serde_json::from_slice::<Notice>(&plaintext) else {

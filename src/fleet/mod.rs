@@ -17,7 +17,10 @@
 //! * **Invalidation**: dropped in Redis and, through pub/sub, from every
 //!   replica's local cache; each replica confirms, and a forget returns
 //!   once every replica listening has.
-//! * **Never a single point of failure** ([`store`]): tight timeouts, a
+//! * **One small store trait** ([`store`]): the logic above asks a few
+//!   atomic operations of a `FleetStore`, Redis's in production
+//!   ([`redis_store`]), an in-memory one in its unit tests.
+//! * **Never a single point of failure** ([`redis_store`]): tight timeouts, a
 //!   circuit breaker that skips Redis while it is down, reconnection by
 //!   itself; without Redis each replica works exactly as alone.
 //!
@@ -27,12 +30,18 @@
 pub(crate) mod codec;
 #[cfg(feature = "redis")]
 mod config;
+#[cfg(all(test, feature = "redis"))]
+mod memory_store;
+#[cfg(feature = "redis")]
+mod redis_store;
 #[cfg(feature = "redis")]
 mod scripts;
 #[cfg(feature = "redis")]
 mod seal;
 #[cfg(feature = "redis")]
 mod store;
+#[cfg(all(test, feature = "redis"))]
+mod tests;
 
 use std::time::Duration;
 
