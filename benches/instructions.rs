@@ -19,7 +19,7 @@ use gungraun::{library_benchmark, library_benchmark_group, main};
 use http::{Request, Response, StatusCode, header::AUTHORIZATION};
 use tower::ServiceExt;
 use wix_elevate::{
-    Elevator, SubjectType,
+    SubjectType,
     test_util::{CallerSpec, MockWix},
 };
 
@@ -48,10 +48,7 @@ fn warm(route: Route) -> Warm {
         .build()
         .expect("runtime");
     let wix = rt.block_on(MockWix::start()).expect("mock Wix");
-    let elevator = Elevator::builder(wix.app_id(), wix.app_secret())
-        .base_url(wix.base_url())
-        .build()
-        .expect("elevator");
+    let elevator = wix.elevator_builder().build().expect("elevator");
     let token = wix.mint(CallerSpec::new(SubjectType::Member).token_len(TOKEN_LEN));
     let handler = get(|| async { "ok" });
     let route = match route {

@@ -49,8 +49,8 @@ fn runtime() -> tokio::runtime::Runtime {
 
 async fn setup() -> (MockWix, Elevator) {
     let wix = MockWix::start().await.expect("mock");
-    let elevator = Elevator::builder(wix.app_id(), wix.app_secret())
-        .base_url(wix.base_url())
+    let elevator = wix
+        .elevator_builder()
         // The bursts below bring thousands of new callers, on purpose.
         .token_info_budget_for_new_tokens(1_000_000, 1_000_000)
         .build()

@@ -4,13 +4,16 @@
 //! layer's work is counted), and allocations on the warm path. Run with
 //! `--nocapture` to see the figures.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::{sync::OnceLock, time::Duration};
 
 use axum::{Router, body::Body, routing::get};
 use http::Request;
 use tower::{ServiceExt, util::MapRequestLayer};
 use wix_elevate::{
-    Caller, ElevatedToken, Elevator, SubjectType,
+    Caller, ElevatedToken, SubjectType,
     test_util::{CallerSpec, MockWix},
 };
 
@@ -27,7 +30,7 @@ fn wix() -> &'static MockWix {
             .enable_all()
             .build()
             .unwrap();
-        let wix = rt.block_on(MockWix::start()).unwrap();
+        let wix = rt.block_on(support::mock_wix());
         (rt, wix)
     })
     .1
@@ -55,8 +58,8 @@ fn held_bytes(capacity: usize, tokens: &[String]) -> i64 {
     let mut keep = None;
     let info = allocation_counter::measure(|| {
         rt.block_on(async {
-            let elevator = Elevator::builder(wix().app_id(), wix().app_secret())
-                .base_url(wix().base_url())
+            let elevator = wix()
+                .elevator_builder()
                 .max_cached_identities(capacity)
                 .max_cached_app_tokens(capacity)
                 // Thousands of new tokens at once, on purpose.
@@ -135,10 +138,7 @@ fn a_warm_request_allocates_no_more_than_any_layer_that_attaches_two_extensions(
         .enable_all()
         .build()
         .unwrap();
-    let elevator = Elevator::builder(wix().app_id(), wix().app_secret())
-        .base_url(wix().base_url())
-        .build()
-        .unwrap();
+    let elevator = wix().elevator_builder().build().unwrap();
     let token = tokens(1, |_| "memory-warm".into()).remove(0);
     // The least any route layer does to hand a handler a caller and a token.
     let (caller, app_token) = (

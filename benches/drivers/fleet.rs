@@ -40,8 +40,8 @@ impl Drop for Replica {
 }
 
 async fn replica(wix: &MockWix, redis: Option<&str>) -> Result<Replica, Box<dyn Error>> {
-    let builder = Elevator::builder(wix.app_id(), wix.app_secret())
-        .base_url(wix.base_url())
+    let builder = wix
+        .elevator_builder()
         .token_info_budget_for_new_tokens(10_000, 10_000);
     let elevator = match redis {
         Some(url) => builder.redis(url),

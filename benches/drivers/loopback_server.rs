@@ -46,9 +46,7 @@ fn app(elevator: &Elevator) -> Result<Router, wix_elevate::ConfigError> {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
     let wix = MockWix::start().await?;
-    let elevator = Elevator::builder(wix.app_id(), wix.app_secret())
-        .base_url(wix.base_url())
-        .build()?;
+    let elevator = wix.elevator_builder().build()?;
     let token_len = env::var("TOKEN_LEN").ok().and_then(|v| v.parse().ok());
     let token = wix.mint(CallerSpec::new(SubjectType::Member).token_len(token_len.unwrap_or(1024)));
     let token_file = env::var("TOKEN_FILE").unwrap_or_else(|_| "target/loopback-token".into());

@@ -7,11 +7,11 @@ use axum::{Router, body::Body, routing::get};
 use http::Request;
 use tower::ServiceExt;
 use wix_elevate::{
-    Caller, Elevator, RedisConfig, SubjectType,
+    Caller, RedisConfig, SubjectType,
     test_util::{CallerSpec, Fault, MockEndpoint},
 };
 
-use crate::{Fleet, SERIAL, redis::Redis, set, stored};
+use crate::{Fleet, SERIAL, set, stored, support::Redis};
 
 fn member_of(fleet: &Fleet, instance: &str) -> String {
     fleet
@@ -176,8 +176,9 @@ async fn a_value_copied_out_of_redis_is_not_served_after_a_forget() {
 fn budgeted(fleet: &Fleet, redis: &Redis) -> Vec<Router> {
     (0..3)
         .map(|_| {
-            let elevator = Elevator::builder(fleet.wix.app_id(), fleet.wix.app_secret())
-                .base_url(fleet.wix.base_url())
+            let elevator = fleet
+                .wix
+                .elevator_builder()
                 .redis(RedisConfig::new(redis.url()).timeout(Duration::from_millis(500)))
                 .token_info_budget_for_new_tokens(1, 6)
                 .build()
@@ -240,12 +241,12 @@ async fn the_new_token_budget_is_fleet_wide_and_a_token_past_it_costs_two_comman
 async fn a_waiting_replica_goes_ahead_as_soon_as_the_lease_holder_fails() {
     let _serial = SERIAL.lock().await;
     let Some(redis) = Redis::start() else { return };
-    let wix = wix_elevate::test_util::MockWix::start().await.unwrap();
+    let wix = crate::support::mock_wix().await;
     let lease = Duration::from_secs(3);
     let replicas: Vec<Router> = (0..2)
         .map(|_| {
-            let elevator = Elevator::builder(wix.app_id(), wix.app_secret())
-                .base_url(wix.base_url())
+            let elevator = wix
+                .elevator_builder()
                 .redis(
                     RedisConfig::new(redis.url())
                         .timeout(Duration::from_millis(500))
@@ -296,7 +297,7 @@ async fn a_late_holder_never_releases_the_lease_of_the_replica_after_it() {
     let Some(redis) = Redis::start() else { return };
     // Two stand-ins for Wix with the same app, so that the two holders'
     // calls can be held and released separately.
-    let slow_wix = wix_elevate::test_util::MockWix::start().await.unwrap();
+    let slow_wix = crate::support::mock_wix().await;
     let other_wix = wix_elevate::test_util::MockWix::builder()
         .app_id(slow_wix.app_id())
         .app_secret(slow_wix.app_secret())
@@ -305,8 +306,8 @@ async fn a_late_holder_never_releases_the_lease_of_the_replica_after_it() {
         .unwrap();
     let lease = Duration::from_millis(300);
     let replica = |wix: &wix_elevate::test_util::MockWix| {
-        let elevator = Elevator::builder(wix.app_id(), wix.app_secret())
-            .base_url(wix.base_url())
+        let elevator = wix
+            .elevator_builder()
             .redis(
                 RedisConfig::new(redis.url())
                     .timeout(Duration::from_millis(500))

@@ -3,8 +3,8 @@
 //! own `redis-server` on a free port.
 #![cfg(feature = "redis")]
 
-#[path = "../support/redis.rs"]
-mod redis;
+#[path = "../support/mod.rs"]
+mod support;
 
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ use wix_elevate::{
     test_util::{CallerSpec, MockEndpoint, MockWix},
 };
 
-use crate::redis::Redis;
+use crate::support::Redis;
 
 mod forgetting;
 
@@ -74,7 +74,7 @@ impl Fleet {
     /// Replicas whose Redis operations may take `timeout` before they
     /// count as failed (and, three in a row, open the Redis breaker).
     async fn start_with(replicas: usize, redis: Option<&Redis>, timeout: Duration) -> Fleet {
-        let wix = MockWix::start().await.unwrap();
+        let wix = crate::support::mock_wix().await;
         wix.set_latency(Duration::from_millis(20));
         let redis_url = redis.map(Redis::url);
         let replicas = (0..replicas)
@@ -567,13 +567,9 @@ async fn a_dead_or_frozen_redis_never_fails_a_request() {
     let Some(mut redis) = Redis::start() else {
         return;
     };
-    let wix = MockWix::start().await.unwrap();
+    let wix = crate::support::mock_wix().await;
     // The production default timeout: 50 ms.
-    let elevator = Elevator::builder(wix.app_id(), wix.app_secret())
-        .base_url(wix.base_url())
-        .redis(redis.url())
-        .build()
-        .unwrap();
+    let elevator = wix.elevator_builder().redis(redis.url()).build().unwrap();
     let app = Router::new()
         .route(
             "/token",

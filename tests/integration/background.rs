@@ -6,7 +6,7 @@ use wix_elevate::{
     test_util::{CallerSpec, MockEndpoint},
 };
 
-use crate::common::harness;
+use crate::support::harness;
 
 #[tokio::test]
 async fn a_job_calls_what_it_declares_with_the_instances_shared_app_token() {

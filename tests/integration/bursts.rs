@@ -19,7 +19,7 @@ use wix_elevate::{
     test_util::{CallerSpec, MockEndpoint},
 };
 
-use crate::common::{harness, harness_with};
+use crate::support::{harness, harness_with};
 
 const BURST: usize = 1_000;
 

@@ -2,7 +2,7 @@
 
 use wix_elevate::{SubjectType, test_util::MockEndpoint};
 
-use crate::common::harness;
+use crate::support::harness;
 
 #[tokio::test]
 async fn raw_and_bearer_tokens_both_work_and_wix_sees_the_bare_token() {
@@ -88,7 +88,7 @@ async fn non_ascii_and_control_bytes_are_refused_without_calling_wix() {
 
 #[tokio::test]
 async fn the_length_cap_is_configurable() {
-    let h = crate::common::harness_with(|b| b.max_token_len(100)).await;
+    let h = crate::support::harness_with(|b| b.max_token_len(100)).await;
     let short = h
         .wix
         .mint(wix_elevate::test_util::CallerSpec::new(SubjectType::Visitor).token_len(100));

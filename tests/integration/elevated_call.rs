@@ -13,6 +13,8 @@ use axum::{
 use http::{HeaderMap, Request};
 use serde_json::{Value, json};
 use tower::ServiceExt;
+
+use crate::support::{Harness, harness_with};
 use wix_elevate::{
     Caller, ElevatedToken, Elevator, ElevatorBuilder, SubjectType, WixApi, WixApiError,
     test_util::{CallerSpec, Fault, MockEndpoint, MockReply, MockWix},
@@ -42,7 +44,7 @@ fn forward_query<'a>(
 }
 
 async fn rig_with(configure: impl FnOnce(ElevatorBuilder) -> ElevatorBuilder) -> Rig {
-    let wix = MockWix::start().await.unwrap();
+    let Harness { wix, elevator, .. } = harness_with(configure).await;
     wix.on(PRODUCT, |req: &wix_elevate::test_util::MockRequest| {
         MockReply::json(
             200,
@@ -67,10 +69,6 @@ async fn rig_with(configure: impl FnOnce(ElevatorBuilder) -> ElevatorBuilder) ->
         "GET /stores/v1/products/missing",
         MockReply::wix_error(404, "no such product"),
     );
-    let elevator =
-        configure(Elevator::builder(wix.app_id(), wix.app_secret()).base_url(wix.base_url()))
-            .build()
-            .unwrap();
     let layer = |op: &str| elevator.layer().allow(op).unwrap();
     let app = Router::new()
         // The README's pattern: path values and query pairs as values.

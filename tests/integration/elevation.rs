@@ -9,9 +9,9 @@ use wix_elevate::{
     test_util::{CallerSpec, MockEndpoint},
 };
 
-use crate::common::{harness, harness_with};
+use crate::support::{harness, harness_with};
 
-async fn elevated_token(h: &crate::common::Harness, caller: &str) -> ElevatedToken {
+async fn elevated_token(h: &crate::support::Harness, caller: &str) -> ElevatedToken {
     use axum::{Router, routing::get};
     let app = Router::new().route(
         "/t",
@@ -91,7 +91,7 @@ async fn an_app_token_due_for_renewal_is_renewed_in_the_background() {
     let first = elevated_token(&h, &caller).await;
     assert_eq!(h.wix.access_token_calls_for("renew"), 1);
 
-    crate::common::skip(Duration::from_millis(2200)).await;
+    crate::support::skip(Duration::from_millis(2200)).await;
     // Wix is now stuck: a request in the renewal window must not wait.
     h.wix.hold(MockEndpoint::CreateAccessToken);
     let during = tokio::time::timeout(Duration::from_secs(2), elevated_token(&h, &caller))
@@ -131,7 +131,7 @@ async fn an_expired_app_token_is_never_handed_out() {
         .wix
         .mint(CallerSpec::new(SubjectType::Member).instance("short"));
     let first = elevated_token(&h, &caller).await;
-    crate::common::skip(Duration::from_millis(1100)).await;
+    crate::support::skip(Duration::from_millis(1100)).await;
     let second = elevated_token(&h, &caller).await;
     assert_ne!(second.expose_secret(), first.expose_secret());
     assert_eq!(h.wix.access_token_calls_for("short"), 2);

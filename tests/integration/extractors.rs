@@ -6,7 +6,7 @@ use http::{Request, Response};
 use tower::ServiceExt;
 use wix_elevate::{Rejection, RejectionKind, SubjectType};
 
-use crate::common::harness;
+use crate::support::harness;
 
 #[tokio::test]
 async fn extractors_without_the_layer_answer_500_naming_it() {
@@ -56,7 +56,7 @@ async fn rejections_are_not_cacheable() {
 #[tokio::test]
 async fn calls_to_counts_built_in_endpoints_like_registered_ones() {
     use wix_elevate::test_util::MockEndpoint;
-    let h = crate::common::harness().await;
+    let h = crate::support::harness().await;
     let api = h
         .elevator
         .layer()

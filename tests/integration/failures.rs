@@ -9,7 +9,7 @@ use wix_elevate::{
     test_util::{CallerSpec, Fault, MockEndpoint},
 };
 
-use crate::common::{Harness, harness_with};
+use crate::support::{Harness, harness_with};
 
 async fn fast_timeout() -> Harness {
     harness_with(|b| b.http_timeout(Duration::from_millis(300))).await

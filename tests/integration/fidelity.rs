@@ -9,12 +9,10 @@ use axum::{Router, routing::get};
 use tokio::net::TcpListener;
 use wix_elevate::{
     ElevatedToken, Elevator, SubjectType,
-    test_util::{
-        CallerSpec, Fault, GrantQuirk, MockEndpoint, MockWix, TokenInfoQuirk, TokenInfoStyle,
-    },
+    test_util::{CallerSpec, Fault, GrantQuirk, MockEndpoint, TokenInfoQuirk, TokenInfoStyle},
 };
 
-use crate::common::{harness, harness_with};
+use crate::support::{harness, harness_with};
 
 #[tokio::test]
 async fn every_token_info_style_and_quirk_the_sdk_accepts_is_a_200() {
@@ -180,10 +178,10 @@ async fn unusable_expires_in_forms_fall_back_to_a_conservative_lifetime() {
         // Clamped to 24 hours, and no overflow anywhere.
         (GrantQuirk::Huge, 24 * 3600),
     ] {
-        let wix = MockWix::start().await.unwrap();
+        let wix = crate::support::mock_wix().await;
         wix.set_grant_quirk(Some(quirk));
-        let elevator = Elevator::builder(wix.app_id(), wix.app_secret())
-            .base_url(wix.base_url())
+        let elevator = wix
+            .elevator_builder()
             .app_token_fallback_lifetime(Duration::from_secs(90))
             .build()
             .unwrap();

@@ -11,7 +11,7 @@ use wix_elevate::{
     test_util::{CallerSpec, Fault, MockEndpoint},
 };
 
-use crate::common::{harness, harness_with};
+use crate::support::{harness, harness_with};
 
 async fn status(app: &Router, path: &str, token: &str) -> u16 {
     let req = Request::get(path)
@@ -85,7 +85,7 @@ async fn renewing_a_known_identity_never_counts_against_the_budget() {
     let known = h.mint(SubjectType::Member);
     assert_eq!(h.get("/whoami", Some(&known)).await.status, 200);
     // The TTL passes (the behaviour under test); the budget refills one.
-    crate::common::skip(Duration::from_millis(1100)).await;
+    crate::support::skip(Duration::from_millis(1100)).await;
     assert_eq!(
         h.get("/whoami", Some("OauthNG.JWS.new-a")).await.status,
         401
@@ -233,7 +233,7 @@ async fn degraded_mode_serves_stale_identities_only_when_wix_failed() {
     let known = h.mint(SubjectType::Member);
     assert_eq!(h.get("/whoami", Some(&known)).await.status, 200);
     // Its TTL passes (the behaviour under test).
-    crate::common::skip(Duration::from_millis(400)).await;
+    crate::support::skip(Duration::from_millis(400)).await;
 
     // Local overload: the one slot is held by another caller's call.
     h.wix.hold(MockEndpoint::TokenInfo);

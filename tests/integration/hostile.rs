@@ -12,8 +12,10 @@ use bytes::Bytes;
 use http::{HeaderValue, Request};
 use proptest::prelude::*;
 use tower::ServiceExt;
+
+use crate::support::{Harness, harness_with};
 use wix_elevate::{
-    Elevator, SubjectType,
+    SubjectType,
     test_util::{CallerSpec, MockEndpoint, MockWix},
 };
 
@@ -29,13 +31,9 @@ fn rig() -> Rig {
         .enable_all()
         .build()
         .unwrap();
-    let wix = rt.block_on(MockWix::start()).unwrap();
-    let elevator = Elevator::builder(wix.app_id(), wix.app_secret())
-        .base_url(wix.base_url())
-        .max_token_len(512)
-        .breaker_threshold(u32::MAX)
-        .build()
-        .unwrap();
+    let Harness { wix, elevator, .. } = rt.block_on(harness_with(|b| {
+        b.max_token_len(512).breaker_threshold(u32::MAX)
+    }));
     let handler_calls = Arc::new(AtomicUsize::new(0));
     let calls = handler_calls.clone();
     let app = Router::new().route(

@@ -8,7 +8,7 @@ use wix_elevate::{
     test_util::{CallerSpec, MockEndpoint, RefusedTokenAnswer, TokenInfoStyle},
 };
 
-use crate::common::{harness, harness_with};
+use crate::support::{harness, harness_with};
 
 #[tokio::test]
 async fn both_json_styles_of_token_info_are_accepted() {
@@ -123,7 +123,7 @@ async fn the_identity_cache_expires_after_its_ttl() {
     assert_eq!(h.get("/whoami", Some(&token)).await.status, 200);
     assert_eq!(h.wix.token_info_calls_for(&token), 1);
     // Waiting out a TTL is the behaviour under test, not synchronisation.
-    crate::common::skip(Duration::from_millis(600)).await;
+    crate::support::skip(Duration::from_millis(600)).await;
     assert_eq!(h.get("/whoami", Some(&token)).await.status, 200);
     assert_eq!(h.wix.token_info_calls_for(&token), 2);
 }

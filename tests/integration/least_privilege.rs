@@ -1,15 +1,15 @@
 //! Declared operations, caller binding, the audit trail and metrics.
 
 use wix_elevate::{
-    Elevator, SubjectType,
-    test_util::{CallerSpec, MockEndpoint, MockWix},
+    SubjectType,
+    test_util::{CallerSpec, MockEndpoint},
 };
 
-use crate::scoped_app::{app, call, setup};
+use crate::support::{Harness, call, harness, scoped_app as app};
 
 #[tokio::test]
 async fn a_declared_call_goes_through_with_the_elevated_token() {
-    let (wix, elevator) = setup().await;
+    let Harness { wix, elevator, .. } = harness().await;
     let app = app(&elevator);
     let token = wix.mint(CallerSpec::new(SubjectType::Visitor).instance("inst-lp"));
     let (status, body) = call(&app, "GET", "/instance", &token).await;
@@ -20,7 +20,7 @@ async fn a_declared_call_goes_through_with_the_elevated_token() {
 
 #[tokio::test]
 async fn an_undeclared_call_is_refused_before_any_traffic() {
-    let (wix, elevator) = setup().await;
+    let Harness { wix, elevator, .. } = harness().await;
     let app = app(&elevator);
     let token = wix.mint(CallerSpec::new(SubjectType::Member));
     let (status, body) = call(&app, "POST", "/escalate", &token).await;
@@ -37,7 +37,7 @@ async fn an_undeclared_call_is_refused_before_any_traffic() {
 
 #[tokio::test]
 async fn path_tricks_cannot_reach_an_undeclared_api() {
-    let (wix, elevator) = setup().await;
+    let Harness { wix, elevator, .. } = harness().await;
     let app = app(&elevator);
     let token = wix.mint(CallerSpec::new(SubjectType::Member));
     assert_eq!(call(&app, "GET", "/any-member/m-9", &token).await.0, 200);
@@ -56,7 +56,7 @@ async fn path_tricks_cannot_reach_an_undeclared_api() {
 
 #[tokio::test]
 async fn a_template_bound_to_the_caller_refuses_another_members_id() {
-    let (wix, elevator) = setup().await;
+    let Harness { wix, elevator, .. } = harness().await;
     let app = app(&elevator);
     let token = wix.mint(CallerSpec::new(SubjectType::Member).subject_id("m-1"));
     let (status, body) = call(&app, "GET", "/members/m-1", &token).await;
@@ -73,7 +73,7 @@ async fn a_template_bound_to_the_caller_refuses_another_members_id() {
 
 #[tokio::test]
 async fn a_route_parameter_can_be_required_to_match_the_caller() {
-    let (wix, elevator) = setup().await;
+    let Harness { wix, elevator, .. } = harness().await;
     let app = app(&elevator);
     let token = wix.mint(CallerSpec::new(SubjectType::Member).subject_id("m-1"));
     assert_eq!(call(&app, "GET", "/profiles/m-1", &token).await.0, 200);
@@ -86,13 +86,10 @@ async fn a_route_parameter_can_be_required_to_match_the_caller() {
 async fn metrics_move_with_requests_cache_and_wix_calls() {
     let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
     let handle = recorder.handle();
-    let wix = MockWix::start().await.unwrap();
+    let wix = crate::support::mock_wix().await;
     // Handles bind to the recorder in force when the elevator and layers are built.
     let (elevator, app) = metrics::with_local_recorder(&recorder, || {
-        let elevator = Elevator::builder(wix.app_id(), wix.app_secret())
-            .base_url(wix.base_url())
-            .build()
-            .unwrap();
+        let elevator = wix.elevator_builder().build().unwrap();
         let app = app(&elevator);
         (elevator, app)
     });
@@ -135,7 +132,7 @@ async fn metrics_move_with_requests_cache_and_wix_calls() {
 #[tokio::test]
 async fn a_misnamed_argument_names_the_placeholder_and_the_argument() {
     use wix_elevate::WixApiErrorKind;
-    let h = crate::common::harness().await;
+    let h = crate::support::harness().await;
     let api = h
         .elevator
         .layer()

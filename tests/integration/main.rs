@@ -1,13 +1,7 @@
 //! Integration tests: the layer over real HTTP against the mock Wix.
 
-#[path = "../support/common.rs"]
-mod common;
-#[path = "../support/example.rs"]
-mod example;
-#[cfg(feature = "redis")]
-#[path = "../support/redis.rs"]
-#[allow(dead_code)]
-mod redis_server;
+#[path = "../support/mod.rs"]
+mod support;
 
 mod background;
 mod bursts;
@@ -27,6 +21,4 @@ mod plans;
 mod policy;
 mod quickstart;
 mod resilience;
-#[path = "../support/scoped_app.rs"]
-mod scoped_app;
 mod webhooks;

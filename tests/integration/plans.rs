@@ -9,10 +9,10 @@ use wix_elevate::{
     test_util::{CallerSpec, MockEndpoint},
 };
 
-use crate::common::{Harness, harness, harness_with};
+use crate::support::{Harness, harness, harness_with};
 
 async fn answer(app: &Router, path: &str, token: &str) -> (u16, Value) {
-    crate::scoped_app::call(app, "GET", path, token).await
+    crate::support::call(app, "GET", path, token).await
 }
 
 async fn plan_of(caller: Caller) -> String {

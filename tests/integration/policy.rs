@@ -5,7 +5,7 @@ use wix_elevate::{
     test_util::{CallerSpec, MockEndpoint},
 };
 
-use crate::common::harness;
+use crate::support::harness;
 
 #[tokio::test]
 async fn the_default_policy_admits_people_and_refuses_apps_and_unknown() {

@@ -10,7 +10,7 @@ use wix_elevate::{
     test_util::{CallerSpec, Fault, MockEndpoint, RefusedTokenAnswer},
 };
 
-use crate::common::{harness, harness_with};
+use crate::support::{harness, harness_with};
 
 #[tokio::test]
 async fn transient_failures_are_retried_within_the_deadline() {
@@ -112,7 +112,7 @@ async fn the_breaker_fails_fast_while_open_then_lets_one_probe_through() {
     assert!(answer.header("retry-after").is_some());
     assert_eq!(h.wix.calls(MockEndpoint::TokenInfo), calls);
     // After the cool-down one probe goes out; it fails, so the circuit reopens.
-    crate::common::skip(cooldown + Duration::from_millis(50)).await;
+    crate::support::skip(cooldown + Duration::from_millis(50)).await;
     h.get("/whoami", Some(&h.mint(SubjectType::Member)))
         .await
         .assert_problem(502, "upstream_failed");
@@ -126,7 +126,7 @@ async fn the_breaker_fails_fast_while_open_then_lets_one_probe_through() {
         .assert_problem(503, "upstream_unavailable");
     // Wix recovers: the next probe closes the circuit.
     h.wix.clear_faults();
-    crate::common::skip(cooldown + Duration::from_millis(50)).await;
+    crate::support::skip(cooldown + Duration::from_millis(50)).await;
     assert_eq!(
         h.get("/whoami", Some(&h.mint(SubjectType::Member)))
             .await
@@ -177,7 +177,7 @@ async fn degraded_mode_serves_a_known_identity_while_wix_fails() {
         .await;
         let token = h.mint(SubjectType::Member);
         assert_eq!(h.get("/whoami", Some(&token)).await.status, 200);
-        crate::common::skip(Duration::from_millis(300)).await; // the identity's TTL passes
+        crate::support::skip(Duration::from_millis(300)).await; // the identity's TTL passes
         h.wix.fail(MockEndpoint::TokenInfo, Fault::Status(503));
         let answer = h.get("/whoami", Some(&token)).await;
         if degraded {
@@ -205,7 +205,7 @@ async fn degraded_mode_never_serves_an_identity_past_its_exp() {
         .mint(CallerSpec::new(SubjectType::Member).expires_in(Duration::from_secs(1)));
     assert_eq!(h.get("/whoami", Some(&token)).await.status, 200);
     h.wix.fail(MockEndpoint::TokenInfo, Fault::Status(503));
-    crate::common::skip(Duration::from_millis(2100)).await;
+    crate::support::skip(Duration::from_millis(2100)).await;
     // Past its exp, the stale identity is not served: Wix's failure is.
     h.get("/whoami", Some(&token))
         .await

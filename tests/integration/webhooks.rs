@@ -13,7 +13,7 @@ use wix_elevate::{
     webhook::{EventPayload, WebhookEndpoint, WebhookKeys, WebhookVerifier, WixEvent},
 };
 
-use crate::common::{Harness, harness};
+use crate::support::{Harness, harness};
 
 fn verifier() -> WebhookVerifier {
     WebhookVerifier::new(WebhookKeys::new().key(WEBHOOK_PUBLIC_KEY).unwrap())

@@ -3,11 +3,8 @@
 //! `AWS_LAMBDA_RUNTIME_API`: next invocation, response) for API Gateway
 //! HTTP API events, and calls the mock Wix. No AWS account involved.
 
-#[path = "../support/example.rs"]
-mod example;
-#[path = "../support/redis.rs"]
-#[allow(dead_code)]
-mod redis;
+#[path = "../support/mod.rs"]
+mod support;
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -31,7 +28,7 @@ use wix_elevate::{
     test_util::{CallerSpec, MockEndpoint, MockWix},
 };
 
-use crate::redis::Redis;
+use crate::support::Redis;
 
 /// The Lambda Runtime API, as far as a function sees it.
 #[derive(Clone, Default)]
@@ -153,7 +150,7 @@ fn get_event(path: &str, token: &str) -> Value {
 }
 
 fn binary() -> PathBuf {
-    crate::example::example_binary("lambda")
+    crate::support::example::example_binary("lambda")
 }
 
 /// A cold start of the function: the process, killed on drop.
@@ -208,7 +205,7 @@ fn assert_instance(answer: &Value, instance: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lambda_example_answers_runtime_api_invocations_with_one_elevator_per_cold_start() {
-    let wix = MockWix::start().await.unwrap();
+    let wix = crate::support::mock_wix().await;
     let runtime = RuntimeApi::default();
     let runtime_api = runtime.start().await;
     let member = wix.mint(CallerSpec::new(SubjectType::Member).instance("inst-lambda"));
@@ -262,7 +259,7 @@ async fn cold_start(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cold_start_figures_with_and_without_redis() {
     let Some(redis) = Redis::start() else { return };
-    let wix = MockWix::start().await.unwrap();
+    let wix = crate::support::mock_wix().await;
     // Wix as seen from a cloud region: 20 ms a call.
     wix.set_latency(Duration::from_millis(20));
     let runtime = RuntimeApi::default();

@@ -6,7 +6,7 @@ use wix_elevate::{SubjectType, SubjectTypes, test_util::CallerSpec};
 
 use crate::{
     Captured,
-    scoped_app::{app, call, setup},
+    support::{Harness, call, harness, scoped_app as app},
 };
 
 #[tokio::test]
@@ -14,7 +14,7 @@ async fn audit_events_carry_who_did_what_and_no_token() {
     let captured = Captured::default();
     let _guard = captured.install(tracing::Level::INFO);
 
-    let (wix, elevator) = setup().await;
+    let Harness { wix, elevator, .. } = harness().await;
     let app = app(&elevator).route(
         "/members-only",
         get(|| async { "ok" }).route_layer(
@@ -92,7 +92,7 @@ async fn audit_events_carry_who_did_what_and_no_token() {
 async fn a_refused_path_with_a_line_break_cannot_forge_an_audit_line() {
     let captured = Captured::default();
     let _guard = captured.install(tracing::Level::INFO);
-    let (wix, elevator) = setup().await;
+    let Harness { wix, elevator, .. } = harness().await;
     let app = app(&elevator);
     let member = wix.mint(CallerSpec::new(SubjectType::Member).subject_id("m-8"));
     // A route parameter carrying a newline and a fake audit event.
@@ -123,7 +123,7 @@ async fn a_refused_path_with_a_line_break_cannot_forge_an_audit_line() {
 async fn line_separators_and_bidirectional_controls_are_escaped_in_audit_lines() {
     let captured = Captured::default();
     let _guard = captured.install(tracing::Level::INFO);
-    let (wix, elevator) = setup().await;
+    let Harness { wix, elevator, .. } = harness().await;
     let app = app(&elevator);
     // Text from Wix (a subject id) carrying one of them too.
     let member = wix.mint(CallerSpec::new(SubjectType::Member).subject_id("m-9\u{2029}x"));
@@ -168,7 +168,7 @@ async fn a_plan_refusal_is_audited_with_its_own_outcome() {
     use wix_elevate::policy;
     let captured = Captured::default();
     let _guard = captured.install(tracing::Level::INFO);
-    let (wix, elevator) = setup().await;
+    let Harness { wix, elevator, .. } = harness().await;
     let app = Router::new().route(
         "/premium",
         get(|| async { "ok" }).route_layer(
@@ -199,7 +199,7 @@ async fn a_plan_refusal_is_audited_with_its_own_outcome() {
 async fn a_call_outside_a_request_is_audited_under_its_actor() {
     let captured = Captured::default();
     let _guard = captured.install(tracing::Level::INFO);
-    let (wix, elevator) = setup().await;
+    let Harness { wix, elevator, .. } = harness().await;
     let job = elevator
         .layer()
         .route_name("webhook:app_installed")

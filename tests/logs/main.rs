@@ -2,12 +2,8 @@
 //! `tracing` callsite cache is process-wide, and events first hit on another
 //! test's thread (with no subscriber) can race a thread-scoped capture.
 
-#[path = "../support/common.rs"]
-#[allow(dead_code)]
-mod common;
-
-#[path = "../support/scoped_app.rs"]
-mod scoped_app;
+#[path = "../support/mod.rs"]
+mod support;
 
 mod audit;
 mod rejections;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::{Captured, common::harness_with};
+use crate::{Captured, support::harness_with};
 
 /// The rejection line a Wix failure writes.
 fn rejection_line(logs: &str) -> &str {

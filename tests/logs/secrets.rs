@@ -9,7 +9,7 @@ use wix_elevate::{
     test_util::{CallerSpec, Fault, MockEndpoint},
 };
 
-use crate::{Captured, common::harness_with};
+use crate::{Captured, support::harness_with};
 
 #[tokio::test]
 async fn no_secret_reaches_logs_debug_output_or_responses() {
@@ -33,7 +33,7 @@ async fn no_secret_reaches_logs_debug_output_or_responses() {
     let callers = [&member, &visitor, &expired, &foreign, &unknown];
 
     let mut bodies = String::new();
-    let mut record = |answer: crate::common::Answer| {
+    let mut record = |answer: crate::support::Answer| {
         bodies.push_str(&answer.body);
         bodies.push_str(&format!("{:?}", answer.headers));
     };
@@ -63,7 +63,7 @@ async fn no_secret_reaches_logs_debug_output_or_responses() {
         }
     }
     // A background renewal of the app token (window opens after 2 s).
-    crate::common::skip(Duration::from_millis(2100)).await;
+    crate::support::skip(Duration::from_millis(2100)).await;
     record(h.get("/instance", Some(&member)).await);
     h.wix
         .wait_for_calls(MockEndpoint::CreateAccessToken, 2)
@@ -167,7 +167,7 @@ async fn the_instance_parameter_never_reaches_logs_audit_metrics_or_bodies() {
     let invented = format!("OauthNG.JWS.{}", "i".repeat(600));
     let mut bodies = String::new();
     let mut send = async |path: String, authorization: &str| {
-        let (status, body) = crate::scoped_app::call(&app, "GET", &path, authorization).await;
+        let (status, body) = crate::support::call(&app, "GET", &path, authorization).await;
         bodies.push_str(&body.to_string());
         status
     };

@@ -126,7 +126,7 @@ async fn one_request(wix: &MockWix, token: &str) -> u16 {
 
 #[tokio::test]
 async fn one_elevated_request_is_a_span_tree_request_token_info_create_access_token_api_call() {
-    let wix = MockWix::start().await.unwrap();
+    let wix = crate::support::mock_wix().await;
     let token = wix.mint(CallerSpec::new(SubjectType::Member).instance("inst-traced"));
     let spans = Spans::default();
     let _guard = spans.install();
@@ -184,7 +184,7 @@ async fn one_elevated_request_is_a_span_tree_request_token_info_create_access_to
 
 #[tokio::test]
 async fn every_attempt_is_a_span_and_a_failed_one_says_why() {
-    let wix = MockWix::start().await.unwrap();
+    let wix = crate::support::mock_wix().await;
     let token = wix.mint(CallerSpec::new(SubjectType::Member).instance("inst-retried"));
     wix.fail_times(MockEndpoint::TokenInfo, Fault::Status(503), 1);
     let spans = Spans::default();
@@ -206,7 +206,7 @@ async fn every_attempt_is_a_span_and_a_failed_one_says_why() {
 
 #[tokio::test]
 async fn an_open_circuit_is_an_event_and_the_outcome_is_on_the_request_span() {
-    let wix = MockWix::start().await.unwrap();
+    let wix = crate::support::mock_wix().await;
     let elevator = wix.elevator_builder().build().unwrap();
     wix.fail(MockEndpoint::TokenInfo, Fault::Status(503));
     let app = Router::new().route(

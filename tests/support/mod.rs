@@ -1,0 +1,16 @@
+//! The one test fixture, included by every test binary (as tower's
+//! `tests/support.rs` is): each uses the part it needs.
+#![allow(dead_code, unused_imports)]
+
+pub(crate) mod example;
+mod harness;
+#[cfg(feature = "redis")]
+pub(crate) mod redis_server;
+mod routes;
+
+pub(crate) use harness::{
+    Answer, Harness, Served, call, harness, harness_on, harness_with, mock_wix, serve, skip,
+};
+#[cfg(feature = "redis")]
+pub(crate) use redis_server::Redis;
+pub(crate) use routes::{demo_app, scoped_app};
