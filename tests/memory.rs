@@ -88,11 +88,15 @@ fn held_bytes(capacity: usize, tokens: &[String]) -> i64 {
 
 #[test]
 fn a_cached_identity_holds_under_512_bytes_and_an_app_token_is_counted() {
-    let one_instance = tokens(N, |_| "memory-shared".into());
-    let per_identity = held_bytes(N, &one_instance) as f64 / N as f64;
-
-    let own_instances = tokens(N, |i| format!("memory-{i}"));
-    let per_pair = held_bytes(N, &own_instances) as f64 / N as f64;
+    // The two measurements run side by side, each on a thread (and a
+    // runtime) of its own: the counting allocator counts per thread.
+    let (shared, own) = std::thread::scope(|scope| {
+        let shared = scope.spawn(|| held_bytes(N, &tokens(N, |_| "memory-shared".into())));
+        let own = scope.spawn(|| held_bytes(N, &tokens(N, |i| format!("memory-{i}"))));
+        (shared.join().unwrap(), own.join().unwrap())
+    });
+    let per_identity = shared as f64 / N as f64;
+    let per_pair = own as f64 / N as f64;
     let per_app_token = per_pair - per_identity;
 
     println!("bytes held per cached identity: {per_identity:.0}");
@@ -115,8 +119,11 @@ fn a_flood_of_distinct_tokens_stays_within_the_bounds() {
     let capacity = 500;
     let flood = tokens(4 * capacity, |_| "flood".into());
     let double_flood = tokens(8 * capacity, |_| "flood".into());
-    let held = held_bytes(capacity, &flood);
-    let held_double = held_bytes(capacity, &double_flood);
+    let (held, held_double) = std::thread::scope(|scope| {
+        let held = scope.spawn(|| held_bytes(capacity, &flood));
+        let held_double = scope.spawn(|| held_bytes(capacity, &double_flood));
+        (held.join().unwrap(), held_double.join().unwrap())
+    });
     println!(
         "bytes held with capacity {capacity}: after {} tokens {held}, after {} tokens {held_double}",
         flood.len(),

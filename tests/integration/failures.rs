@@ -11,8 +11,13 @@ use wix_elevate::{
 
 use crate::support::{Harness, harness_with};
 
+/// Short timeouts: a hung Wix is given up on within a second.
 async fn fast_timeout() -> Harness {
-    harness_with(|b| b.http_timeout(Duration::from_millis(300))).await
+    harness_with(|b| {
+        b.http_timeout(Duration::from_millis(300))
+            .auth_deadline(Duration::from_millis(800))
+    })
+    .await
 }
 
 fn expected(fault: Fault) -> (u16, &'static str) {

@@ -16,7 +16,11 @@ async fn no_secret_reaches_logs_debug_output_or_responses() {
     let captured = Captured::default();
     let _guard = captured.install(tracing::Level::TRACE);
 
-    let h = harness_with(|b| b.http_timeout(Duration::from_millis(300))).await;
+    let h = harness_with(|b| {
+        b.http_timeout(Duration::from_millis(300))
+            .auth_deadline(Duration::from_millis(700))
+    })
+    .await;
     h.wix
         .set_app_token_lifetime("inst-s", Duration::from_secs(4));
     let member = h
