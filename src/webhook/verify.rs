@@ -421,6 +421,65 @@ mod tests {
     }
 
     #[test]
+    fn a_body_of_exactly_the_limit_is_read_and_one_byte_more_is_not() {
+        let token = MockWebhook::app_installed("i-1").sign();
+        let exact = verifier().max_body_len(token.len());
+        assert_eq!(exact.body_limit(), token.len());
+        assert!(exact.verify(token.as_bytes()).is_ok());
+        let short = verifier().max_body_len(token.len() - 1);
+        assert_eq!(
+            short.verify(token.as_bytes()).unwrap_err().kind(),
+            WebhookErrorKind::TooLarge
+        );
+        assert_eq!(DEFAULT_MAX_BODY, 262_144);
+        assert_eq!(verifier().body_limit(), DEFAULT_MAX_BODY);
+    }
+
+    #[test]
+    fn each_refusal_has_its_fixed_status_code_and_sentence() {
+        use WebhookErrorKind::*;
+        for (kind, status, code, detail) in [
+            (
+                TooLarge,
+                413,
+                "webhook_too_large",
+                "The webhook body is too large.",
+            ),
+            (
+                BadSignature,
+                401,
+                "webhook_bad_signature",
+                "The webhook's signature is not valid.",
+            ),
+            (
+                Expired,
+                401,
+                "webhook_expired",
+                "The webhook has expired or is not yet valid.",
+            ),
+            (
+                NotAWebhook,
+                400,
+                "not_a_webhook",
+                "The body is not a Wix webhook.",
+            ),
+        ] {
+            let error = WebhookError::from(kind);
+            assert_eq!(
+                (
+                    error.kind(),
+                    error.status().as_u16(),
+                    kind.code(),
+                    kind.detail()
+                ),
+                (kind, status, code, detail)
+            );
+            assert_eq!(kind.to_string(), code);
+            assert_eq!(error.to_string(), format!("webhook refused: {code}"));
+        }
+    }
+
+    #[test]
     fn the_leeway_covers_a_clock_a_little_behind() {
         let private = EncodingKey::from_rsa_pem(PRIVATE.as_bytes()).unwrap();
         let mut claims = MockWebhook::app_removed("i-1").without_exp().claims();
