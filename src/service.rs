@@ -355,11 +355,15 @@ mod tests {
         handle.allow(1);
         assert!(matches!(service.poll_ready(), Poll::Ready(Ok(()))));
         let token = wix.mint(CallerSpec::new(SubjectType::Member));
-        let response = tokio::spawn(service.call(request(Some(&token))));
-        let (req, send) = handle
-            .next_request()
-            .await
-            .expect("the inner service is called");
+        let mut response = tokio::spawn(service.call(request(Some(&token))));
+        // A refused request must fail this test, not leave it waiting.
+        let (req, send) = tokio::select! {
+            called = handle.next_request() => called.expect("the inner service is called"),
+            answered = &mut response => panic!(
+                "answered without calling the inner service: {:?}",
+                answered.ok().and_then(Result::ok).map(|res| res.status())
+            ),
+        };
         assert!(req.extensions().get::<crate::Caller>().is_some());
         send.send_response(Response::new(Bytes::from_static(b"ok")));
         assert_eq!(response.await.unwrap().unwrap().into_body(), "ok");
