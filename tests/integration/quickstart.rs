@@ -544,7 +544,7 @@ async fn it_names_its_wix_answers_readiness_and_stops_on_sigterm() {
 #[cfg(feature = "redis")]
 #[tokio::test]
 async fn with_redis_url_two_quickstarts_are_one_fleet() {
-    let Some(redis) = crate::support::redis_server::Redis::start() else {
+    let Some(redis) = crate::support::Redis::start() else {
         return;
     };
     let wix = another_wix().await;
