@@ -1,7 +1,8 @@
 //! The audit trail: one `tracing` event per elevated Wix call and per
 //! denial, on target `wix_elevate::audit`, at `INFO`.
 //!
-//! Fields: `route`, `policy`, `subject_type`, `subject_id`, `instance_id`,
+//! Fields: `route`, `policy`, `request_id` (Wix's, on service-plugin
+//! calls), `subject_type`, `subject_id`, `instance_id`,
 //! `operation` (method and path template, or the refused call), `outcome`,
 //! `status`, `latency_ms`. Never a token or a secret. Route them to their
 //! own sink with a target filter, e.g. `wix_elevate::audit=info`.
@@ -29,6 +30,9 @@ pub(crate) const MAX_FIELD: usize = 200;
 pub(crate) struct Scope<'a> {
     pub(crate) route: Option<&'a str>,
     pub(crate) policy: Option<&'a str>,
+    /// Wix's id of the request that caused it, where Wix gave one (a
+    /// service-plugin call's `metadata.requestId`).
+    pub(crate) request_id: Option<&'a str>,
 }
 
 /// A call to a Wix API with the elevated token, whatever its result.
@@ -44,6 +48,7 @@ pub(crate) fn wix_call(
         target: TARGET,
         route = scope.route,
         policy = scope.policy,
+        request_id = scope.request_id.map(|id| clean_str(id, MAX_FIELD)).as_deref(),
         subject_type = caller.subject_type().as_str(),
         subject_id = &*clean_str(caller.subject_id(), MAX_FIELD),
         instance_id = &*clean_str(caller.instance_id(), MAX_FIELD),
@@ -67,6 +72,7 @@ pub(crate) fn denied(
         target: TARGET,
         route = scope.route,
         policy = scope.policy,
+        request_id = scope.request_id.map(|id| clean_str(id, MAX_FIELD)).as_deref(),
         subject_type = caller.map(|c| c.subject_type().as_str()),
         subject_id = caller.map(|c| clean_str(c.subject_id(), MAX_FIELD)).as_deref(),
         instance_id = caller.map(|c| clean_str(c.instance_id(), MAX_FIELD)).as_deref(),

@@ -108,6 +108,7 @@
 //! [Policies and least privilege](guide::policies),
 //! [Wix fidelity](guide::wix_fidelity), [resilience](guide::resilience),
 //! [fleet mode](guide::fleet_mode), [webhooks](guide::webhooks),
+//! [service plugins](guide::plugins),
 //! [tracing and OpenTelemetry](guide::observability),
 //! [serverless](guide::serverless), [running against real Wix](guide::real_wix),
 //! [the frontend half and CORS](guide::frontend),
@@ -124,6 +125,7 @@
 //! | `cors` | [`cors::cors_layer`], a tower-http `CorsLayer` preset for `fetchWithAuth` | no |
 //! | `redis` | fleet mode ([`ElevatorBuilder::redis`]): identities, app tokens, rate limits and invalidations shared by every replica through Redis or Valkey | no |
 //! | `webhooks` | `webhook`: verified Wix webhooks (RS256), typed app-instance events, a `WebhookEndpoint` wired to the caches | no |
+//! | `plugins` | `plugin`: verified service-plugin calls (`ServicePlugin`, typed, elevated, with a deadline) and payment-provider `Digest` requests (implies `webhooks`) | no |
 //! | `test-util` | [`test_util::MockWix`], an in-process mock of Wix (with `webhooks`, signed `MockWebhook`s) | no |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -145,10 +147,15 @@ mod fleet;
 mod forget;
 mod future;
 mod identity;
+#[cfg(feature = "webhooks")]
+mod jwt;
 mod layer;
 mod log_throttle;
 mod metrics;
 mod operation;
+#[cfg(feature = "plugins")]
+#[cfg_attr(docsrs, doc(cfg(feature = "plugins")))]
+pub mod plugin;
 pub mod policy;
 mod rate_limit;
 mod response;
@@ -219,6 +226,8 @@ pub mod guide {
     pub mod fleet_mode {}
     #[doc = include_str!("docs/webhooks.md")]
     pub mod webhooks {}
+    #[doc = include_str!("docs/plugins.md")]
+    pub mod plugins {}
     #[doc = include_str!("docs/observability.md")]
     pub mod observability {}
     #[doc = include_str!("docs/serverless.md")]

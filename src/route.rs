@@ -165,6 +165,7 @@ impl RouteConfig {
         Scope {
             route: Some(&self.route_name),
             policy: Some(self.policy.name()),
+            request_id: None,
         }
     }
 

@@ -8,7 +8,8 @@
 //! Environment: `WIX_APP_ID`, `WIX_APP_SECRET` (required); `WIX_API_BASE_URL`
 //! (default Wix's); `REDIS_URL` turns fleet mode on, so every concurrent
 //! instance of the function and every cold start shares identities and app
-//! tokens; `WIX_WEBHOOK_PUBLIC_KEY` serves `POST /webhooks`;
+//! tokens; `WIX_WEBHOOK_PUBLIC_KEY` serves `POST /webhooks` and the Additional
+//! Fees plugin;
 //! `WIX_PREMIUM_PLANS` as in the quickstart.
 //!
 //! The `Elevator` is built once per cold start, before the first
@@ -30,10 +31,7 @@ use std::{
 };
 
 use metrics_exporter_prometheus::PrometheusBuilder;
-use wix_elevate::{
-    Elevator,
-    webhook::{WebhookKeys, WebhookVerifier},
-};
+use wix_elevate::{Elevator, webhook::WebhookKeys};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
@@ -54,8 +52,8 @@ async fn main() -> Result<(), lambda_http::Error> {
         builder = builder.redis(url);
     }
     let elevator = builder.build()?;
-    let webhooks = match env::var("WIX_WEBHOOK_PUBLIC_KEY") {
-        Ok(key) => Some(WebhookVerifier::new(WebhookKeys::new().key(&key)?)),
+    let signing_keys = match env::var("WIX_WEBHOOK_PUBLIC_KEY") {
+        Ok(key) => Some(WebhookKeys::new().key(&key)?),
         Err(_) => None,
     };
     let premium_plans: Vec<String> = env::var("WIX_PREMIUM_PLANS")
@@ -71,7 +69,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         metrics,
         None,
         &premium_plans,
-        webhooks,
+        signing_keys,
         Arc::new(AtomicBool::new(false)),
     )?;
     lambda_http::run(app).await

@@ -14,6 +14,7 @@
 //! | `GET /api/dashboard/instance` | Wix users | same; the token may also come as `?instance=` (older dashboard pages) |
 //! | `GET /api/premium/instance` | Wix users of sites on a plan in `WIX_PREMIUM_PLANS` | same; other plans: 403 `plan_required` |
 //! | `POST /api/members/escalate` | members | tries `POST /members/v1/members`, which the route does not declare: 403, and Wix sees nothing |
+//! | `POST /plugins/additional-fees/v1/calculate-additional-fees` | Wix (signed) | the Additional Fees service plugin, on the same key as webhooks: 1.50 handling per unit of each line item in the call's currency, after reading the site's instance with the app's identity; answers within 2.5 s even when Wix hangs |
 //! | `POST /webhooks` | Wix (signed) | with `WIX_WEBHOOK_PUBLIC_KEY`, or always against the mock: verified webhooks; `AppRemoved`, `AppInstalled` and plan events forget the instance; on `AppInstalled` it reads the instance with the app's identity and logs the app name |
 //! | `GET /metrics` | anyone | Prometheus text: requests, cache hits/misses/coalesced waits, Wix calls and latency |
 //!
@@ -41,7 +42,8 @@
 //! * `SHUTDOWN_DEADLINE_MS`: how long open connections get after SIGTERM
 //!   or Ctrl-C before the process exits anyway (default 10000).
 //! * `WIX_WEBHOOK_PUBLIC_KEY`: the app's webhook public key (PEM, `\n`-escaped
-//!   PEM, or base64); serves `POST /webhooks`. Against the mock, the
+//!   PEM, or base64); serves `POST /webhooks` and the Additional Fees plugin
+//!   (Wix signs both with it). Against the mock, the
 //!   mock's key is used.
 //! * `WIX_PREMIUM_PLANS`: the product ids (comma separated) that
 //!   `/api/premium/instance` admits (default `premium`).
@@ -70,7 +72,7 @@ use metrics_exporter_prometheus::PrometheusBuilder;
 use wix_elevate::{
     Elevator, SubjectType,
     test_util::{CallerSpec, MockWebhook, MockWix, WEBHOOK_PUBLIC_KEY},
-    webhook::{WebhookKeys, WebhookVerifier},
+    webhook::WebhookKeys,
 };
 
 /// The quickstart's settings, all from the environment.
@@ -213,6 +215,21 @@ fn print_demo(wix: &MockWix, addr: SocketAddr, premium_plans: &[String]) {
     // mock's key): the demo instance's callers are forgotten.
     let removed = MockWebhook::app_removed("demo-instance").sign();
     println!("  curl -s -X POST {base}/webhooks --data-binary '{removed}'   # expect 200");
+    // Wix's checkout asks the Additional Fees plugin (a call signed with
+    // the mock's key, valid 24 h): 1.50 per unit, in EUR.
+    let fees = wix
+        .service_plugin(
+            "ECOM_ADDITIONAL_FEES",
+            "demo-instance",
+            serde_json::json!({"lineItems": [{"id": "li-1", "quantity": 2}, {"id": "li-2", "quantity": 1}]}),
+        )
+        .currency("EUR")
+        .expires_in(Duration::from_secs(24 * 3600))
+        .sign();
+    println!(
+        "  curl -s -X POST {base}{}/v1/calculate-additional-fees --data-binary '{fees}'   # expect 200",
+        routes::ADDITIONAL_FEES_BASE
+    );
 }
 
 async fn run() -> Result<(), Box<dyn Error>> {
@@ -270,12 +287,12 @@ async fn run() -> Result<(), Box<dyn Error>> {
         (None, Some(_)) => Some(WEBHOOK_PUBLIC_KEY),
         (None, None) => None,
     };
-    let webhook_verifier = match webhook_key {
-        Some(key) => Some(WebhookVerifier::new(
+    let signing_keys = match webhook_key {
+        Some(key) => Some(
             WebhookKeys::new()
                 .key(key)
                 .map_err(|e| format!("WIX_WEBHOOK_PUBLIC_KEY: {e}"))?,
-        )),
+        ),
         None => None,
     };
 
@@ -294,7 +311,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
         metrics,
         settings.per_caller_per_min,
         &settings.premium_plans,
-        webhook_verifier,
+        signing_keys,
         stopping.clone(),
     )?;
     let shutdown = async move {

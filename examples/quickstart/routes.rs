@@ -14,9 +14,14 @@ use serde_json::{Value, json};
 use tower_http::cors::Any;
 use wix_elevate::{
     Caller, ConfigError, ElevateLayer, Elevator, PolicyExt, SubjectTypes, WixApi, WixApiError,
+    plugin::{PluginCall, PluginFailure, PluginVerifier, ServicePlugin},
     policy,
-    webhook::{EventPayload, WebhookEndpoint, WebhookVerifier},
+    webhook::{EventPayload, WebhookEndpoint, WebhookKeys, WebhookVerifier},
 };
+
+/// Where the Additional Fees plugin is served: its extension's
+/// `deploymentUri` in the app dashboard.
+pub(crate) const ADDITIONAL_FEES_BASE: &str = "/plugins/additional-fees";
 
 /// The demo app: one elevated layer per route, each declaring the Wix
 /// operations its handler may call (and, with `RATE_LIMIT_PER_CALLER_PER_MIN`,
@@ -27,7 +32,7 @@ pub(crate) fn app(
     metrics: PrometheusHandle,
     per_caller_per_min: Option<u32>,
     premium_plans: &[String],
-    webhooks: Option<WebhookVerifier>,
+    signing_keys: Option<WebhookKeys>,
     stopping: Arc<AtomicBool>,
 ) -> Result<Router, ConfigError> {
     // Wix's headers (`x-wix-linguist`, `X-Wix-Consistent`) allowed,
@@ -42,11 +47,17 @@ pub(crate) fn app(
         }
     };
     let reads_instance = |name| layer(name)?.allow("GET /apps/v1/instance");
-    let router = match webhooks {
-        Some(verifier) => Router::new().route(
-            "/webhooks",
-            post_service(webhook_endpoint(elevator, verifier)?),
-        ),
+    // Wix signs webhooks and service-plugin calls with the same app key.
+    let router = match signing_keys {
+        Some(keys) => Router::new()
+            .route(
+                "/webhooks",
+                post_service(webhook_endpoint(
+                    elevator,
+                    WebhookVerifier::new(keys.clone()),
+                )?),
+            )
+            .nest_service(ADDITIONAL_FEES_BASE, additional_fees(elevator, keys)?),
         None => Router::new(),
     };
     Ok(router
@@ -178,6 +189,72 @@ fn webhook_endpoint(
             }
         })
         .build())
+}
+
+/// Wix's Additional Fees request: only what the quickstart reads of it.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CalculateAdditionalFees {
+    #[serde(default)]
+    line_items: Vec<LineItem>,
+}
+
+#[derive(serde::Deserialize)]
+struct LineItem {
+    id: String,
+    #[serde(default = "one")]
+    quantity: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// The Additional Fees plugin (`ECOM_ADDITIONAL_FEES`, method path from
+/// Wix's `@wix/auto_sdk_ecom_additional-fees`): a handling fee of 1.50
+/// per unit of each line item, in the call's currency, after reading the
+/// site's instance with the app's identity (one app token per instance,
+/// then cached). Wix waits 3 s: the plugin answers within 2.5 s, even when
+/// Wix's own API hangs.
+fn additional_fees(elevator: &Elevator, keys: WebhookKeys) -> Result<ServicePlugin, ConfigError> {
+    ServicePlugin::builder(
+        elevator,
+        PluginVerifier::new(elevator.app_id(), keys),
+        "ECOM_ADDITIONAL_FEES",
+    )
+    .route_name("plugin:additional_fees")
+    .allow("GET /apps/v1/instance")
+    .method("/v1/calculate-additional-fees", calculate_additional_fees)
+    .build()
+}
+
+async fn calculate_additional_fees(
+    call: PluginCall<CalculateAdditionalFees>,
+) -> Result<Value, PluginFailure> {
+    let site: Value = call.api().get("/apps/v1/instance").await?.json()?;
+    let currency = call.metadata().currency().unwrap_or("USD");
+    let fees: Vec<Value> = call
+        .request()
+        .line_items
+        .iter()
+        .map(|item| {
+            let cents = 150 * u64::from(item.quantity);
+            json!({
+                "code": "handling",
+                "name": "Handling",
+                "price": format!("{}.{:02}", cents / 100, cents % 100),
+                "taxDetails": {"taxable": false},
+                "lineItemIds": [item.id],
+            })
+        })
+        .collect();
+    tracing::info!(
+        instance_id = call.metadata().instance_id(),
+        app_name = site["instance"]["appName"].as_str(),
+        fees = fees.len(),
+        "additional fees"
+    );
+    Ok(json!({ "additionalFees": fees, "currency": currency }))
 }
 
 async fn instance(api: WixApi) -> Result<Json<Value>, WixApiError> {

@@ -257,13 +257,22 @@ impl std::error::Error for WixApiError {
     }
 }
 
-#[cfg(feature = "axum")]
-impl axum_core::response::IntoResponse for WixApiError {
-    fn into_response(self) -> axum_core::response::Response {
+impl WixApiError {
+    /// The problem response for this error (logged at WARN when it is a
+    /// 5xx): what a handler that returns it answers.
+    #[cfg_attr(not(any(feature = "axum", feature = "plugins")), allow(dead_code))]
+    pub(crate) fn problem_response<B: From<String>>(&self) -> http::Response<B> {
         let (status, code, detail) = self.0.kind.describe();
         if status.is_server_error() {
             tracing::warn!(target: "wix_elevate::api", error = %self, code, "Wix API call failed");
         }
         crate::response::problem(status, detail, code, self.retry_after())
+    }
+}
+
+#[cfg(feature = "axum")]
+impl axum_core::response::IntoResponse for WixApiError {
+    fn into_response(self) -> axum_core::response::Response {
+        self.problem_response()
     }
 }

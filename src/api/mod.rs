@@ -95,6 +95,9 @@ pub struct WixApi {
     caller: Caller,
     /// Attached by the layer on routes that declare operations.
     token: Option<ElevatedToken>,
+    /// Wix's id of the request being answered, for the audit trail (a
+    /// service plugin's `metadata.requestId`).
+    request_id: Option<Arc<str>>,
 }
 
 impl WixApi {
@@ -114,6 +117,7 @@ impl WixApi {
             route: scope.route.clone(),
             caller: extensions.get::<Caller>()?.clone(),
             token: scope.token.clone(),
+            request_id: None,
         })
     }
 
@@ -126,7 +130,14 @@ impl WixApi {
             route,
             caller,
             token,
+            request_id: None,
         }
+    }
+
+    /// The same client, its audit events naming Wix's `request_id`.
+    pub(crate) fn with_request_id(mut self, request_id: Option<Arc<str>>) -> Self {
+        self.request_id = request_id;
+        self
     }
 
     /// The caller this client acts for.
@@ -176,7 +187,10 @@ impl WixApi {
     }
 
     fn scope(&self) -> audit::Scope<'_> {
-        self.route.audit_scope()
+        audit::Scope {
+            request_id: self.request_id.as_deref(),
+            ..self.route.audit_scope()
+        }
     }
 }
 

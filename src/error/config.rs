@@ -28,6 +28,20 @@ pub enum ConfigError {
     /// A duration setting is longer than 24 hours.
     #[error("the setting `{0}` must be at most 24 hours")]
     TooLong(&'static str),
+    /// The leeway of a JWT verifier (webhooks, service plugins) is longer
+    /// than five minutes.
+    #[error("the leeway on a signed request's exp and nbf must be at most 5 minutes")]
+    LeewayTooLong,
+    /// A service plugin's deadline is over a minute: Wix waits seconds.
+    #[error("a service plugin's deadline must be at most a minute")]
+    PluginDeadlineTooLong,
+    /// A service plugin was built without any method to serve.
+    #[error("a service plugin needs at least one method")]
+    NoPluginMethod,
+    /// A service plugin's verifier checks calls to another app than its
+    /// elevator acts for.
+    #[error("the service plugin's verifier is for another app id than the elevator's")]
+    PluginAppMismatch,
     /// A declared operation is not `METHOD /path/template` with plain
     /// segments and `{name}` placeholders.
     #[error(

@@ -48,6 +48,8 @@
 //! # }
 //! ```
 
+#[cfg(feature = "plugins")]
+mod plugin;
 mod registered;
 mod server;
 mod spec;
@@ -60,6 +62,9 @@ use std::{fmt, io, net::SocketAddr, sync::Arc, time::Duration};
 use bytes::Bytes;
 use tokio::{net::TcpListener, task::JoinHandle};
 
+#[cfg(feature = "plugins")]
+#[cfg_attr(docsrs, doc(cfg(feature = "plugins")))]
+pub use plugin::{MockPaymentRequest, MockServicePlugin};
 #[doc(inline)]
 pub use spec::{
     CallerSpec, DEFAULT_APP_TOKEN_LIFETIME, Fault, GrantQuirk, MockEndpoint, MockReply,

@@ -52,7 +52,7 @@ impl WebhookKeys {
         Ok(self)
     }
 
-    pub(super) fn iter(&self) -> impl Iterator<Item = &DecodingKey> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &DecodingKey> {
         self.keys.iter()
     }
 }

@@ -1,14 +1,16 @@
 //! [`WebhookVerifier`]: a webhook body (a JWT signed RS256 with the app's
 //! key) checked and parsed, or refused with the reason's status.
 
-use std::{collections::HashSet, fmt, time::Duration};
+use std::{fmt, time::Duration};
 
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use http::StatusCode;
-use jsonwebtoken::{Algorithm, Validation, errors::ErrorKind};
-use serde::Deserialize;
+use serde_json::Value;
 
 use super::{WebhookKeys, WixEvent, event};
+use crate::{
+    error::ConfigError,
+    jwt::{self, ClaimRules, JwtRefusal},
+};
 
 /// The largest webhook body read by default: 256 KiB.
 pub const DEFAULT_MAX_BODY: usize = 256 * 1024;
@@ -19,11 +21,14 @@ pub const DEFAULT_MAX_BODY: usize = 256 * 1024;
 ///   public key's bytes), RS384, RS512 and ES256 are refused. (Wix's
 ///   JavaScript SDK accepts RS512 signed with the same RSA key; this is
 ///   stricter on purpose, since Wix signs RS256.)
-/// * Only the configured keys are tried; `kid`, `jku` and `jwk` headers
-///   never select or fetch a key, and do not by themselves refuse a token.
+/// * Only the configured keys are tried; `kid`, `jku`, `jwk` and `x5u`
+///   headers never select or fetch a key, and do not by themselves refuse
+///   a token. A `crit` header is refused: this verifier implements no JWS
+///   extension (RFC 7515, section 4.1.11).
 /// * `exp` and `nbf` are checked when present, with a leeway (5 s by
-///   default) for clocks that disagree; a token without `exp` is accepted,
-///   as Wix's SDK does.
+///   default, at most 5 minutes) for clocks that disagree; a token without
+///   `exp` is accepted, as Wix's SDK does. `exp`, `nbf` and `iat` that are
+///   present but not numbers are refused, as Wix's SDK does.
 /// * A body over [`max_body_len`](Self::max_body_len) is refused before it
 ///   is parsed.
 ///
@@ -40,7 +45,7 @@ pub const DEFAULT_MAX_BODY: usize = 256 * 1024;
 #[derive(Clone, Debug)]
 pub struct WebhookVerifier {
     keys: WebhookKeys,
-    validation: Validation,
+    rules: ClaimRules,
     max_body: usize,
 }
 
@@ -50,10 +55,13 @@ pub struct WebhookVerifier {
 pub enum WebhookErrorKind {
     /// The body is larger than the verifier reads (413).
     TooLarge,
-    /// No configured key verifies it, or it is not RS256 (401).
+    /// No configured key verifies it, it is not RS256, or its header
+    /// names a `crit` extension (401).
     BadSignature,
     /// Signed, but past `exp` or before `nbf` (401).
     Expired,
+    /// Signed, but `exp`, `nbf` or `iat` is not a number (401).
+    InvalidClaims,
     /// Not a webhook: not a JWT, or signed claims without a webhook in
     /// them (400).
     NotAWebhook,
@@ -64,7 +72,9 @@ impl WebhookErrorKind {
     pub const fn status(self) -> StatusCode {
         match self {
             WebhookErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            WebhookErrorKind::BadSignature | WebhookErrorKind::Expired => StatusCode::UNAUTHORIZED,
+            WebhookErrorKind::BadSignature
+            | WebhookErrorKind::Expired
+            | WebhookErrorKind::InvalidClaims => StatusCode::UNAUTHORIZED,
             WebhookErrorKind::NotAWebhook => StatusCode::BAD_REQUEST,
         }
     }
@@ -75,6 +85,7 @@ impl WebhookErrorKind {
             WebhookErrorKind::TooLarge => "webhook_too_large",
             WebhookErrorKind::BadSignature => "webhook_bad_signature",
             WebhookErrorKind::Expired => "webhook_expired",
+            WebhookErrorKind::InvalidClaims => "webhook_invalid_claims",
             WebhookErrorKind::NotAWebhook => "not_a_webhook",
         }
     }
@@ -85,7 +96,19 @@ impl WebhookErrorKind {
             WebhookErrorKind::TooLarge => "The webhook body is too large.",
             WebhookErrorKind::BadSignature => "The webhook's signature is not valid.",
             WebhookErrorKind::Expired => "The webhook has expired or is not yet valid.",
+            WebhookErrorKind::InvalidClaims => "The webhook's claims are not valid.",
             WebhookErrorKind::NotAWebhook => "The body is not a Wix webhook.",
+        }
+    }
+}
+
+impl From<JwtRefusal> for WebhookErrorKind {
+    fn from(refusal: JwtRefusal) -> Self {
+        match refusal {
+            JwtRefusal::NotAJwt => WebhookErrorKind::NotAWebhook,
+            JwtRefusal::BadSignature => WebhookErrorKind::BadSignature,
+            JwtRefusal::Expired => WebhookErrorKind::Expired,
+            JwtRefusal::BadClaims => WebhookErrorKind::InvalidClaims,
         }
     }
 }
@@ -115,33 +138,38 @@ impl From<WebhookErrorKind> for WebhookError {
     }
 }
 
-/// The JWT claims: only `data` (a JSON string) matters; `exp` and `nbf`
-/// are checked by the validation.
-#[derive(Deserialize)]
-struct Claims {
-    data: String,
-}
-
 impl WebhookVerifier {
     /// A verifier for these keys (none: every webhook is refused).
     pub fn new(keys: WebhookKeys) -> Self {
-        let mut validation = Validation::new(Algorithm::RS256);
-        validation.required_spec_claims = HashSet::new();
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
-        validation.validate_aud = false;
-        validation.leeway = 5;
         Self {
             keys,
-            validation,
+            // Wix's SDK checks no `iss` or `aud` on webhooks, and Wix's
+            // own samples send none: require what Wix signs, no more.
+            rules: ClaimRules {
+                issuer: None,
+                audience: None,
+                iss_aud_if_present: false,
+                require_exp: false,
+                leeway_secs: jwt::DEFAULT_LEEWAY.as_secs(),
+            },
             max_body: DEFAULT_MAX_BODY,
         }
     }
 
-    /// The leeway on `exp` and `nbf` (default 5 s; whole seconds).
-    pub fn leeway(mut self, leeway: Duration) -> Self {
-        self.validation.leeway = leeway.as_secs();
-        self
+    /// The leeway on `exp` and `nbf` (default 5 s; whole seconds). More
+    /// than five minutes is refused: that is a broken clock, not a slow
+    /// one.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use wix_elevate::webhook::{WebhookKeys, WebhookVerifier};
+    /// let verifier = WebhookVerifier::new(WebhookKeys::new());
+    /// assert!(verifier.clone().leeway(Duration::from_secs(30)).is_ok());
+    /// assert!(verifier.leeway(Duration::MAX).is_err());
+    /// ```
+    pub fn leeway(mut self, leeway: Duration) -> Result<Self, ConfigError> {
+        self.rules.leeway_secs = jwt::leeway_secs(leeway).ok_or(ConfigError::LeewayTooLong)?;
+        Ok(self)
     }
 
     /// The largest body read (default 256 KiB).
@@ -163,54 +191,13 @@ impl WebhookVerifier {
         let token = std::str::from_utf8(body)
             .map_err(|_| WebhookErrorKind::NotAWebhook)?
             .trim();
-        check_header(token)?;
-        let mut refused = WebhookErrorKind::BadSignature;
-        for key in self.keys.iter() {
-            match jsonwebtoken::decode::<Claims>(token, key, &self.validation) {
-                Ok(data) => {
-                    return event::parse(&data.claims.data)
-                        .ok_or_else(|| WebhookErrorKind::NotAWebhook.into());
-                }
-                // The signature held (it is checked first): the time did not.
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        ErrorKind::ExpiredSignature | ErrorKind::ImmatureSignature
-                    ) =>
-                {
-                    return Err(WebhookErrorKind::Expired.into());
-                }
-                // Signed, but the claims are not a webhook's.
-                Err(e) if matches!(e.kind(), ErrorKind::Json(_) | ErrorKind::Utf8(_)) => {
-                    refused = WebhookErrorKind::NotAWebhook;
-                }
-                // Another key may verify it.
-                Err(_) => {}
-            }
-        }
-        Err(refused.into())
-    }
-}
-
-/// A JWT's shape and an RS256 header, checked before any key is tried:
-/// anything that is not three base64url parts with a JSON header is not a
-/// webhook (400); any other algorithm is a bad signature (401).
-fn check_header(token: &str) -> Result<(), WebhookError> {
-    let mut parts = token.split('.');
-    let (Some(header), Some(_), Some(_), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(WebhookErrorKind::NotAWebhook.into());
-    };
-    let header = URL_SAFE_NO_PAD
-        .decode(header.trim_end_matches('='))
-        .map_err(|_| WebhookErrorKind::NotAWebhook)?;
-    let header: serde_json::Value =
-        serde_json::from_slice(&header).map_err(|_| WebhookErrorKind::NotAWebhook)?;
-    match header.get("alg").and_then(serde_json::Value::as_str) {
-        Some("RS256") => Ok(()),
-        Some(_) => Err(WebhookErrorKind::BadSignature.into()),
-        None => Err(WebhookErrorKind::NotAWebhook.into()),
+        let claims = jwt::verify(token, &self.keys, &self.rules)
+            .map_err(|refusal| WebhookError::from(WebhookErrorKind::from(refusal)))?;
+        claims
+            .get("data")
+            .and_then(Value::as_str)
+            .and_then(event::parse)
+            .ok_or_else(|| WebhookErrorKind::NotAWebhook.into())
     }
 }
 
@@ -222,7 +209,8 @@ impl fmt::Display for WebhookErrorKind {
 
 #[cfg(all(test, feature = "test-util"))]
 mod tests {
-    use jsonwebtoken::{EncodingKey, Header};
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
     use serde_json::json;
 
     use super::*;
@@ -266,6 +254,18 @@ mod tests {
         kid.jku = Some("https://attacker.example/jwks".into());
         let mut future = claims.clone();
         future["nbf"] = json!(9_999_999_999u64);
+        let mut exp_text = claims.clone();
+        exp_text["exp"] = json!("9999999999");
+        let mut nbf_null = claims.clone();
+        nbf_null["nbf"] = serde_json::Value::Null;
+        let crit = {
+            let head = b64(&json!({"alg": "RS256", "typ": "JWT", "crit": ["x-wix"], "x-wix": 1}));
+            let signing_input = format!("{head}.{}", b64(&claims));
+            let signature =
+                jsonwebtoken::crypto::sign(signing_input.as_bytes(), &private, Algorithm::RS256)
+                    .unwrap();
+            format!("{signing_input}.{signature}")
+        };
         let cases: Vec<(&str, String, Result<String, WebhookErrorKind>)> = vec![
             ("valid", good.clone(), Ok("AppRemoved".into())),
             (
@@ -294,6 +294,17 @@ mod tests {
                 "nbf in the future",
                 signed(Header::new(Algorithm::RS256), &future, &private),
                 Err(Expired),
+            ),
+            ("crit header naming an extension", crit, Err(BadSignature)),
+            (
+                "exp a string",
+                signed(Header::new(Algorithm::RS256), &exp_text, &private),
+                Err(InvalidClaims),
+            ),
+            (
+                "nbf null",
+                signed(Header::new(Algorithm::RS256), &nbf_null, &private),
+                Err(InvalidClaims),
             ),
             (
                 "another key",
@@ -458,6 +469,12 @@ mod tests {
                 "The webhook has expired or is not yet valid.",
             ),
             (
+                InvalidClaims,
+                401,
+                "webhook_invalid_claims",
+                "The webhook's claims are not valid.",
+            ),
+            (
                 NotAWebhook,
                 400,
                 "not_a_webhook",
@@ -493,7 +510,7 @@ mod tests {
             verifier().verify(token.as_bytes()).is_ok(),
             "2 s late: within 5 s"
         );
-        let strict = verifier().leeway(Duration::ZERO);
+        let strict = verifier().leeway(Duration::ZERO).unwrap();
         assert_eq!(
             strict.verify(token.as_bytes()).unwrap_err().kind(),
             WebhookErrorKind::Expired

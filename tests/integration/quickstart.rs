@@ -239,6 +239,17 @@ async fn the_printed_curl_commands_work_as_printed() {
         if status == 403 && curl.url.contains("/api/premium/") {
             assert_eq!(body["code"], "plan_required", "a free site's owner");
         }
+        if curl.url.ends_with("/v1/calculate-additional-fees") {
+            // 2 units and 1 unit of handling at 1.50, in the call's currency.
+            assert_eq!(body["currency"], "EUR", "{body}");
+            let prices: Vec<&str> = body["additionalFees"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|fee| fee["price"].as_str().unwrap())
+                .collect();
+            assert_eq!(prices, ["3.00", "1.50"]);
+        }
     }
     // A free and a premium caller on the premium route, and a dashboard
     // page's `?instance=` credential.
@@ -260,6 +271,14 @@ async fn the_printed_curl_commands_work_as_printed() {
         curls
             .iter()
             .any(|c| c.url.ends_with("/webhooks") && c.body.is_some() && c.expect == 200),
+        "{:#?}",
+        qs.lines
+    );
+    // A signed Additional Fees call is answered.
+    assert!(
+        curls
+            .iter()
+            .any(|c| c.url.ends_with("/v1/calculate-additional-fees") && c.expect == 200),
         "{:#?}",
         qs.lines
     );
@@ -663,4 +682,58 @@ async fn an_app_installed_webhook_reads_the_instance_as_the_app_and_logs_its_nam
         !line.contains(&installed[..40]),
         "the webhook's token is not logged"
     );
+}
+
+#[tokio::test]
+async fn the_additional_fees_plugin_reads_the_site_once_per_instance_and_answers_in_time_when_wix_hangs()
+ {
+    use wix_elevate::test_util::{Fault, MockEndpoint, MockServicePlugin, WEBHOOK_PUBLIC_KEY};
+    let (wix, qs) =
+        start_against_another_wix(&[("WIX_WEBHOOK_PUBLIC_KEY", WEBHOOK_PUBLIC_KEY)]).await;
+    let url = format!(
+        "{}/plugins/additional-fees/v1/calculate-additional-fees",
+        qs.url
+    );
+    let call = |instance: &str| {
+        MockServicePlugin::additional_fees(
+            instance,
+            serde_json::json!([{"id": "a", "quantity": 3}]),
+        )
+        .app_id("real-app")
+        .currency("GBP")
+        .sign()
+    };
+    for _ in 0..3 {
+        let (status, body) = post_body(&url, &call("shop-1")).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["currency"], "GBP");
+        assert_eq!(body["additionalFees"][0]["price"], "4.50");
+    }
+    assert_eq!(
+        wix.access_token_calls_for("shop-1"),
+        1,
+        "one app token, then cached"
+    );
+    assert_eq!(wix.calls(MockEndpoint::GetAppInstance), 3);
+    // A call for another app is refused before any Wix call.
+    let foreign = MockServicePlugin::additional_fees("shop-1", serde_json::json!([]))
+        .app_id("another-app")
+        .sign();
+    let (status, body) = post_body(&url, &foreign).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("plugin_invalid_claims"))
+    );
+    assert_eq!(wix.calls(MockEndpoint::GetAppInstance), 3);
+    // Wix's API hangs: the plugin still answers within Wix's 3 s.
+    wix.fail(MockEndpoint::GetAppInstance, Fault::Hang);
+    let started = std::time::Instant::now();
+    let (status, body) = post_body(&url, &call("shop-1")).await;
+    let took = started.elapsed();
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (504, Some("plugin_deadline_exceeded")),
+        "{body}"
+    );
+    assert!(took < Duration::from_secs(3), "answered in {took:?}");
 }
