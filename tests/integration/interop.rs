@@ -18,8 +18,8 @@ use wix_elevate::{
 
 use crate::quickstart::start_against_another_wix;
 
-struct Tools {
-    node: PathBuf,
+pub(crate) struct Tools {
+    pub(crate) node: PathBuf,
     npm: PathBuf,
     chromium: PathBuf,
 }
@@ -81,7 +81,7 @@ fn install_packages(dir: &Path, npm: &Path) {
 
 /// The tools and `tests/interop/` with its packages installed, or `None`
 /// (see [`tools`]).
-async fn prepared() -> Option<(Tools, PathBuf)> {
+pub(crate) async fn prepared() -> Option<(Tools, PathBuf)> {
     let tools = tools()?;
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
     let (npm, install_dir) = (tools.npm.clone(), dir.clone());
@@ -92,7 +92,7 @@ async fn prepared() -> Option<(Tools, PathBuf)> {
 }
 
 /// `target/interop/`, beside the test binary's profile directory.
-fn artifacts() -> PathBuf {
+pub(crate) fn artifacts() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let target = exe
         .ancestors()

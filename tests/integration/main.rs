@@ -18,6 +18,7 @@ mod identity;
 mod interop;
 mod least_privilege;
 mod plans;
+mod plugin_corpus;
 mod plugins;
 mod policy;
 mod quickstart;

@@ -6,6 +6,7 @@
 mod support;
 
 mod audit;
+mod plugins;
 mod rejections;
 mod secrets;
 mod spans;
