@@ -59,7 +59,7 @@ pub(crate) enum JwtRefusal {
 
 /// The leeway for `leeway`, or `None` past [`MAX_LEEWAY`].
 pub(crate) fn leeway_secs(leeway: Duration) -> Option<u64> {
-    (leeway <= MAX_LEEWAY).then(|| leeway.as_secs())
+    (leeway <= MAX_LEEWAY).then_some(leeway.as_secs())
 }
 
 /// Verify `token` against `keys` and `rules`: its claims, or why not.

@@ -135,6 +135,7 @@ impl WixApi {
     }
 
     /// The same client, its audit events naming Wix's `request_id`.
+    #[cfg(feature = "plugins")]
     pub(crate) fn with_request_id(mut self, request_id: Option<Arc<str>>) -> Self {
         self.request_id = request_id;
         self

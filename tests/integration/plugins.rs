@@ -56,11 +56,15 @@ struct Fees {
     currency: String,
 }
 
+/// The instance, the identity, Wix's request id, and the instance Wix's
+/// API answered for, as the handler saw them.
+type LastCall = (String, SubjectType, Option<String>, Option<String>, String);
+
 /// What the handler saw, for the test to read.
 #[derive(Default)]
 struct Seen {
     calls: AtomicUsize,
-    last: std::sync::Mutex<Option<(String, SubjectType, Option<String>, Option<String>, String)>>,
+    last: std::sync::Mutex<Option<LastCall>>,
 }
 
 /// The Additional Fees plugin: 1.50 per line item in the call's currency,
