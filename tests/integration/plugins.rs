@@ -712,3 +712,20 @@ async fn a_payment_digest_in_upper_case_hex_holds_and_a_wrong_aud_does_not() {
     let no_exp = header(json!({"data": {"SHA256": hex}}));
     assert!(verifier.verify(&no_exp, body).is_err());
 }
+
+#[test]
+fn the_plugin_load_driver_runs_end_to_end() {
+    let out = std::process::Command::new(crate::support::example::example_binary("plugin_load"))
+        .env("VERIFY_ROUNDS", "20")
+        .env("WORKERS", "2")
+        .env("REQUESTS", "10")
+        .output()
+        .expect("the driver runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("µs per call"), "{stdout}");
+    assert!(stdout.contains("20 calls by 2 workers"), "{stdout}");
+    // One app token for the whole run, one instance read per call (the
+    // warm-up included).
+    assert!(stdout.contains("Create Access Token 1, Get App Instance 21"), "{stdout}");
+}
