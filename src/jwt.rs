@@ -14,7 +14,10 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, Validation, errors::ErrorKind};
 use serde_json::{Map, Value};
 
-use crate::webhook::WebhookKeys;
+use crate::{error::ConfigError, webhook::WebhookKeys};
+
+/// The largest body a verifier reads by default: 256 KiB.
+pub(crate) const DEFAULT_MAX_BODY: usize = 256 * 1024;
 
 /// The largest leeway a verifier accepts: five minutes. A clock further
 /// off than that is a broken clock, and a longer leeway would keep an
@@ -41,9 +44,64 @@ pub(crate) struct ClaimRules {
     pub(crate) leeway_secs: u64,
 }
 
+/// One door's verifier: the app's keys, the door's claim rules and the
+/// largest body it reads. Each door's public verifier wraps one, so the
+/// settings mean the same everywhere.
+#[derive(Clone, Debug)]
+pub(crate) struct JwtVerifier {
+    keys: WebhookKeys,
+    rules: ClaimRules,
+    max_body: usize,
+}
+
+impl JwtVerifier {
+    pub(crate) fn new(keys: WebhookKeys, rules: ClaimRules) -> Self {
+        Self {
+            keys,
+            rules,
+            max_body: DEFAULT_MAX_BODY,
+        }
+    }
+
+    pub(crate) fn rules(&self) -> &ClaimRules {
+        &self.rules
+    }
+
+    /// The leeway on `exp` and `nbf`, at most [`MAX_LEEWAY`].
+    pub(crate) fn set_leeway(&mut self, leeway: Duration) -> Result<(), ConfigError> {
+        self.rules.leeway_secs = leeway_secs(leeway).ok_or(ConfigError::LeewayTooLong)?;
+        Ok(())
+    }
+
+    pub(crate) fn set_max_body(&mut self, max: usize) {
+        self.max_body = max;
+    }
+
+    pub(crate) fn max_body(&self) -> usize {
+        self.max_body
+    }
+
+    /// A body that is the token: refused unread past the limit, then
+    /// verified (surrounding white space aside).
+    pub(crate) fn verify_body(&self, body: &[u8]) -> Result<Map<String, Value>, JwtRefusal> {
+        if body.len() > self.max_body {
+            return Err(JwtRefusal::TooLarge);
+        }
+        let token = std::str::from_utf8(body).map_err(|_| JwtRefusal::NotAJwt)?;
+        self.verify_token(token.trim())
+    }
+
+    /// A token from elsewhere (a header).
+    pub(crate) fn verify_token(&self, token: &str) -> Result<Map<String, Value>, JwtRefusal> {
+        verify(token, &self.keys, &self.rules)
+    }
+}
+
 /// Why a token was refused, before each door names it in its own words.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum JwtRefusal {
+    /// The body is larger than the verifier reads; never parsed.
+    TooLarge,
     /// Not three base64url parts with a JSON header naming an algorithm,
     /// or signed claims that are not a JSON object.
     NotAJwt,
@@ -58,12 +116,12 @@ pub(crate) enum JwtRefusal {
 }
 
 /// The leeway for `leeway`, or `None` past [`MAX_LEEWAY`].
-pub(crate) fn leeway_secs(leeway: Duration) -> Option<u64> {
+fn leeway_secs(leeway: Duration) -> Option<u64> {
     (leeway <= MAX_LEEWAY).then_some(leeway.as_secs())
 }
 
 /// Verify `token` against `keys` and `rules`: its claims, or why not.
-pub(crate) fn verify(
+fn verify(
     token: &str,
     keys: &WebhookKeys,
     rules: &ClaimRules,

@@ -138,6 +138,7 @@ impl PluginErrorKind {
 impl From<JwtRefusal> for PluginErrorKind {
     fn from(refusal: JwtRefusal) -> Self {
         match refusal {
+            JwtRefusal::TooLarge => PluginErrorKind::TooLarge,
             JwtRefusal::NotAJwt => PluginErrorKind::NotAPluginRequest,
             JwtRefusal::BadSignature => PluginErrorKind::BadSignature,
             JwtRefusal::Expired => PluginErrorKind::Expired,

@@ -13,13 +13,13 @@ use subtle::ConstantTimeEq;
 use super::{PluginEnvelope, PluginError, PluginErrorKind};
 use crate::{
     error::ConfigError,
-    jwt::{self, ClaimRules},
+    jwt::{self, ClaimRules, JwtVerifier},
     webhook::WebhookKeys,
 };
 
 /// The largest service-plugin body read by default: 256 KiB, as for
 /// webhooks.
-pub const DEFAULT_MAX_PLUGIN_BODY: usize = 256 * 1024;
+pub const DEFAULT_MAX_PLUGIN_BODY: usize = jwt::DEFAULT_MAX_BODY;
 
 /// Checks service-plugin calls from Wix against the app's public key (the
 /// same key, in the same forms, as webhooks: [`WebhookKeys`]).
@@ -57,24 +57,14 @@ pub const DEFAULT_MAX_PLUGIN_BODY: usize = 256 * 1024;
 /// ```
 #[derive(Clone, Debug)]
 pub struct PluginVerifier {
-    keys: WebhookKeys,
-    rules: ClaimRules,
-    max_body: usize,
+    jwt: JwtVerifier,
 }
 
 impl PluginVerifier {
     /// A verifier of calls to app `app_id`, signed with one of `keys`.
     pub fn new(app_id: &str, keys: WebhookKeys) -> Self {
         Self {
-            keys,
-            rules: ClaimRules {
-                issuer: Some("wix.com"),
-                audience: Some(app_id.into()),
-                iss_aud_if_present: false,
-                require_exp: true,
-                leeway_secs: jwt::DEFAULT_LEEWAY.as_secs(),
-            },
-            max_body: DEFAULT_MAX_PLUGIN_BODY,
+            jwt: JwtVerifier::new(keys, plugin_rules(app_id)),
         }
     }
 
@@ -87,37 +77,42 @@ impl PluginVerifier {
     /// assert!(PluginVerifier::new("app", WebhookKeys::new()).leeway(Duration::from_secs(600)).is_err());
     /// ```
     pub fn leeway(mut self, leeway: Duration) -> Result<Self, ConfigError> {
-        self.rules.leeway_secs = jwt::leeway_secs(leeway).ok_or(ConfigError::LeewayTooLong)?;
+        self.jwt.set_leeway(leeway)?;
         Ok(self)
     }
 
     /// The largest body read (default 256 KiB).
     pub fn max_body_len(mut self, max: usize) -> Self {
-        self.max_body = max;
+        self.jwt.set_max_body(max);
         self
     }
 
     /// The largest body read.
     pub fn body_limit(&self) -> usize {
-        self.max_body
+        self.jwt.max_body()
     }
 
     /// The app id calls must be addressed to (`aud`).
     pub fn app_id(&self) -> &str {
-        self.rules.audience.as_deref().unwrap_or_default()
+        self.jwt.rules().audience.as_deref().unwrap_or_default()
     }
 
     /// Check a service-plugin body and read the envelope in it.
     pub fn verify(&self, body: &[u8]) -> Result<PluginEnvelope, PluginError> {
-        if body.len() > self.max_body {
-            return Err(PluginErrorKind::TooLarge.into());
-        }
-        let token = std::str::from_utf8(body)
-            .map_err(|_| PluginErrorKind::NotAPluginRequest)?
-            .trim();
-        let mut claims = jwt::verify(token, &self.keys, &self.rules)?;
+        let mut claims = self.jwt.verify_body(body)?;
         PluginEnvelope::parse(claims.remove("data"))
             .ok_or_else(|| PluginErrorKind::NotAPluginRequest.into())
+    }
+}
+
+/// What Wix's SDK requires of plugin calls, plus a required `exp`.
+fn plugin_rules(app_id: &str) -> ClaimRules {
+    ClaimRules {
+        issuer: Some("wix.com"),
+        audience: Some(app_id.into()),
+        iss_aud_if_present: false,
+        require_exp: true,
+        leeway_secs: jwt::DEFAULT_LEEWAY.as_secs(),
     }
 }
 
@@ -147,50 +142,46 @@ impl PluginVerifier {
 /// ```
 #[derive(Clone, Debug)]
 pub struct PaymentVerifier {
-    keys: WebhookKeys,
-    rules: ClaimRules,
-    max_body: usize,
+    jwt: JwtVerifier,
 }
 
 impl PaymentVerifier {
     /// A verifier of payment requests to app `app_id`, signed with one of
     /// `keys`.
     pub fn new(app_id: &str, keys: WebhookKeys) -> Self {
-        let plugin = PluginVerifier::new(app_id, keys);
+        let rules = ClaimRules {
+            iss_aud_if_present: true,
+            ..plugin_rules(app_id)
+        };
         Self {
-            keys: plugin.keys,
-            rules: ClaimRules {
-                iss_aud_if_present: true,
-                ..plugin.rules
-            },
-            max_body: DEFAULT_MAX_PLUGIN_BODY,
+            jwt: JwtVerifier::new(keys, rules),
         }
     }
 
     /// The leeway on `exp` and `nbf` (default 5 s; at most five minutes).
     pub fn leeway(mut self, leeway: Duration) -> Result<Self, ConfigError> {
-        self.rules.leeway_secs = jwt::leeway_secs(leeway).ok_or(ConfigError::LeewayTooLong)?;
+        self.jwt.set_leeway(leeway)?;
         Ok(self)
     }
 
     /// The largest body read (default 256 KiB).
     pub fn max_body_len(mut self, max: usize) -> Self {
-        self.max_body = max;
+        self.jwt.set_max_body(max);
         self
     }
 
     /// The largest body read.
     pub fn body_limit(&self) -> usize {
-        self.max_body
+        self.jwt.max_body()
     }
 
     /// Check a payment request's headers and raw body.
     pub fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), PluginError> {
-        if body.len() > self.max_body {
+        if body.len() > self.jwt.max_body() {
             return Err(PluginErrorKind::TooLarge.into());
         }
         let token = digest_token(headers).ok_or(PluginErrorKind::MissingDigest)?;
-        let claims = jwt::verify(token, &self.keys, &self.rules)?;
+        let claims = self.jwt.verify_token(token)?;
         let signed = claims
             .get("data")
             .and_then(|data| match data {

@@ -9,11 +9,11 @@ use serde_json::Value;
 use super::{WebhookKeys, WixEvent, event};
 use crate::{
     error::ConfigError,
-    jwt::{self, ClaimRules, JwtRefusal},
+    jwt::{self, ClaimRules, JwtRefusal, JwtVerifier},
 };
 
 /// The largest webhook body read by default: 256 KiB.
-pub const DEFAULT_MAX_BODY: usize = 256 * 1024;
+pub const DEFAULT_MAX_BODY: usize = jwt::DEFAULT_MAX_BODY;
 
 /// Checks Wix webhooks against the app's public keys.
 ///
@@ -44,9 +44,7 @@ pub const DEFAULT_MAX_BODY: usize = 256 * 1024;
 /// ```
 #[derive(Clone, Debug)]
 pub struct WebhookVerifier {
-    keys: WebhookKeys,
-    rules: ClaimRules,
-    max_body: usize,
+    jwt: JwtVerifier,
 }
 
 /// Why a webhook was refused.
@@ -105,6 +103,7 @@ impl WebhookErrorKind {
 impl From<JwtRefusal> for WebhookErrorKind {
     fn from(refusal: JwtRefusal) -> Self {
         match refusal {
+            JwtRefusal::TooLarge => WebhookErrorKind::TooLarge,
             JwtRefusal::NotAJwt => WebhookErrorKind::NotAWebhook,
             JwtRefusal::BadSignature => WebhookErrorKind::BadSignature,
             JwtRefusal::Expired => WebhookErrorKind::Expired,
@@ -141,18 +140,17 @@ impl From<WebhookErrorKind> for WebhookError {
 impl WebhookVerifier {
     /// A verifier for these keys (none: every webhook is refused).
     pub fn new(keys: WebhookKeys) -> Self {
+        // Wix's SDK checks no `iss` or `aud` on webhooks, and Wix's own
+        // samples send none: require what Wix signs, no more.
+        let rules = ClaimRules {
+            issuer: None,
+            audience: None,
+            iss_aud_if_present: false,
+            require_exp: false,
+            leeway_secs: jwt::DEFAULT_LEEWAY.as_secs(),
+        };
         Self {
-            keys,
-            // Wix's SDK checks no `iss` or `aud` on webhooks, and Wix's
-            // own samples send none: require what Wix signs, no more.
-            rules: ClaimRules {
-                issuer: None,
-                audience: None,
-                iss_aud_if_present: false,
-                require_exp: false,
-                leeway_secs: jwt::DEFAULT_LEEWAY.as_secs(),
-            },
-            max_body: DEFAULT_MAX_BODY,
+            jwt: JwtVerifier::new(keys, rules),
         }
     }
 
@@ -168,30 +166,26 @@ impl WebhookVerifier {
     /// assert!(verifier.leeway(Duration::MAX).is_err());
     /// ```
     pub fn leeway(mut self, leeway: Duration) -> Result<Self, ConfigError> {
-        self.rules.leeway_secs = jwt::leeway_secs(leeway).ok_or(ConfigError::LeewayTooLong)?;
+        self.jwt.set_leeway(leeway)?;
         Ok(self)
     }
 
     /// The largest body read (default 256 KiB).
     pub fn max_body_len(mut self, max: usize) -> Self {
-        self.max_body = max;
+        self.jwt.set_max_body(max);
         self
     }
 
     /// The largest body read.
     pub fn body_limit(&self) -> usize {
-        self.max_body
+        self.jwt.max_body()
     }
 
     /// Check a webhook body and parse the event in it.
     pub fn verify(&self, body: &[u8]) -> Result<WixEvent, WebhookError> {
-        if body.len() > self.max_body {
-            return Err(WebhookErrorKind::TooLarge.into());
-        }
-        let token = std::str::from_utf8(body)
-            .map_err(|_| WebhookErrorKind::NotAWebhook)?
-            .trim();
-        let claims = jwt::verify(token, &self.keys, &self.rules)
+        let claims = self
+            .jwt
+            .verify_body(body)
             .map_err(|refusal| WebhookError::from(WebhookErrorKind::from(refusal)))?;
         claims
             .get("data")

@@ -722,10 +722,17 @@ fn the_plugin_load_driver_runs_end_to_end() {
         .output()
         .expect("the driver runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("µs per call"), "{stdout}");
     assert!(stdout.contains("20 calls by 2 workers"), "{stdout}");
     // One app token for the whole run, one instance read per call (the
     // warm-up included).
-    assert!(stdout.contains("Create Access Token 1, Get App Instance 21"), "{stdout}");
+    assert!(
+        stdout.contains("Create Access Token 1, Get App Instance 21"),
+        "{stdout}"
+    );
 }
