@@ -63,6 +63,7 @@ impl JwtVerifier {
         }
     }
 
+    #[cfg(feature = "plugins")]
     pub(crate) fn rules(&self) -> &ClaimRules {
         &self.rules
     }
