@@ -86,6 +86,23 @@ pub trait Policy: Send + Sync + 'static {
         let _ = caller;
         Denial::Forbidden
     }
+
+    /// Whether this policy decides on the caller's plan ([`paid`],
+    /// [`plans`], or a combination holding one). A caller whose plan could
+    /// not be read ([`Plan::Unreadable`]) is refused by such a policy
+    /// whatever its parts say, negated or not: an unreadable plan never
+    /// admits. Defaults to `false`; a custom policy that reads
+    /// [`Caller::plan`] should refuse `Unreadable` itself, or say `true`
+    /// here so the route does.
+    fn reads_plan(&self) -> bool {
+        false
+    }
+}
+
+/// Whether `policy` must refuse `caller` because it decides on a plan it
+/// cannot read.
+fn unreadable_plan(policy: &dyn Policy, caller: &Caller) -> bool {
+    matches!(caller.plan(), Plan::Unreadable) && policy.reads_plan()
 }
 
 impl<F> Policy for F
@@ -211,10 +228,13 @@ pub struct Not<A>(A);
 
 impl<A: Policy, B: Policy> Policy for And<A, B> {
     fn allows(&self, caller: &Caller) -> bool {
-        self.0.allows(caller) && self.1.allows(caller)
+        !unreadable_plan(self, caller) && self.0.allows(caller) && self.1.allows(caller)
     }
     fn name(&self) -> &str {
         "and"
+    }
+    fn reads_plan(&self) -> bool {
+        self.0.reads_plan() || self.1.reads_plan()
     }
     /// The first refusing side's reason.
     fn denial(&self, caller: &Caller) -> Denial {
@@ -224,10 +244,13 @@ impl<A: Policy, B: Policy> Policy for And<A, B> {
 
 impl<A: Policy, B: Policy> Policy for Or<A, B> {
     fn allows(&self, caller: &Caller) -> bool {
-        self.0.allows(caller) || self.1.allows(caller)
+        !unreadable_plan(self, caller) && (self.0.allows(caller) || self.1.allows(caller))
     }
     fn name(&self) -> &str {
         "or"
+    }
+    fn reads_plan(&self) -> bool {
+        self.0.reads_plan() || self.1.reads_plan()
     }
     /// A plan is required if a plan would admit the caller on either side.
     fn denial(&self, caller: &Caller) -> Denial {
@@ -240,7 +263,13 @@ fn first_denial<'a>(policies: impl IntoIterator<Item = &'a dyn Policy>, caller: 
     policies
         .into_iter()
         .find(|p| !p.allows(caller))
-        .map_or(Denial::Forbidden, |p| p.denial(caller))
+        .map_or(Denial::Forbidden, |p| {
+            if unreadable_plan(p, caller) {
+                Denial::PlanRequired
+            } else {
+                p.denial(caller)
+            }
+        })
 }
 
 /// [`Denial::PlanRequired`] if any refusing policy says so (`Or`: a plan
@@ -248,7 +277,7 @@ fn first_denial<'a>(policies: impl IntoIterator<Item = &'a dyn Policy>, caller: 
 fn any_denial<'a>(policies: impl IntoIterator<Item = &'a dyn Policy>, caller: &Caller) -> Denial {
     if policies
         .into_iter()
-        .any(|p| p.denial(caller) == Denial::PlanRequired)
+        .any(|p| p.denial(caller) == Denial::PlanRequired || unreadable_plan(p, caller))
     {
         Denial::PlanRequired
     } else {
@@ -323,20 +352,34 @@ impl Policy for Plans {
     fn denial(&self, _caller: &Caller) -> Denial {
         Denial::PlanRequired
     }
+    fn reads_plan(&self) -> bool {
+        true
+    }
 }
 
 impl<A: Policy> Policy for Not<A> {
     fn allows(&self, caller: &Caller) -> bool {
         // `APP` and `UNKNOWN` are admitted only where a policy names them:
-        // negating something else must not name them by accident.
+        // negating something else must not name them by accident. Nor does
+        // negating a plan gate admit a plan nobody could read.
         let named_only = matches!(
             caller.subject_type(),
             SubjectType::App | SubjectType::Unknown
         );
-        !named_only && !self.0.allows(caller)
+        !named_only && !unreadable_plan(self, caller) && !self.0.allows(caller)
     }
     fn name(&self) -> &str {
         "not"
+    }
+    fn denial(&self, caller: &Caller) -> Denial {
+        if unreadable_plan(self, caller) {
+            Denial::PlanRequired
+        } else {
+            Denial::Forbidden
+        }
+    }
+    fn reads_plan(&self) -> bool {
+        self.0.reads_plan()
     }
 }
 
@@ -414,10 +457,13 @@ pub struct AllOf(Vec<Box<dyn Policy>>);
 
 impl Policy for AnyOf {
     fn allows(&self, caller: &Caller) -> bool {
-        self.0.iter().any(|p| p.allows(caller))
+        !unreadable_plan(self, caller) && self.0.iter().any(|p| p.allows(caller))
     }
     fn name(&self) -> &str {
         "any"
+    }
+    fn reads_plan(&self) -> bool {
+        self.0.iter().any(|p| p.reads_plan())
     }
     fn denial(&self, caller: &Caller) -> Denial {
         any_denial(self.0.iter().map(|p| &**p), caller)
@@ -426,10 +472,15 @@ impl Policy for AnyOf {
 
 impl Policy for AllOf {
     fn allows(&self, caller: &Caller) -> bool {
-        !self.0.is_empty() && self.0.iter().all(|p| p.allows(caller))
+        !self.0.is_empty()
+            && !unreadable_plan(self, caller)
+            && self.0.iter().all(|p| p.allows(caller))
     }
     fn name(&self) -> &str {
         "all"
+    }
+    fn reads_plan(&self) -> bool {
+        self.0.iter().any(|p| p.reads_plan())
     }
     fn denial(&self, caller: &Caller) -> Denial {
         first_denial(self.0.iter().map(|p| &**p), caller)
@@ -536,6 +587,67 @@ mod tests {
             assert_eq!(p.and(q).allows(&member), and, "{a} and {b}");
             assert_eq!(p.or(q).allows(&member), or, "{a} or {b}");
         }
+    }
+
+    #[test]
+    fn an_unreadable_plan_is_refused_by_every_plan_gate_negated_or_combined() {
+        let on = |t: SubjectType, plan: Plan| caller(t).with_plan(plan);
+        let odd = on(SubjectType::User, Plan::Unreadable);
+        let free = on(SubjectType::User, Plan::Free);
+        let boxed = |p: Box<dyn Policy>| p;
+        let cases: Vec<(&str, Box<dyn Policy>)> = vec![
+            ("paid().not()", Box::new(paid().not())),
+            ("plans().not()", Box::new(plans(["premium"]).not())),
+            (
+                "wix_users and not paid",
+                Box::new(SubjectTypes::wix_users().and(paid().not())),
+            ),
+            (
+                "not paid and wix_users",
+                Box::new(paid().not().and(SubjectTypes::wix_users())),
+            ),
+            (
+                "wix_users or not paid",
+                Box::new(SubjectTypes::wix_users().or(paid().not())),
+            ),
+            (
+                "not paid or members",
+                Box::new(paid().not().or(SubjectTypes::members())),
+            ),
+            (
+                "paid or wix_users",
+                Box::new(paid().or(SubjectTypes::wix_users())),
+            ),
+            (
+                "any[not paid]",
+                Box::new(any([boxed(Box::new(paid().not()))])),
+            ),
+            (
+                "all[wix_users, not plans]",
+                Box::new(all([
+                    boxed(Box::new(SubjectTypes::wix_users())),
+                    boxed(Box::new(plans(["x"]).not())),
+                ])),
+            ),
+        ];
+        for (case, policy) in &cases {
+            assert!(policy.reads_plan(), "{case} reads the plan");
+            assert!(!policy.allows(&odd), "{case} admitted an unreadable plan");
+            assert_eq!(policy.denial(&odd), Denial::PlanRequired, "{case}");
+            // A plan that was read still gets each policy's own answer.
+            assert!(policy.allows(&free), "{case} refused a free site's user");
+        }
+        let twice = paid().not().not();
+        assert!(!twice.allows(&odd) && !twice.allows(&free));
+        assert!(twice.allows(&on(SubjectType::User, Plan::paid("basic"))));
+        // Policies that never look at the plan are untouched by it.
+        assert!(!SubjectTypes::wix_users().reads_plan());
+        assert!(
+            SubjectTypes::wix_users()
+                .or(SubjectTypes::members())
+                .allows(&odd)
+        );
+        assert!(SubjectTypes::members().not().allows(&odd));
     }
 
     #[test]

@@ -20,7 +20,8 @@ async fn plan_of(caller: Caller) -> String {
 }
 
 /// `/premium`: Wix users of sites on `premium` or `business`; `/paid`:
-/// anyone on any paid plan; `/settings`: Wix users, credential also from
+/// anyone on any paid plan; `/free-tier`: sites without one;
+/// `/free-tier-or-members`: sites not on `premium`, or members; `/settings`: Wix users, credential also from
 /// `?instance=`.
 fn app(h: &Harness) -> Router {
     Router::new()
@@ -36,6 +37,20 @@ fn app(h: &Harness) -> Router {
         .route(
             "/paid",
             get(plan_of).route_layer(h.elevator.layer().policy(policy::paid())),
+        )
+        // A free tier's page: sites without a paid plan (or, combined,
+        // members anywhere).
+        .route(
+            "/free-tier",
+            get(plan_of).route_layer(h.elevator.layer().policy(policy::paid().not())),
+        )
+        .route(
+            "/free-tier-or-members",
+            get(plan_of).route_layer(
+                h.elevator
+                    .layer()
+                    .policy(policy::plans(["premium"]).not().or(SubjectTypes::members())),
+            ),
         )
         .route(
             "/settings",
@@ -119,11 +134,15 @@ async fn an_unreadable_plan_is_refused_by_plan_policies_only() {
         h.wix.app_id()
     );
     h.wix.set_token_info_body(Some(odd.into()));
-    let (status, body) = answer(&app, "/paid", &token).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (403, Some("plan_required"))
-    );
+    // Negated or combined, a plan gate never admits a plan it cannot read.
+    for path in ["/paid", "/free-tier", "/free-tier-or-members"] {
+        let (status, body) = answer(&app, path, &token).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (403, Some("plan_required")),
+            "{path}"
+        );
+    }
     // Elsewhere the odd field is harmless.
     let (status, _) = answer(&app, "/settings", &token).await;
     assert_eq!(status, 200);
