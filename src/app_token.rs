@@ -21,7 +21,7 @@ use crate::{
     client::WixClient,
     elevated_token::ElevatedToken,
     error::{Rejection, UpstreamError},
-    fleet::{Fleet, Invalidation, Place, ToStore, codec},
+    fleet::{Fleet, Invalidation, Place, ToStore},
     forget::Forgetting,
     metrics::CacheMetrics,
     token::TokenHasher,
@@ -207,7 +207,7 @@ impl AppTokens {
             .shared(
                 place,
                 |plaintext| {
-                    let token = codec::app_token::open(
+                    let token = crate::elevated_token::stored::open(
                         plaintext,
                         instance,
                         self.renew_before,
@@ -221,7 +221,8 @@ impl AppTokens {
                 },
                 |_| async {
                     let token = self.grant(instance, deadline, begun).await?;
-                    let (plaintext, ttl) = codec::app_token::seal(&token, self.expiry_margin);
+                    let (plaintext, ttl) =
+                        crate::elevated_token::stored::seal(&token, self.expiry_margin);
                     let to_store = ToStore {
                         plaintext,
                         ttl,

@@ -216,3 +216,66 @@ impl fmt::Debug for ElevatedToken {
             .finish()
     }
 }
+
+/// App tokens as stored in Redis (fleet mode): the token and its expiry on
+/// the wall clock, since replicas share no monotonic clock.
+pub(crate) mod stored {
+    use std::{sync::Arc, time::Duration};
+    use tokio::time::Instant;
+
+    use serde::{Deserialize, Serialize};
+
+    use super::ElevatedToken;
+    use crate::{fleet::unix_ms, forget::Forgetting};
+
+    #[derive(Deserialize)]
+    struct Stored {
+        token: String,
+        /// Unix ms.
+        expires: u64,
+    }
+
+    /// What is sealed: borrowed, so no unwiped copy of the token is made.
+    #[derive(Serialize)]
+    struct StoredRef<'a> {
+        token: &'a str,
+        expires: u64,
+    }
+
+    /// The plaintext to store, and its TTL in Redis: until the token enters
+    /// its expiry margin.
+    pub(crate) fn seal(token: &ElevatedToken, expiry_margin: Duration) -> (Vec<u8>, Duration) {
+        let left = token.expires_at().saturating_duration_since(Instant::now());
+        let stored = StoredRef {
+            token: token.expose_secret(),
+            expires: unix_ms().saturating_add(u64::try_from(left.as_millis()).unwrap_or(u64::MAX)),
+        };
+        let ttl = left.saturating_sub(expiry_margin);
+        (serde_json::to_vec(&stored).unwrap_or_default(), ttl)
+    }
+
+    /// A stored token, unless it is due for renewal (then the fleet renews
+    /// it once) or inside its expiry margin.
+    pub(crate) fn open(
+        plaintext: &[u8],
+        instance: &Arc<str>,
+        renew_before: Duration,
+        expiry_margin: Duration,
+        forgetting: &Forgetting,
+        begun: u64,
+    ) -> Option<ElevatedToken> {
+        let stored: Stored = serde_json::from_slice(plaintext).ok()?;
+        let left = Duration::from_millis(stored.expires.checked_sub(unix_ms())?);
+        if left <= renew_before.max(expiry_margin) {
+            return None;
+        }
+        Some(ElevatedToken::issued(
+            stored.token,
+            instance.clone(),
+            left,
+            renew_before,
+            expiry_margin,
+            Some(forgetting.stamp(instance, begun)),
+        ))
+    }
+}

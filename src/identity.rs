@@ -22,88 +22,18 @@ use tokio::time::Instant;
 use governor::{Quota, RateLimiter, clock::Clock};
 
 use crate::{
-    cache::{FlightCache, Fresh, Timing},
+    cache::{FlightCache, Timing},
     caller::{Caller, SubjectType},
     client::{TokenInfoAnswer, WixClient},
     clock::{DirectLimiter, TokioClock},
     error::{ConfigError, Endpoint, Rejection, RejectionKind, UpstreamError},
-    fleet::{Budget, Fleet, Gcra, Place, ToStore, codec},
+    fleet::{Budget, Fleet, Gcra, Place, ToStore},
     forget::Forgetting,
     metrics::CacheMetrics,
     token::{self, TokenDigest, TokenHasher},
+    verdict::{self, CachedVerdict, Verdict},
     wire::TokenInfo,
 };
-
-/// What Wix said about a caller token.
-#[derive(Clone, Debug)]
-pub(crate) enum Verdict {
-    /// Active, for this app, bound to an instance and a subject.
-    Valid(Caller),
-    /// Definitively refused (unknown, inactive, expired, another app's, no
-    /// instance or subject). Remembered briefly so a repeated bad token
-    /// costs nothing.
-    Refused(RejectionKind),
-}
-
-/// A verdict, when Wix gave it, and until when to believe it.
-#[derive(Clone, Debug)]
-pub(crate) struct CachedVerdict {
-    pub(crate) verdict: Verdict,
-    pub(crate) fetched_at: Instant,
-    pub(crate) fresh_until: Instant,
-    /// The forget sequence when the fetch that gave it began.
-    pub(crate) begun: u64,
-}
-
-impl CachedVerdict {
-    pub(crate) fn new(verdict: Verdict, now: Instant, ttl: Duration, begun: u64) -> Self {
-        Self {
-            verdict,
-            fetched_at: now,
-            fresh_until: now.checked_add(ttl).unwrap_or(now),
-            begun,
-        }
-    }
-
-    /// Whether Wix vouched for the token: only a once-valid identity is
-    /// exempt from the new-token budget.
-    fn is_vouched(&self) -> bool {
-        matches!(self.verdict, Verdict::Valid(_))
-    }
-
-    /// Not forgotten (with [`Elevator::forget_instance`](crate::Elevator::forget_instance))
-    /// since it was fetched.
-    fn is_unforgotten(&self) -> bool {
-        match &self.verdict {
-            Verdict::Valid(caller) => caller.is_unforgotten(),
-            Verdict::Refused(_) => true,
-        }
-    }
-
-    /// Fresh, and no older than `max_age` (if the route sets one) for a
-    /// request that began at `started`.
-    fn is_acceptable(&self, now: Instant, started: Instant, max_age: Option<Duration>) -> bool {
-        self.is_fresh(now) && max_age.is_none_or(|age| !is_older(self.fetched_at, started, age))
-    }
-
-    /// Servable in degraded mode: a valid, unexpired, unforgotten
-    /// identity at most `grace` past its TTL, and never older than the
-    /// route's maximum age (a ceiling in every mode).
-    fn is_servable_stale(
-        &self,
-        now: Instant,
-        grace: Duration,
-        started: Instant,
-        max_age: Option<Duration>,
-    ) -> bool {
-        matches!(&self.verdict, Verdict::Valid(caller) if caller.is_live(now) && caller.is_unforgotten())
-            && self
-                .fresh_until
-                .checked_add(grace)
-                .is_some_and(|until| now < until)
-            && max_age.is_none_or(|age| !is_older(self.fetched_at, started, age))
-    }
-}
 
 /// The new-token budget is spent: Wix is not asked (an event in the
 /// current span).
@@ -114,20 +44,6 @@ fn budget_spent(wait: Duration) -> UpstreamError {
         "new-token budget spent: Token Info not called"
     );
     UpstreamError::budget_spent(Endpoint::TokenInfo, wait)
-}
-
-/// Whether Wix's answer at `fetched_at` is more than `max_age` old for a
-/// request that began at `started`.
-pub(crate) fn is_older(fetched_at: Instant, started: Instant, max_age: Duration) -> bool {
-    fetched_at
-        .checked_add(max_age)
-        .is_some_and(|limit| limit < started)
-}
-
-impl Fresh for CachedVerdict {
-    fn is_fresh(&self, now: Instant) -> bool {
-        now < self.fresh_until && self.is_unforgotten()
-    }
 }
 
 /// The caller-identity side of an elevator: the token digest's keys, the
@@ -341,13 +257,13 @@ impl Identities {
         fleet
             .shared(
                 place,
-                |plaintext| codec::identity::open(plaintext, ttl, forgetting, begun),
+                |plaintext| verdict::stored::open(plaintext, ttl, forgetting, begun),
                 |budget| async move {
                     if budget == Budget::Local {
                         self.spend_budget(ask.vouched)?;
                     }
                     let cached = self.ask(&ask).await?;
-                    let (plaintext, ttl) = codec::identity::seal(&cached);
+                    let (plaintext, ttl) = verdict::stored::seal(&cached);
                     let instance = match &cached.verdict {
                         Verdict::Valid(caller) => Some(caller.instance_key().clone()),
                         Verdict::Refused(_) => None,
@@ -485,79 +401,6 @@ mod tests {
         assert!(!caller.is_live(now + Duration::from_secs(100)));
         assert_eq!(caller.subject_type(), SubjectType::Member);
         assert_eq!(caller.instance_id(), "i");
-    }
-
-    const TTL: Duration = Duration::from_secs(10);
-
-    /// A valid verdict fetched at `now`, for an instance under `forgetting`.
-    fn valid(forgetting: &Forgetting, now: Instant, live_for: Duration) -> CachedVerdict {
-        let caller = Caller::from_parts(
-            SubjectType::Member,
-            "m".into(),
-            "i".into(),
-            None,
-            now + live_for,
-            crate::Plan::Free,
-        )
-        .with_stamp(forgetting.stamp("i", forgetting.now()));
-        CachedVerdict::new(Verdict::Valid(caller), now, TTL, forgetting.now())
-    }
-
-    #[test]
-    fn a_verdict_is_fresh_until_its_ttl_and_only_while_its_instance_is_remembered() {
-        let forgetting = Forgetting::new(16);
-        let now = Instant::now();
-        let verdict = valid(&forgetting, now, Duration::from_secs(3600));
-        assert!(verdict.is_vouched());
-        assert!(verdict.is_fresh(now));
-        assert!(verdict.is_fresh(now + TTL - Duration::from_millis(1)));
-        assert!(!verdict.is_fresh(now + TTL), "stale at its TTL");
-        let refused =
-            CachedVerdict::new(Verdict::Refused(RejectionKind::InvalidToken), now, TTL, 0);
-        assert!(!refused.is_vouched());
-        forgetting.forget_instance("i");
-        assert!(!verdict.is_fresh(now), "forgotten");
-        assert!(refused.is_fresh(now), "a refusal belongs to no instance");
-    }
-
-    #[test]
-    fn the_routes_maximum_age_bounds_cached_and_stale_verdicts_alike() {
-        let forgetting = Forgetting::new(16);
-        let now = Instant::now();
-        let verdict = valid(&forgetting, now, Duration::from_secs(3600));
-        let (later, age) = (now + Duration::from_secs(5), Duration::from_secs(5));
-        assert!(!is_older(now, later, age), "exactly the maximum age");
-        assert!(is_older(now, later + Duration::from_millis(1), age));
-        assert!(!is_older(now, now, Duration::ZERO));
-        assert!(verdict.is_acceptable(later, later, None));
-        assert!(verdict.is_acceptable(later, later, Some(age)));
-        assert!(!verdict.is_acceptable(later, later, Some(Duration::from_secs(4))));
-        assert!(!verdict.is_acceptable(now + TTL, now, None), "past its TTL");
-        // Degraded mode: past the TTL, within the grace, within the age.
-        let grace = Duration::from_secs(60);
-        let stale = now + TTL + Duration::from_secs(1);
-        assert!(verdict.is_servable_stale(stale, grace, stale, None));
-        assert!(!verdict.is_servable_stale(stale, Duration::ZERO, stale, None));
-        assert!(verdict.is_servable_stale(
-            now + TTL + grace - Duration::from_millis(1),
-            grace,
-            now,
-            None
-        ));
-        assert!(
-            !verdict.is_servable_stale(now + TTL + grace, grace, now, None),
-            "the grace ends"
-        );
-        assert!(!verdict.is_servable_stale(stale, grace, stale, Some(Duration::from_secs(1))));
-        assert!(verdict.is_servable_stale(stale, grace, stale, Some(Duration::from_secs(3600))));
-        // Never an expired caller, a refusal or a forgotten instance.
-        let expiring = valid(&forgetting, now, TTL);
-        assert!(!expiring.is_servable_stale(stale, grace, stale, None));
-        let refused =
-            CachedVerdict::new(Verdict::Refused(RejectionKind::InvalidToken), now, TTL, 0);
-        assert!(!refused.is_servable_stale(stale, grace, stale, None));
-        forgetting.forget_instance("i");
-        assert!(!verdict.is_servable_stale(stale, grace, stale, None));
     }
 
     #[test]

@@ -164,6 +164,7 @@ mod service;
 mod token;
 mod trace;
 mod upstream;
+mod verdict;
 #[cfg(feature = "webhooks")]
 #[cfg_attr(docsrs, doc(cfg(feature = "webhooks")))]
 pub mod webhook;

@@ -16,12 +16,12 @@ use crate::{
     caller::Caller,
     elevated_token::ElevatedToken,
     error::{Rejection, RejectionKind},
-    identity::Verdict,
     metrics::RouteMetrics,
     operation::Operation,
     policy::Policy,
     rate_limit::RouteRateLimit,
     response::OnRejection,
+    verdict::Verdict,
 };
 
 /// What one route's service shares between its clones (and, through

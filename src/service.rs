@@ -35,9 +35,10 @@ use crate::{
     caller::Caller,
     error::{Rejection, RejectionKind},
     future::ResponseFuture,
-    identity::{Lookup, is_older},
+    identity::Lookup,
     route::RouteConfig,
     token::TokenDigest,
+    verdict::is_older,
 };
 
 /// Middleware that authorizes each request before the inner service sees

@@ -69,7 +69,7 @@ impl Call<'_> {
             .route
             .elevator
             .client()
-            .api(&self.call, token, self.deadline)
+            .api(&self.call, &token.authorization_header(), self.deadline)
             .await?)
     }
 }

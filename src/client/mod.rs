@@ -28,7 +28,6 @@ use read::retry_after;
 use read::{read_body, read_ok_body, request_id, throttled, transport_error};
 
 use crate::{
-    elevated_token::ElevatedToken,
     error::{CallOutcome, ConfigError, Endpoint, UpstreamError},
     metrics::WixMetrics,
     trace::{self, Outbound},
@@ -309,7 +308,7 @@ impl WixClient {
     pub(crate) async fn api(
         &self,
         call: &ApiCall<'_>,
-        token: &ElevatedToken,
+        authorization: &HeaderValue,
         deadline: Instant,
     ) -> Result<ApiAnswer, UpstreamError> {
         let url = format!("{}{}", self.base_url, call.path_and_query);
@@ -320,7 +319,7 @@ impl WixClient {
             .api
             .call(outbound, deadline, attempts, || async {
                 let started = Instant::now();
-                let answer = self.api_attempt(method, &url, token, json).await;
+                let answer = self.api_attempt(method, &url, authorization, json).await;
                 let outcome = match &answer {
                     Ok(answer) => CallOutcome::of_status(answer.status),
                     Err(error) => error.classify().1,
@@ -335,14 +334,14 @@ impl WixClient {
         &self,
         method: &Method,
         url: &str,
-        token: &ElevatedToken,
+        authorization: &HeaderValue,
         json: Option<&Bytes>,
     ) -> Result<ApiAnswer, UpstreamError> {
         let endpoint = Endpoint::Api;
         let mut request = self
             .http
             .request(method.clone(), url)
-            .header(header::AUTHORIZATION, token.authorization_header())
+            .header(header::AUTHORIZATION, authorization.clone())
             .header(header::ACCEPT, HeaderValue::from_static("application/json"));
         if let Some(json) = json {
             request = request

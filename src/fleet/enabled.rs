@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use super::{
     Budget, Gcra, Invalidation, Notice, Place, RedisConfig, ToStore,
     listener::{Listener, ListeningState},
+    notice::{Handler, SUBSCRIBE_TIMEOUT, confirm_key, random_id},
     redis_store::RedisStore,
     seal::{Sealer, derive},
     store::{Claim, FleetStore, Lookup, SlotKeys},
@@ -28,12 +29,6 @@ const POLL: Duration = Duration::from_millis(10);
 /// How long a forget waits for every replica listening to confirm it
 /// dropped what was named.
 pub(super) const CONFIRM_WITHIN: Duration = Duration::from_secs(1);
-
-/// How long the listener may take to connect and subscribe.
-pub(super) const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// How long a confirmation count stays in Redis.
-pub(super) const CONFIRM_LIFETIME: Duration = Duration::from_secs(60);
 
 /// How long an instance's generation and a token's forget mark stay in
 /// Redis: longer than any value they govern can be served (app tokens
@@ -58,22 +53,6 @@ fn lease_owner() -> String {
     // except against a concurrent holder: the lease's expiry bounds that.
     random_id()
 }
-
-/// 128 random bits, in hex.
-fn random_id() -> String {
-    let mut bytes = [0u8; 16];
-    let _ = getrandom::fill(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The Redis key under which replicas confirm the notice `id` (hex, as
-/// made by [`random_id`]; anything else confirms nothing).
-pub(super) fn confirm_key(prefix: &str, id: &str) -> Option<String> {
-    (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
-        .then(|| format!("{prefix}:confirm:{id}"))
-}
-
-pub(super) type Handler = Box<dyn Fn(Invalidation) + Send + Sync>;
 
 pub(crate) struct Fleet {
     store: Arc<dyn FleetStore>,

@@ -13,7 +13,7 @@ use futures_util::{StreamExt, stream::BoxStream};
 
 use super::{
     Invalidation, Notice,
-    enabled::{CONFIRM_LIFETIME, Handler, SUBSCRIBE_TIMEOUT, confirm_key},
+    notice::{CONFIRM_LIFETIME, Handler, SUBSCRIBE_TIMEOUT, confirm_key},
     seal::Sealer,
     store::FleetStore,
 };

@@ -27,7 +27,6 @@
 //! Without the feature, [`Fleet`] is an empty type: an elevator never has
 //! one, and the code that consults it is never reached.
 
-pub(crate) mod codec;
 #[cfg(feature = "redis")]
 mod config;
 #[cfg(all(test, feature = "redis"))]
@@ -51,6 +50,8 @@ mod disabled;
 mod enabled;
 #[cfg(feature = "redis")]
 mod listener;
+#[cfg(feature = "redis")]
+mod notice;
 
 #[cfg(feature = "redis")]
 pub use config::RedisConfig;
