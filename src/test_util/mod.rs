@@ -212,24 +212,27 @@ impl MockWix {
         self.state.lock().callers.remove(token);
     }
 
-    /// The site behind a minted caller token changed plans: Token Info
-    /// answers `vendorProductId` `product_id` from now on (`None`: the free
-    /// plan).
+    /// The site of `instance` changed plans (its owner bought, changed or
+    /// cancelled one): Token Info answers `vendorProductId` `product_id`
+    /// for every token of that site from now on (`None`: the free plan),
+    /// whatever plan its tokens were minted with.
     ///
     /// ```
     /// # use wix_elevate::{SubjectType, test_util::{CallerSpec, MockWix}};
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> std::io::Result<()> {
     /// let wix = MockWix::start().await?;
-    /// let owner = wix.mint(CallerSpec::new(SubjectType::User));
-    /// wix.set_plan(&owner, Some("premium"));
+    /// let owner = wix.mint(CallerSpec::new(SubjectType::User).instance("inst-1"));
+    /// let member = wix.mint(CallerSpec::new(SubjectType::Member).instance("inst-1"));
+    /// wix.set_instance_plan("inst-1", Some("premium")); // both tokens now say premium
     /// # Ok(())
     /// # }
     /// ```
-    pub fn set_plan(&self, token: &str, product_id: Option<&str>) {
-        if let Some(minted) = self.state.lock().callers.get_mut(token) {
-            minted.spec.plan = product_id.map(str::to_owned);
-        }
+    pub fn set_instance_plan(&self, instance: &str, product_id: Option<&str>) {
+        self.state
+            .lock()
+            .instance_plans
+            .insert(instance.to_owned(), product_id.map(str::to_owned));
     }
 
     /// App tokens for `instance` will last `lifetime` (`expires_in`).

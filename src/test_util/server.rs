@@ -222,7 +222,11 @@ async fn token_info(State(state): State<Arc<MockState>>, body: Bytes) -> Respons
     if let Some(instance) = &spec.instance_id {
         set("instanceId", instance);
     }
-    if let Some(plan) = &spec.plan {
+    let site_plan = spec
+        .instance_id
+        .as_ref()
+        .and_then(|instance| inner.instance_plans.get(instance));
+    if let Some(plan) = site_plan.unwrap_or(&spec.plan) {
         set("vendorProductId", plan);
     }
     let quirks = &inner.quirks;

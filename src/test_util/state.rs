@@ -89,6 +89,9 @@ pub(super) struct Inner {
     pub(super) callers: HashMap<String, MintedCaller>,
     pub(super) app_tokens: HashMap<String, AppTokenRecord>,
     pub(super) lifetimes: HashMap<String, Duration>,
+    /// Plans set per site ([`MockWix::set_instance_plan`](super::MockWix::set_instance_plan)),
+    /// over the plan a token was minted with.
+    pub(super) instance_plans: HashMap<String, Option<String>>,
     pub(super) default_lifetime: Duration,
     pub(super) calls: HashMap<MockEndpoint, u64>,
     pub(super) token_info_by_token: HashMap<String, u64>,
@@ -129,6 +132,7 @@ impl MockState {
                 callers: HashMap::new(),
                 app_tokens: HashMap::new(),
                 lifetimes: HashMap::new(),
+                instance_plans: HashMap::new(),
                 default_lifetime: lifetime,
                 calls: HashMap::new(),
                 token_info_by_token: HashMap::new(),

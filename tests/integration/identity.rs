@@ -136,6 +136,9 @@ async fn a_cached_identity_is_never_served_past_its_exp() {
         .wix
         .mint(CallerSpec::new(SubjectType::Member).expires_in(Duration::from_secs(1)));
     assert_eq!(h.get("/whoami", Some(&token)).await.status, 200);
+    // Not skipped on the tokio clock: `exp` is Unix time, and the mock
+    // (like Wix) judges it by the wall clock, so only real time expires it
+    // there too.
     tokio::time::sleep(Duration::from_millis(2100)).await;
     h.get("/whoami", Some(&token))
         .await
