@@ -305,7 +305,10 @@ impl Caller {
         if holds {
             Ok(())
         } else {
-            Err(Rejection::forbidden(self.clone()))
+            Err(Rejection::denied(
+                self.clone(),
+                crate::policy::Denial::Forbidden,
+            ))
         }
     }
 }

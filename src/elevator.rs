@@ -194,6 +194,10 @@ impl Elevator {
         &self.shared.app_id
     }
 
+    pub(crate) fn app_id_arc(&self) -> Arc<str> {
+        self.shared.app_id.clone()
+    }
+
     /// The Wix API base URL, without a trailing slash.
     pub fn base_url(&self) -> &str {
         self.shared.client.base_url()

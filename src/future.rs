@@ -3,9 +3,10 @@
 //! cache miss, the boxed authorization (it awaits Wix) and then the inner
 //! future.
 //!
-//! As in tower-http's `async_require_authorization`, the inner service sits
-//! beside the state, and is taken out with `Option::take` when the
-//! authorization succeeds.
+//! The readied inner service (swapped out of `Elevate` by `mem::replace`)
+//! sits beside the state and is taken out with `Option::take` when the
+//! authorization succeeds, so the request goes to the very service that
+//! was readied.
 
 use std::{
     fmt,
@@ -108,9 +109,10 @@ where
                     }
                 }
                 StateProj::Calling { future } => {
-                    let response = ready!(future.poll(cx));
-                    if let (Ok(response), Some(route)) = (&response, this.route.as_ref()) {
+                    let mut response = ready!(future.poll(cx));
+                    if let (Ok(response), Some(route)) = (&mut response, this.route.as_ref()) {
                         route.audit_handler_rejection(response.extensions());
+                        route.protect_referrer(response.headers_mut());
                     }
                     return Poll::Ready(response);
                 }

@@ -51,18 +51,13 @@ use crate::{
 #[derive(Clone)]
 #[must_use]
 pub struct ElevateLayer {
-    elevator: Elevator,
-    policy: Arc<dyn Policy>,
-    route_name: Arc<str>,
-    operations: Vec<Operation>,
-    /// Shared by every route this layer value (and its clones) is applied to.
-    rate_limits: Vec<Arc<RouteRateLimit>>,
-    max_identity_age: Option<Duration>,
-    expose_app_token: bool,
-    credential_query: Option<Box<str>>,
-    /// Registered by `route_name`; unnamed routes register when layered.
-    metrics: Option<Arc<RouteMetrics>>,
-    on_rejection: Arc<dyn OnRejection>,
+    /// What every service this layer makes runs with: the layer is its
+    /// builder, and [`layer`](Layer::layer) hands each service a copy.
+    route: RouteConfig,
+    /// Whether the route's metric handles are registered (by
+    /// [`route_name`](Self::route_name)); unnamed routes register when
+    /// layered.
+    metrics_bound: bool,
 }
 
 impl ElevateLayer {
@@ -71,16 +66,20 @@ impl ElevateLayer {
     /// made by [`Elevator::layer`].
     pub(crate) fn on(elevator: Elevator) -> Self {
         Self {
-            elevator,
-            policy: Arc::new(SubjectTypes::default()),
-            route_name: Arc::from(""),
-            operations: Vec::new(),
-            rate_limits: Vec::new(),
-            max_identity_age: None,
-            expose_app_token: false,
-            credential_query: None,
-            metrics: None,
-            on_rejection: Arc::new(ProblemJson),
+            route: RouteConfig {
+                elevator,
+                policy: Arc::new(SubjectTypes::default()),
+                route_name: Arc::from(""),
+                operations: Arc::from([]),
+                rate_limits: Arc::from([]),
+                max_identity_age: None,
+                expose_app_token: false,
+                credential_query: None,
+                referrer_policy: false,
+                metrics: Arc::new(RouteMetrics::unbound()),
+                on_rejection: Arc::new(ProblemJson),
+            },
+            metrics_bound: false,
         }
     }
 
@@ -128,10 +127,10 @@ impl ElevateLayer {
     pub fn rate_limit_per_caller(mut self, per_minute: u32) -> Result<Self, ConfigError> {
         let per_minute =
             NonZeroU32::new(per_minute).ok_or(ConfigError::Zero("rate_limit_per_caller"))?;
-        self.rate_limits.push(Arc::new(RouteRateLimit::per_minute(
-            Scope::PerCaller,
-            per_minute,
-        )));
+        self.route.rate_limits = appended(
+            &self.route.rate_limits,
+            Arc::new(RouteRateLimit::per_minute(Scope::PerCaller, per_minute)),
+        );
         Ok(self)
     }
 
@@ -157,10 +156,13 @@ impl ElevateLayer {
     ) -> Result<Self, ConfigError> {
         let per_minute = NonZeroU32::new(per_minute)
             .ok_or(ConfigError::Zero("rate_limit_visitors_per_instance"))?;
-        self.rate_limits.push(Arc::new(RouteRateLimit::per_minute(
-            Scope::VisitorsPerInstance,
-            per_minute,
-        )));
+        self.route.rate_limits = appended(
+            &self.route.rate_limits,
+            Arc::new(RouteRateLimit::per_minute(
+                Scope::VisitorsPerInstance,
+                per_minute,
+            )),
+        );
         Ok(self)
     }
 
@@ -178,7 +180,7 @@ impl ElevateLayer {
     /// # let _ = payouts;
     /// ```
     pub fn max_identity_age(mut self, age: Duration) -> Self {
-        self.max_identity_age = Some(age);
+        self.route.max_identity_age = Some(age);
         self
     }
 
@@ -191,7 +193,7 @@ impl ElevateLayer {
 
     /// Declare an already-parsed [`Operation`].
     pub fn allow_operation(mut self, operation: Operation) -> Self {
-        self.operations.push(operation);
+        self.route.operations = appended(&self.route.operations, operation);
         self
     }
 
@@ -213,7 +215,7 @@ impl ElevateLayer {
     /// # let _ = raw_token_route;
     /// ```
     pub fn expose_app_token(mut self) -> Self {
-        self.expose_app_token = true;
+        self.route.expose_app_token = true;
         self
     }
 
@@ -228,8 +230,10 @@ impl ElevateLayer {
     /// browser's history and the `Referer` header of anything the page
     /// loads. This crate never logs it (no request URI reaches its logs,
     /// audit events, metric labels or error bodies); redact it in your own
-    /// access logs (tower-http's `TraceLayer` logs the URI), serve such
-    /// pages with `Referrer-Policy: no-referrer`, and prefer
+    /// access logs (tower-http's `TraceLayer` logs the URI). Every answer
+    /// of such a route carries `Referrer-Policy: no-referrer` unless the
+    /// handler sets its own (opt out with
+    /// [`without_referrer_policy`](Self::without_referrer_policy)). Prefer
     /// `fetchWithAuth` (a token in `Authorization`) wherever the frontend
     /// can use it.
     ///
@@ -243,27 +247,46 @@ impl ElevateLayer {
     /// # let _ = settings_panel;
     /// ```
     pub fn credential_from_query(mut self, name: impl Into<Box<str>>) -> Self {
-        self.credential_query = Some(name.into());
+        self.route.credential_query = Some(name.into());
+        self.route.referrer_policy = true;
+        self
+    }
+
+    /// Leave `Referrer-Policy` to the handler on a route that reads its
+    /// credential from the URL ([`credential_from_query`](Self::credential_from_query)),
+    /// which otherwise sends `Referrer-Policy: no-referrer` with every
+    /// answer (a handler's own value is kept), so the page it serves does
+    /// not hand the credential to everything it loads.
+    ///
+    /// ```
+    /// # use wix_elevate::Elevator;
+    /// # let elevator = Elevator::builder("app", "secret").build().unwrap();
+    /// let panel = elevator.layer().credential_from_query("instance").without_referrer_policy();
+    /// # let _ = panel;
+    /// ```
+    pub fn without_referrer_policy(mut self) -> Self {
+        self.route.referrer_policy = false;
         self
     }
 
     /// Who may call this route. Checked on every request, before elevation.
     pub fn policy(mut self, policy: impl Policy) -> Self {
-        self.policy = Arc::new(policy);
+        self.route.policy = Arc::new(policy);
         self
     }
 
     /// A name for this route in spans, audit events and metrics (label
     /// `route`). Metric handles bind to the recorder installed now.
     pub fn route_name(mut self, name: impl Into<Arc<str>>) -> Self {
-        self.route_name = name.into();
-        self.metrics = Some(Arc::new(RouteMetrics::new(&self.route_name)));
+        self.route.route_name = name.into();
+        self.route.metrics = Arc::new(RouteMetrics::new(&self.route.route_name));
+        self.metrics_bound = true;
         self
     }
 
     /// Replace the rejection response (default: [`ProblemJson`]).
     pub fn on_rejection(mut self, on_rejection: impl OnRejection) -> Self {
-        self.on_rejection = Arc::new(on_rejection);
+        self.route.on_rejection = Arc::new(on_rejection);
         self
     }
 }
@@ -307,24 +330,21 @@ impl ElevateLayer {
         crate::WixApi::new(route, caller, None)
     }
 
-    /// The configuration one route (or one background actor) runs with.
+    /// The configuration one route (or one background actor) runs with;
+    /// an unnamed one registers its metric handles now.
     pub(crate) fn route_config(&self) -> RouteConfig {
-        RouteConfig {
-            elevator: self.elevator.clone(),
-            policy: self.policy.clone(),
-            metrics: self
-                .metrics
-                .clone()
-                .unwrap_or_else(|| Arc::new(RouteMetrics::new(&self.route_name))),
-            route_name: self.route_name.clone(),
-            operations: self.operations.clone().into(),
-            rate_limits: self.rate_limits.clone().into(),
-            max_identity_age: self.max_identity_age,
-            expose_app_token: self.expose_app_token,
-            credential_query: self.credential_query.clone(),
-            on_rejection: self.on_rejection.clone(),
+        let mut route = self.route.clone();
+        if !self.metrics_bound {
+            route.metrics = Arc::new(RouteMetrics::new(&route.route_name));
         }
+        route
     }
+}
+
+/// `items` with `item` after them: settings are appended at build time
+/// only, and read as a shared slice on every request.
+fn appended<T: Clone>(items: &Arc<[T]>, item: T) -> Arc<[T]> {
+    items.iter().cloned().chain([item]).collect()
 }
 
 impl<S> Layer<S> for ElevateLayer {
@@ -338,10 +358,10 @@ impl<S> Layer<S> for ElevateLayer {
 impl fmt::Debug for ElevateLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ElevateLayer")
-            .field("elevator", &self.elevator)
-            .field("policy", &self.policy.name())
-            .field("route_name", &self.route_name)
-            .field("operations", &self.operations)
+            .field("elevator", &self.route.elevator)
+            .field("policy", &self.route.policy.name())
+            .field("route_name", &self.route.route_name)
+            .field("operations", &self.route.operations)
             .finish_non_exhaustive()
     }
 }

@@ -115,6 +115,15 @@ impl RouteMetrics {
         }
     }
 
+    /// Handles that count nothing, for a layer not yet named or applied:
+    /// a route registers its series once, under the name it ends up with.
+    pub(crate) fn unbound() -> Self {
+        Self {
+            granted: Counter::noop(),
+            rejected: RejectionKind::ALL.map(|_| Counter::noop()),
+        }
+    }
+
     pub(crate) fn granted(&self) {
         self.granted.increment(1);
     }

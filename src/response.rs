@@ -36,7 +36,7 @@ use http::{
     header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE},
 };
 
-use crate::error::Rejection;
+use crate::error::{Rejection, RejectionKind};
 
 /// Turns a [`Rejection`] into the response sent to the client.
 pub trait OnRejection: Send + Sync + 'static {
@@ -74,6 +74,9 @@ pub(crate) fn problem_response(rejection: &Rejection) -> Response<Bytes> {
         kind.code(),
         rejection.retry_after(),
     );
+    if let (RejectionKind::PlanRequired, Some(caller)) = (kind, rejection.caller()) {
+        *response.body_mut() = Bytes::from(upgrade_document(rejection, caller));
+    }
     let headers = response.headers_mut();
     if kind.status() == http::StatusCode::UNAUTHORIZED {
         let challenge = if kind.token_was_sent() {
@@ -84,6 +87,22 @@ pub(crate) fn problem_response(rejection: &Rejection) -> Response<Bytes> {
         headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
     }
     response
+}
+
+/// A `plan_required` problem document with what a frontend needs to offer
+/// an upgrade: the app (`appId`) and the caller's own site (`instanceId`),
+/// both JSON-escaped. The upgrade page's address is the app's to build:
+/// Wix's documentation of its form could not be confirmed here.
+fn upgrade_document(rejection: &Rejection, caller: &crate::Caller) -> String {
+    let kind = rejection.kind();
+    let mut document: serde_json::Value =
+        serde_json::from_str(&problem_document(kind.status(), kind.detail(), kind.code()))
+            .unwrap_or_default();
+    document["instanceId"] = caller.instance_id().into();
+    if let Some(app_id) = rejection.app_id() {
+        document["appId"] = app_id.into();
+    }
+    document.to_string()
 }
 
 /// An RFC 9457 problem document. `detail` and `code` are fixed text of

@@ -25,7 +25,9 @@ use crate::{
 };
 
 /// What one route's service shares between its clones (and, through
-/// [`RouteScope`], with its handlers).
+/// [`RouteScope`], with its handlers). [`ElevateLayer`](crate::ElevateLayer)
+/// is its builder.
+#[derive(Clone)]
 pub(crate) struct RouteConfig {
     pub(crate) elevator: Elevator,
     pub(crate) policy: Arc<dyn Policy>,
@@ -41,6 +43,9 @@ pub(crate) struct RouteConfig {
     /// A query parameter that may carry the caller's credential instead of
     /// `Authorization` ([`ElevateLayer::credential_from_query`](crate::ElevateLayer::credential_from_query)).
     pub(crate) credential_query: Option<Box<str>>,
+    /// Whether every answer carries `Referrer-Policy: no-referrer` (routes
+    /// that read a credential from the URL, unless they opt out).
+    pub(crate) referrer_policy: bool,
     pub(crate) metrics: Arc<RouteMetrics>,
     pub(crate) on_rejection: Arc<dyn OnRejection>,
 }
@@ -172,6 +177,10 @@ impl RouteConfig {
     /// Log `rejection`, count it, audit a denial, and build its response,
     /// with the rejection in the response's extensions.
     pub(crate) fn reject(&self, rejection: Rejection) -> Response<Bytes> {
+        let rejection = match rejection.kind() {
+            RejectionKind::PlanRequired => rejection.with_app_id(self.elevator.app_id_arc()),
+            _ => rejection,
+        };
         self.metrics.rejected(rejection.kind());
         let outcome = match rejection.kind() {
             RejectionKind::Forbidden => Some("policy_denied"),
@@ -183,8 +192,19 @@ impl RouteConfig {
         }
         self.log(&rejection);
         let mut response = self.on_rejection.response(&rejection);
+        self.protect_referrer(response.headers_mut());
         response.extensions_mut().insert(rejection);
         response
+    }
+
+    /// On routes that read a credential from the URL: `Referrer-Policy:
+    /// no-referrer`, unless the answer set its own.
+    pub(crate) fn protect_referrer(&self, headers: &mut http::HeaderMap) {
+        if self.referrer_policy {
+            headers
+                .entry(http::header::REFERRER_POLICY)
+                .or_insert(http::HeaderValue::from_static("no-referrer"));
+        }
     }
 
     /// A handler answered with a [`Rejection`] of its own (such as

@@ -242,6 +242,8 @@ pub struct Rejection {
     source: Option<Arc<UpstreamError>>,
     caller: Option<Caller>,
     retry_after: Option<Duration>,
+    /// The app a `plan_required` caller would upgrade (set by the route).
+    app_id: Option<Arc<str>>,
 }
 
 impl Rejection {
@@ -252,6 +254,7 @@ impl Rejection {
             source: None,
             caller: None,
             retry_after: None,
+            app_id: None,
         }
     }
 
@@ -259,6 +262,7 @@ impl Rejection {
         Self {
             kind: source.rejection_kind(),
             retry_after: source.retry_after(),
+            app_id: None,
             source: Some(source),
             caller: None,
         }
@@ -271,6 +275,7 @@ impl Rejection {
             source: None,
             caller: Some(caller),
             retry_after: Some(after),
+            app_id: None,
         }
     }
 
@@ -285,22 +290,24 @@ impl Rejection {
             source: None,
             caller: Some(caller),
             retry_after: None,
-        }
-    }
-
-    /// The route's policy refused this verified caller.
-    pub(crate) fn forbidden(caller: Caller) -> Self {
-        Self {
-            kind: RejectionKind::Forbidden,
-            source: None,
-            caller: Some(caller),
-            retry_after: None,
+            app_id: None,
         }
     }
 
     /// The verified caller, when the rejection is a policy denial.
     pub fn caller(&self) -> Option<&Caller> {
         self.caller.as_ref()
+    }
+
+    /// For a `plan_required` refusal, the app whose plan the caller's site
+    /// needs, as the route knows it: what a frontend offers an upgrade of.
+    pub fn app_id(&self) -> Option<&str> {
+        self.app_id.as_deref()
+    }
+
+    pub(crate) fn with_app_id(mut self, app_id: Arc<str>) -> Self {
+        self.app_id = Some(app_id);
+        self
     }
 
     /// Why the request was refused.

@@ -117,6 +117,20 @@ async fn plan_routes_admit_their_plans_and_refuse_others_with_plan_required() {
     );
     let (status, body) = answer(&app, "/premium", &member).await;
     assert_eq!((status, body["code"].as_str()), (403, Some("forbidden")));
+    assert!(
+        body.get("appId").is_none() && body.get("instanceId").is_none(),
+        "{body}"
+    );
+    // A plan refusal names the app and the caller's own site, for the
+    // frontend's upgrade prompt.
+    let (_, body) = answer(&app, "/premium", &basic).await;
+    assert_eq!(body["appId"], h.wix.app_id(), "{body}");
+    assert_eq!(body["instanceId"], "i-basic", "{body}");
+    assert_eq!(body["status"], 403);
+    assert_eq!(
+        body["detail"],
+        "This endpoint needs a paid plan of the app for this site."
+    );
 }
 
 #[tokio::test]
@@ -219,4 +233,73 @@ async fn the_instance_parameter_is_a_credential_on_routes_that_opt_in() {
     let member = h.wix.mint(CallerSpec::new(SubjectType::Member));
     let (status, _) = answer(&app, &format!("/settings?instance={member}"), "").await;
     assert_eq!(status, 403);
+}
+
+#[tokio::test]
+async fn routes_that_read_the_url_credential_send_no_referrer_unless_they_opt_out() {
+    let h = harness().await;
+    let panel = |layer: wix_elevate::ElevateLayer| {
+        get(|| async { "settings" }).route_layer(layer.policy(SubjectTypes::wix_users()))
+    };
+    let app = Router::new()
+        .route(
+            "/settings",
+            panel(h.elevator.layer().credential_from_query("instance")),
+        )
+        .route(
+            "/own-policy",
+            get(|| async { ([("referrer-policy", "same-origin")], "own") })
+                .route_layer(h.elevator.layer().credential_from_query("instance")),
+        )
+        .route(
+            "/opted-out",
+            panel(
+                h.elevator
+                    .layer()
+                    .credential_from_query("instance")
+                    .without_referrer_policy(),
+            ),
+        )
+        .route("/plain", panel(h.elevator.layer()));
+    let token = user_on(&h, None, "i-ref");
+    let member = h.wix.mint(CallerSpec::new(SubjectType::Member));
+    let policy = |path: String| {
+        let app = app.clone();
+        async move {
+            let req = http::Request::get(path)
+                .body(axum::body::Body::empty())
+                .unwrap();
+            let res = tower::ServiceExt::oneshot(app, req).await.unwrap();
+            let value = res
+                .headers()
+                .get("referrer-policy")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (res.status().as_u16(), value)
+        }
+    };
+    let no_referrer = Some("no-referrer".to_owned());
+    // Served, refused by the policy, and refused for no credential alike.
+    assert_eq!(
+        policy(format!("/settings?instance={token}")).await,
+        (200, no_referrer.clone())
+    );
+    assert_eq!(
+        policy(format!("/settings?instance={member}")).await,
+        (403, no_referrer.clone())
+    );
+    assert_eq!(policy("/settings".into()).await, (401, no_referrer));
+    assert_eq!(
+        policy(format!("/own-policy?instance={token}")).await,
+        (200, Some("same-origin".to_owned())),
+        "the handler's own value is kept"
+    );
+    assert_eq!(
+        policy(format!("/opted-out?instance={token}")).await,
+        (200, None)
+    );
+    assert_eq!(
+        policy("/plain".into()).await,
+        (401, None),
+        "a route without it sends none"
+    );
 }
