@@ -202,7 +202,7 @@ impl ElevatedToken {
             route
                 .elevate_on_demand(caller)
                 .await
-                .map_err(|rejection| route.reject(rejection)),
+                .map_err(|rejection| crate::reject::respond(route, rejection)),
         )
     }
 }

@@ -111,7 +111,7 @@ where
                 StateProj::Calling { future } => {
                     let mut response = ready!(future.poll(cx));
                     if let (Ok(response), Some(route)) = (&mut response, this.route.as_ref()) {
-                        route.audit_handler_rejection(response.extensions());
+                        crate::reject::audit_handler_rejection(route, response.extensions());
                         route.protect_referrer(response.headers_mut());
                     }
                     return Poll::Ready(response);

@@ -158,6 +158,7 @@ mod operation;
 pub mod plugin;
 pub mod policy;
 mod rate_limit;
+mod reject;
 mod response;
 mod route;
 mod service;

@@ -1,18 +1,17 @@
-//! Step 3 of a request, and everything else that is per route: the
-//! route's configuration (built by [`ElevateLayer`](crate::ElevateLayer)),
-//! its rules (policy, rate limit) checked on every verified caller, cached
-//! or not, its rejections (response, log line, metrics, audit), and the
-//! scope its handlers' [`WixApi`](crate::WixApi) acts within.
+//! Step 3 of a request, and what else is per route: the route's
+//! configuration (built by [`ElevateLayer`](crate::ElevateLayer)), its
+//! rules (policy, rate limit) checked on every verified caller, cached or
+//! not, and the scope its handlers' [`WixApi`](crate::WixApi) acts within.
+//! How it answers a refusal is [`reject`](crate::reject)'s job.
 
 use std::{sync::Arc, time::Duration};
 use tokio::time::Instant;
 
-use bytes::Bytes;
-use http::{Extensions, Response};
+use http::Extensions;
 
 use crate::{
     Elevator,
-    audit::{self, CleanText, MAX_FIELD, MAX_TEXT, Scope, clean_str},
+    audit::Scope,
     caller::Caller,
     elevated_token::ElevatedToken,
     error::{Rejection, RejectionKind},
@@ -174,29 +173,6 @@ impl RouteConfig {
         }
     }
 
-    /// Log `rejection`, count it, audit a denial, and build its response,
-    /// with the rejection in the response's extensions.
-    pub(crate) fn reject(&self, rejection: Rejection) -> Response<Bytes> {
-        let rejection = match rejection.kind() {
-            RejectionKind::PlanRequired => rejection.with_app_id(self.elevator.app_id_arc()),
-            _ => rejection,
-        };
-        self.metrics.rejected(rejection.kind());
-        let outcome = match rejection.kind() {
-            RejectionKind::Forbidden => Some("policy_denied"),
-            RejectionKind::PlanRequired => Some("plan_required"),
-            _ => None,
-        };
-        if let Some(outcome) = outcome {
-            audit::denied(self.audit_scope(), rejection.caller(), None, outcome);
-        }
-        self.log(&rejection);
-        let mut response = self.on_rejection.response(&rejection);
-        self.protect_referrer(response.headers_mut());
-        response.extensions_mut().insert(rejection);
-        response
-    }
-
     /// On routes that read a credential from the URL: `Referrer-Policy:
     /// no-referrer`, unless the answer set its own.
     pub(crate) fn protect_referrer(&self, headers: &mut http::HeaderMap) {
@@ -206,68 +182,6 @@ impl RouteConfig {
                 .or_insert(http::HeaderValue::from_static("no-referrer"));
         }
     }
-
-    /// A handler answered with a [`Rejection`] of its own (such as
-    /// [`Caller::require_subject_id`]'s): audit it under this route.
-    pub(crate) fn audit_handler_rejection(&self, extensions: &Extensions) {
-        if let Some(rejection) = extensions.get::<Rejection>()
-            && rejection.kind() == RejectionKind::Forbidden
-        {
-            audit::denied(
-                self.audit_scope(),
-                rejection.caller(),
-                None,
-                "caller_mismatch",
-            );
-        }
-    }
-
-    /// One event per rejection on target `wix_elevate::rejection`: `debug`
-    /// for a refused caller, `warn` with the cause when Wix failed. A
-    /// failure that never reached Wix (circuit open, overloaded, budget
-    /// spent) writes at most one line per kind every ten seconds, with the
-    /// count held back (`suppressed`). Never a token; text from outside
-    /// (the cause, Wix's request id) is escaped.
-    fn log(&self, rejection: &Rejection) {
-        let (route, policy) = (&*self.route_name, self.policy.name());
-        let (code, status) = (rejection.kind().code(), rejection.status().as_u16());
-        match rejection.upstream_error() {
-            Some(error) => {
-                let Some(suppressed) = self.elevator.log_throttle().admit(error.kind()) else {
-                    return;
-                };
-                tracing::warn!(
-                    target: "wix_elevate::rejection",
-                    route,
-                    policy,
-                    code,
-                    status,
-                    endpoint = error.endpoint().as_str(),
-                    wix_status = error.status().map(|s| s.as_u16()),
-                    wix_request_id = error.request_id().map(|id| clean_str(id, MAX_FIELD)).as_deref(),
-                    error = %CleanText(error),
-                    cause = error_chain(error).as_deref().map(|cause| clean_str(cause, MAX_TEXT)).as_deref(),
-                    suppressed = (suppressed > 0).then_some(suppressed),
-                    "request rejected: Wix failed"
-                )
-            }
-            None => {
-                tracing::debug!(target: "wix_elevate::rejection", route, policy, code, status, "request rejected")
-            }
-        }
-    }
-}
-
-/// The sources below `error`, joined: "connection refused", "timed out".
-/// reqwest's text names the URL, never a header or a body.
-fn error_chain(error: &dyn std::error::Error) -> Option<String> {
-    let mut chain = Vec::new();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        chain.push(cause.to_string());
-        source = cause.source();
-    }
-    (!chain.is_empty()).then(|| chain.join(": "))
 }
 
 #[cfg(test)]

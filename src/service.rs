@@ -36,6 +36,7 @@ use crate::{
     error::{Rejection, RejectionKind},
     future::ResponseFuture,
     identity::Lookup,
+    reject,
     route::RouteConfig,
     token::TokenDigest,
     verdict::is_older,
@@ -159,7 +160,7 @@ where
         // 1. The token.
         let lookup = match route.caller_token(req.headers(), req.uri()) {
             Ok(token) => elevator.identities().cached(&token, started),
-            Err(kind) => return ResponseFuture::rejected(route.reject(kind.into())),
+            Err(kind) => return ResponseFuture::rejected(reject::respond(route, kind.into())),
         };
         // 2. Who it is.
         let verdict = match lookup {
@@ -184,7 +185,7 @@ where
         // 3. The route's rules.
         let caller = match route.admit(verdict, started) {
             Ok(caller) => caller,
-            Err(rejection) => return ResponseFuture::rejected(route.reject(rejection)),
+            Err(rejection) => return ResponseFuture::rejected(reject::respond(route, rejection)),
         };
         if route.shares_limits() {
             return self.resume(req, Resume::Limits(caller), started);
@@ -290,7 +291,7 @@ async fn authorize<B>(
         }
         Err(rejection) => {
             span.record("outcome", rejection.kind().code());
-            Err(route.reject(rejection))
+            Err(reject::respond(&route, rejection))
         }
     }
 }
