@@ -237,6 +237,52 @@ impl Elevator {
         crate::ElevateLayer::on(self.clone())
     }
 
+    /// A client for calls to Wix outside any request, as `actor` (a job,
+    /// a webhook handler: the name its audit events give), limited to the
+    /// operations it declares. See [`AppClient`](crate::AppClient).
+    ///
+    /// ```
+    /// # use wix_elevate::Elevator;
+    /// # fn main() -> Result<(), wix_elevate::ConfigError> {
+    /// let elevator = Elevator::builder("app", "secret").build()?;
+    /// let nightly = elevator.app_client("job:nightly").allow("GET /apps/v1/instance").build()?;
+    /// assert_eq!(nightly.actor(), "job:nightly");
+    /// assert!(elevator.app_client("job:bad").allow("GET apps").build().is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn app_client(&self, actor: &str) -> crate::AppClientBuilder {
+        crate::AppClientBuilder::new(self.clone(), actor)
+    }
+
+    /// The key a webhook delivery is remembered by: a keyed digest (under
+    /// this app's secret-derived key) of what identifies it.
+    #[cfg(feature = "webhooks")]
+    pub(crate) fn delivery_key(&self, identity: &[u8]) -> crate::token::TokenDigest {
+        self.identities().digest(identity)
+    }
+
+    /// Fleet mode: whether this is the first time the fleet sees the
+    /// delivery `key` in `window` (`None` without fleet mode or while Redis
+    /// is away: this replica decides alone).
+    #[cfg(feature = "webhooks")]
+    pub(crate) async fn first_delivery_in_fleet(
+        &self,
+        key: crate::token::TokenDigest,
+        window: Duration,
+    ) -> Option<bool> {
+        self.fleet()?.first_delivery(&key.hex(), window).await
+    }
+
+    /// Fleet mode: forget that the delivery `key` was seen (its work could
+    /// not be taken; Wix will retry it).
+    #[cfg(feature = "webhooks")]
+    pub(crate) async fn release_delivery_in_fleet(&self, key: crate::token::TokenDigest) {
+        if let Some(fleet) = self.fleet() {
+            fleet.forget_delivery(&key.hex()).await;
+        }
+    }
+
     /// Whether this replica's local cache holds an app token for
     /// `instance`: for tests of invalidation (feature `test-util`).
     ///

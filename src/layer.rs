@@ -292,44 +292,6 @@ impl ElevateLayer {
 }
 
 impl ElevateLayer {
-    /// A [`WixApi`](crate::WixApi) for `instance_id` outside any request
-    /// (a webhook handler, a scheduled job), with this layer's declared
-    /// operations, and the same single-flight app token, retries,
-    /// breakers, deadline and audit as inside a request. The audit lines
-    /// name the actor: this layer's [`route_name`](Self::route_name) as the
-    /// route and the subject (`subject_type="APP"`), so name the layer
-    /// after the job.
-    ///
-    /// No caller is verified here: only your own code decides which
-    /// instance to act for, so never take `instance_id` from a request.
-    ///
-    /// ```
-    /// # use wix_elevate::{Elevator, test_util::MockWix};
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let wix = MockWix::start().await?;
-    /// # let elevator = wix.elevator_builder().build()?;
-    /// let on_install = elevator
-    ///     .layer()
-    ///     .route_name("webhook:app_installed")
-    ///     .allow("GET /apps/v1/instance")?;
-    /// let api = on_install.api_for_instance("inst-1");
-    /// let instance: serde_json::Value = api.get("/apps/v1/instance").await?.json()?;
-    /// assert_eq!(instance["instance"]["instanceId"], "inst-1");
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn api_for_instance(&self, instance_id: &str) -> crate::WixApi {
-        let route = Arc::new(self.route_config());
-        let actor: Arc<str> = if route.route_name.is_empty() {
-            Arc::from("background")
-        } else {
-            route.route_name.clone()
-        };
-        let caller = crate::Caller::new(crate::SubjectType::App, actor, instance_id);
-        crate::WixApi::new(route, caller, None)
-    }
-
     /// The configuration one route (or one background actor) runs with;
     /// an unnamed one registers its metric handles now.
     pub(crate) fn route_config(&self) -> RouteConfig {

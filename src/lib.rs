@@ -108,7 +108,7 @@
 //! [Policies and least privilege](guide::policies),
 //! [Wix fidelity](guide::wix_fidelity), [resilience](guide::resilience),
 //! [fleet mode](guide::fleet_mode), [webhooks](guide::webhooks),
-//! [service plugins](guide::plugins),
+//! [service plugins](guide::plugins), [background work](guide::background),
 //! [tracing and OpenTelemetry](guide::observability),
 //! [serverless](guide::serverless), [running against real Wix](guide::real_wix),
 //! [the frontend half and CORS](guide::frontend),
@@ -130,6 +130,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod api;
+mod app_client;
 mod app_token;
 mod audit;
 mod builder;
@@ -182,6 +183,8 @@ pub mod fuzz;
 #[doc(inline)]
 pub use api::{WixApi, WixApiError, WixApiErrorKind, WixRequest, WixResponse};
 #[doc(inline)]
+pub use app_client::{AppClient, AppClientBuilder};
+#[doc(inline)]
 pub use builder::ElevatorBuilder;
 #[doc(inline)]
 pub use caller::{Caller, Plan, SubjectType};
@@ -230,6 +233,8 @@ pub mod guide {
     pub mod webhooks {}
     #[doc = include_str!("docs/plugins.md")]
     pub mod plugins {}
+    #[doc = include_str!("docs/background.md")]
+    pub mod background {}
     #[doc = include_str!("docs/observability.md")]
     pub mod observability {}
     #[doc = include_str!("docs/serverless.md")]

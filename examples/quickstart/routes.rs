@@ -157,9 +157,9 @@ fn webhook_endpoint(
     verifier: WebhookVerifier,
 ) -> Result<WebhookEndpoint, ConfigError> {
     let on_install = elevator
-        .layer()
-        .route_name("webhook:app_installed")
-        .allow("GET /apps/v1/instance")?;
+        .app_client("webhook:app_installed")
+        .allow("GET /apps/v1/instance")
+        .build()?;
     Ok(WebhookEndpoint::builder(elevator, verifier)
         .on_event(move |event| {
             let on_install = on_install.clone();
@@ -172,7 +172,7 @@ fn webhook_endpoint(
                 if let (EventPayload::AppInstalled { .. }, Some(instance)) =
                     (event.payload(), event.instance_id())
                 {
-                    let api = on_install.api_for_instance(instance);
+                    let api = on_install.for_instance(instance);
                     match api
                         .get("/apps/v1/instance")
                         .await

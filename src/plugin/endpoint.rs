@@ -25,7 +25,7 @@ use super::{
     PluginEnvelope, PluginError, PluginErrorKind, PluginFailure, PluginMetadata, PluginVerifier,
 };
 use crate::{
-    ElevateLayer, Elevator, WixApi,
+    AppClient, Elevator, WixApi,
     audit::{MAX_FIELD, clean_str},
     error::ConfigError,
 };
@@ -149,7 +149,7 @@ pub struct ServicePlugin {
 struct Shared {
     verifier: PluginVerifier,
     extension_type: Box<str>,
-    layer: ElevateLayer,
+    client: AppClient,
     route_name: Box<str>,
     deadline: Duration,
     methods: Vec<(Box<str>, MethodHandler)>,
@@ -221,8 +221,8 @@ impl ServicePlugin {
             request_id = metadata.request_id().map(|id| clean_str(id, MAX_FIELD)).as_deref(),
         );
         let api = shared
-            .layer
-            .api_for_instance(metadata.instance_id())
+            .client
+            .for_instance(metadata.instance_id())
             .with_request_id(metadata.request_id_arc());
         let handled = tokio::time::timeout(shared.deadline, handler(envelope, api));
         match handled.instrument(span.clone()).await {
@@ -334,19 +334,20 @@ impl ServicePluginBuilder {
         let route_name: Box<str> = self.route_name.unwrap_or_else(|| {
             format!("plugin:{}", self.extension_type.to_ascii_lowercase()).into()
         });
-        let mut layer = self.elevator.layer().route_name(&*route_name);
-        for (operation, idempotent) in &self.operations {
-            layer = if *idempotent {
-                layer.allow_idempotent(operation)?
+        let mut client = self.elevator.app_client(&route_name);
+        for (operation, idempotent) in self.operations {
+            client = if idempotent {
+                client.allow_idempotent(&operation)
             } else {
-                layer.allow(operation)?
+                client.allow(&operation)
             };
         }
+        let client = client.build()?;
         Ok(ServicePlugin {
             shared: Arc::new(Shared {
                 verifier: self.verifier,
                 extension_type: self.extension_type,
-                layer,
+                client,
                 route_name,
                 deadline: self.deadline,
                 methods: self.methods,

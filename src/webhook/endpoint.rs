@@ -60,14 +60,14 @@ type Handler = Arc<dyn Fn(WixEvent) -> Pin<Box<dyn Future<Output = ()> + Send>> 
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # let public_key = wix_elevate::test_util::WEBHOOK_PUBLIC_KEY;
 /// let elevator = Elevator::builder("app", "secret").build()?;
-/// let on_install = elevator.layer().route_name("webhook:installed").allow("GET /apps/v1/instance")?;
+/// let on_install = elevator.app_client("webhook:installed").allow("GET /apps/v1/instance").build()?;
 /// let webhooks = WebhookEndpoint::builder(&elevator, WebhookVerifier::new(WebhookKeys::new().key(public_key)?))
 ///     .on_event(move |event| {
 ///         let on_install = on_install.clone();
 ///         async move {
 ///             if let (EventPayload::AppInstalled { .. }, Some(instance)) = (event.payload(), event.instance_id()) {
 ///                 // Wix's answer, with the app's identity, outside any request.
-///                 let _ = on_install.api_for_instance(instance).get("/apps/v1/instance").await;
+///                 let _ = on_install.for_instance(instance).get("/apps/v1/instance").await;
 ///             }
 ///         }
 ///     })
@@ -136,9 +136,8 @@ impl WebhookEndpoint {
         let digest = match event.id() {
             Some(id) => shared
                 .elevator
-                .identities()
-                .digest(format!("event\0{id}").as_bytes()),
-            None => shared.elevator.identities().digest(body),
+                .delivery_key(format!("event\0{id}").as_bytes()),
+            None => shared.elevator.delivery_key(body),
         };
         if !self.first_delivery(digest).await {
             return acknowledged("duplicate");
@@ -172,22 +171,19 @@ impl WebhookEndpoint {
             return false;
         }
         shared.seen.insert(digest, now);
-        match shared.elevator.fleet() {
-            // Redis decides fleet-wide; while it is away, this replica does.
-            Some(fleet) => fleet
-                .first_delivery(&digest.hex(), DEDUPE_WINDOW)
-                .await
-                .unwrap_or(true),
-            None => true,
-        }
+        // Redis decides fleet-wide; without it (or while it is away), this
+        // replica does.
+        shared
+            .elevator
+            .first_delivery_in_fleet(digest, DEDUPE_WINDOW)
+            .await
+            .unwrap_or(true)
     }
 
     /// Forget that `digest` was seen: it could not be taken, Wix retries.
     async fn unsee(&self, digest: TokenDigest) {
         self.shared.seen.remove(&digest);
-        if let Some(fleet) = self.shared.elevator.fleet() {
-            fleet.forget_delivery(&digest.hex()).await;
-        }
+        self.shared.elevator.release_delivery_in_fleet(digest).await;
     }
 
     /// Start the handler's worker on the runtime in use, once.

@@ -20,11 +20,11 @@ async fn a_job_calls_what_it_declares_with_the_instances_shared_app_token() {
 
     let job = h
         .elevator
-        .layer()
-        .route_name("nightly-sync")
+        .app_client("nightly-sync")
         .allow("GET /apps/v1/instance")
+        .build()
         .unwrap();
-    let api = job.api_for_instance("inst-job");
+    let api = job.for_instance("inst-job");
     assert_eq!(api.caller().subject_type(), SubjectType::App);
     assert_eq!(api.caller().subject_id(), "nightly-sync");
     let instance: serde_json::Value = api.get("/apps/v1/instance").await.unwrap().json().unwrap();
@@ -47,7 +47,7 @@ async fn a_job_calls_what_it_declares_with_the_instances_shared_app_token() {
     assert_eq!(h.wix.access_token_calls_for("inst-job"), 2);
 
     // A job for an instance nobody called yet mints its own token.
-    let fresh = job.api_for_instance("inst-new");
+    let fresh = job.for_instance("inst-new");
     assert!(fresh.get("/apps/v1/instance").await.is_ok());
     assert_eq!(h.wix.access_token_calls_for("inst-new"), 1);
 }

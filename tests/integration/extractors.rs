@@ -59,10 +59,11 @@ async fn calls_to_counts_built_in_endpoints_like_registered_ones() {
     let h = crate::support::harness().await;
     let api = h
         .elevator
-        .layer()
+        .app_client("counted")
         .allow("GET /apps/v1/instance")
+        .build()
         .unwrap()
-        .api_for_instance("inst-counted");
+        .for_instance("inst-counted");
     assert_eq!(h.wix.calls_to("GET /apps/v1/instance"), 0);
     api.get("/apps/v1/instance").send().await.unwrap();
     assert_eq!(h.wix.calls_to("GET /apps/v1/instance"), 1);

@@ -135,10 +135,11 @@ async fn a_misnamed_argument_names_the_placeholder_and_the_argument() {
     let h = crate::support::harness().await;
     let api = h
         .elevator
-        .layer()
+        .app_client("misnamed")
         .allow("GET /members/v1/members/{id}")
+        .build()
         .unwrap()
-        .api_for_instance("inst-misnamed");
+        .for_instance("inst-misnamed");
     let error = api
         .get("/members/v1/members/{id}")
         .arg("ID", "m-1")

@@ -201,11 +201,11 @@ async fn a_call_outside_a_request_is_audited_under_its_actor() {
     let _guard = captured.install(tracing::Level::INFO);
     let Harness { wix, elevator, .. } = harness().await;
     let job = elevator
-        .layer()
-        .route_name("webhook:app_installed")
+        .app_client("webhook:app_installed")
         .allow("GET /apps/v1/instance")
+        .build()
         .unwrap();
-    job.api_for_instance("inst-bg")
+    job.for_instance("inst-bg")
         .get("/apps/v1/instance")
         .await
         .unwrap();

@@ -231,9 +231,9 @@ async fn no_webhook_token_key_or_secret_reaches_the_logs() {
     let h = harness_with(|b| b).await;
     let on_install = h
         .elevator
-        .layer()
-        .route_name("webhook:installed")
+        .app_client("webhook:installed")
         .allow("GET /apps/v1/instance")
+        .build()
         .unwrap();
     let (done, mut handled) = tokio::sync::mpsc::unbounded_channel();
     let webhooks = WebhookEndpoint::builder(
@@ -245,7 +245,7 @@ async fn no_webhook_token_key_or_secret_reaches_the_logs() {
         async move {
             if let Some(instance) = event.instance_id() {
                 let _ = on_install
-                    .api_for_instance(instance)
+                    .for_instance(instance)
                     .get("/apps/v1/instance")
                     .await;
             }
