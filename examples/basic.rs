@@ -1,5 +1,6 @@
 //! Run with: `cargo run --example basic` (against the in-process mock Wix),
 //! or set `WIX_APP_ID`, `WIX_APP_SECRET` and `WIX_API_BASE_URL` for real Wix.
+//! It listens on `BIND_ADDR` (default `127.0.0.1:3000`).
 //!
 //! The smallest useful backend: one route any caller may use, one that only
 //! Wix users may use and that may make exactly one Wix call.
@@ -45,13 +46,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .allow("GET /apps/v1/instance")?,
             ),
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+    let bind = std::env::var("BIND_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
+    let listener = tokio::net::TcpListener::bind(bind).await?;
+    let addr = listener.local_addr()?;
     if let Some(mock) = &mock {
         let user = mock.mint(wix_elevate::test_util::CallerSpec::new(
             wix_elevate::SubjectType::User,
         ));
-        println!("curl -s http://127.0.0.1:3000/api/dashboard/instance -H 'Authorization: {user}'");
+        println!("curl -s http://{addr}/api/dashboard/instance -H 'Authorization: {user}'");
     }
+    println!("listening on http://{addr}");
     axum::serve(listener, app).await?;
     Ok(())
 }

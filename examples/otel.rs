@@ -15,7 +15,15 @@
 //!
 //! The crate's spans are DEBUG: the OpenTelemetry layer takes
 //! `wix_elevate=debug` while the log lines stay at `info`. It runs against
-//! the mock Wix, like the quickstart.
+//! the mock Wix, like the quickstart, and stops on Ctrl-C or SIGTERM after
+//! exporting what is left.
+//!
+//! The exporter is OTLP/HTTP through the async `reqwest` client, so the
+//! batch processor runs on tokio (`span_processor_with_async_runtime`,
+//! feature `rt-tokio` of `opentelemetry_sdk`): the SDK's default batch
+//! processor exports from a thread of its own, where an async HTTP client
+//! finds no reactor and the spans are lost. (The other working pairing is
+//! the default processor with `opentelemetry-otlp`'s blocking client.)
 
 use std::error::Error;
 
@@ -29,7 +37,11 @@ use axum::{
 };
 use opentelemetry::{global, propagation::Extractor, trace::TracerProvider as _};
 use opentelemetry_otlp::SpanExporter;
-use opentelemetry_sdk::{propagation::TraceContextPropagator, trace::SdkTracerProvider};
+use opentelemetry_sdk::{
+    propagation::TraceContextPropagator,
+    runtime,
+    trace::{SdkTracerProvider, span_processor_with_async_runtime::BatchSpanProcessor},
+};
 use serde_json::Value;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -78,7 +90,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     // OTLP over HTTP; the endpoint comes from OTEL_EXPORTER_OTLP_ENDPOINT.
     let exporter = SpanExporter::builder().with_http().build()?;
     let provider = SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
+        .with_span_processor(BatchSpanProcessor::builder(exporter, runtime::Tokio).build())
         .build();
     global::set_text_map_propagator(TraceContextPropagator::new());
     tracing_subscriber::registry()
@@ -105,11 +117,29 @@ async fn main() -> Result<(), Box<dyn Error>> {
     println!("curl -H 'authorization: {member}' \\");
     println!("  -H 'traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' \\");
     println!("  http://{addr}/api/instance");
+    println!("listening on http://{addr}");
     axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .with_graceful_shutdown(stopped())
         .await?;
-    provider.shutdown()?;
+    // Export what is still queued. The processor's shutdown blocks until
+    // its tokio task has exported, so it waits off the runtime's workers.
+    tokio::task::spawn_blocking(move || provider.shutdown()).await??;
+    println!("spans exported");
     Ok(())
+}
+
+/// Ctrl-C, or SIGTERM on Unix.
+async fn stopped() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut terminate) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {},
+                _ = terminate.recv() => {},
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }

@@ -17,6 +17,7 @@ mod hostile;
 mod identity;
 mod interop;
 mod least_privilege;
+mod otel;
 mod plans;
 mod plugin_corpus;
 mod plugins;
