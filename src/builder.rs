@@ -40,7 +40,7 @@ use crate::{
 /// | [`token_info_budget_for_new_tokens`](Self::token_info_budget_for_new_tokens) | 100 per second, bursts of 1,000 |
 /// | [`app_token_fallback_lifetime`](Self::app_token_fallback_lifetime) | 1 h (when Wix's `expires_in` is unusable) |
 /// | [`serve_stale_identities_for`](Self::serve_stale_identities_for) | off (degraded mode) |
-/// | [`redis`](Self::redis) | off (fleet mode, feature `redis`) |
+/// | [`redis`][builder-redis] | off (fleet mode, feature `redis`) |
 ///
 /// Every duration must be at most 24 hours; [`build`](Self::build) returns
 /// a [`ConfigError`] otherwise.
@@ -55,6 +55,12 @@ use crate::{
 ///     .unwrap();
 /// assert_eq!(elevator.base_url(), "http://127.0.0.1:9999");
 /// ```
+#[doc = ""]
+#[cfg_attr(feature = "redis", doc = "[builder-redis]: Self::redis")]
+#[cfg_attr(
+    not(feature = "redis"),
+    doc = "[builder-redis]: crate::guide::fleet_mode"
+)]
 #[must_use]
 pub struct ElevatorBuilder {
     app_id: String,

@@ -16,7 +16,7 @@
 //!
 //! # Example
 //!
-//! With feature `cors`, [`cors_layer`] is a ready `tower_http::cors::CorsLayer`;
+//! With feature `cors`, [`cors_layer`][cors-layer] is a ready `tower_http::cors::CorsLayer`;
 //! choose the origins yourself:
 //!
 //! ```
@@ -41,6 +41,10 @@
 //! assert!(ALLOW_HEADERS.iter().any(|h| h == "x-wix-linguist"));
 //! assert!(EXPOSE_HEADERS.iter().any(|h| h == "retry-after"));
 //! ```
+
+#![doc = ""]
+#![cfg_attr(feature = "cors", doc = "[cors-layer]: cors_layer")]
+#![cfg_attr(not(feature = "cors"), doc = "[cors-layer]: crate::guide::frontend")]
 
 use http::{
     HeaderName, Method,

@@ -255,6 +255,21 @@ impl Elevator {
         crate::AppClientBuilder::new(self.clone(), actor)
     }
 
+    /// Whether this replica's local cache holds an app token for
+    /// `instance` (for [`test_util::CacheProbe`](crate::test_util::CacheProbe)).
+    #[cfg(feature = "test-util")]
+    pub(crate) fn caches_app_token(&self, instance: &str) -> bool {
+        self.app_tokens().contains(instance)
+    }
+
+    /// Whether this replica's local cache holds an identity for `token`
+    /// (for [`test_util::CacheProbe`](crate::test_util::CacheProbe)).
+    #[cfg(feature = "test-util")]
+    pub(crate) fn caches_identity(&self, token: &str) -> bool {
+        token::split_authorization(token.as_bytes(), usize::MAX)
+            .is_ok_and(|bare| self.identities().contains(self.identities().digest(bare)))
+    }
+
     /// The key a webhook delivery is remembered by: a keyed digest (under
     /// this app's secret-derived key) of what identifies it.
     #[cfg(feature = "webhooks")]
@@ -281,33 +296,6 @@ impl Elevator {
         if let Some(fleet) = self.fleet() {
             fleet.forget_delivery(&key.hex()).await;
         }
-    }
-
-    /// Whether this replica's local cache holds an app token for
-    /// `instance`: for tests of invalidation (feature `test-util`).
-    ///
-    /// ```
-    /// # use wix_elevate::Elevator;
-    /// let elevator = Elevator::builder("app", "secret").build().unwrap();
-    /// assert!(!elevator.has_cached_app_token("instance-1"));
-    /// ```
-    #[cfg(feature = "test-util")]
-    pub fn has_cached_app_token(&self, instance: &str) -> bool {
-        self.app_tokens().contains(instance)
-    }
-
-    /// Whether this replica's local cache holds an identity for `token`
-    /// (raw or `Bearer`): for tests of invalidation (feature `test-util`).
-    ///
-    /// ```
-    /// # use wix_elevate::Elevator;
-    /// let elevator = Elevator::builder("app", "secret").build().unwrap();
-    /// assert!(!elevator.has_cached_identity("Bearer some-token"));
-    /// ```
-    #[cfg(feature = "test-util")]
-    pub fn has_cached_identity(&self, token: &str) -> bool {
-        token::split_authorization(token.as_bytes(), usize::MAX)
-            .is_ok_and(|bare| self.identities().contains(self.identities().digest(bare)))
     }
 
     pub(crate) fn log_throttle(&self) -> &LogThrottle {

@@ -84,7 +84,7 @@
 //!
 //! ## Fleet mode
 //!
-//! With feature `redis`, [`ElevatorBuilder::redis`] makes Redis (or Valkey)
+//! With feature `redis`, [`ElevatorBuilder::redis`][builder-redis] makes Redis (or Valkey)
 //! a second level behind the in-process caches: one Wix call per caller and
 //! per instance for the whole fleet and across restarts, fleet-wide rate
 //! limits, invalidation by pub/sub. Keys are keyed MACs and values are
@@ -122,11 +122,21 @@
 //! | `axum` | [`Caller`] and [`ElevatedToken`] extractors; `IntoResponse` for [`Rejection`] | yes |
 //! | `rustls` | TLS to Wix through rustls | yes |
 //! | `native-tls` | TLS to Wix through the platform's TLS | no |
-//! | `cors` | [`cors::cors_layer`], a tower-http `CorsLayer` preset for `fetchWithAuth` | no |
-//! | `redis` | fleet mode ([`ElevatorBuilder::redis`]): identities, app tokens, rate limits and invalidations shared by every replica through Redis or Valkey | no |
+//! | `cors` | [`cors::cors_layer`][cors-layer], a tower-http `CorsLayer` preset for `fetchWithAuth` | no |
+//! | `redis` | fleet mode ([`ElevatorBuilder::redis`][builder-redis]): identities, app tokens, rate limits and invalidations shared by every replica through Redis or Valkey | no |
 //! | `webhooks` | `webhook`: verified Wix webhooks (RS256), typed app-instance events, a `WebhookEndpoint` wired to the caches | no |
 //! | `plugins` | `plugin`: verified service-plugin calls (`ServicePlugin`, typed, elevated, with a deadline) and payment-provider `Digest` requests (implies `webhooks`) | no |
-//! | `test-util` | [`test_util::MockWix`], an in-process mock of Wix (with `webhooks`, signed `MockWebhook`s) | no |
+//! | `test-util` | [`test_util::MockWix`][mock-wix], an in-process mock of Wix (with `webhooks`, signed `MockWebhook`s) | no |
+//!
+//! Items of a feature that is off are not documented; the links to them
+//! then lead to the nearest item that is.
+//!
+#![cfg_attr(feature = "redis", doc = "[builder-redis]: ElevatorBuilder::redis")]
+#![cfg_attr(not(feature = "redis"), doc = "[builder-redis]: guide::fleet_mode")]
+#![cfg_attr(feature = "cors", doc = "[cors-layer]: cors::cors_layer")]
+#![cfg_attr(not(feature = "cors"), doc = "[cors-layer]: guide::frontend")]
+#![cfg_attr(feature = "test-util", doc = "[mock-wix]: test_util::MockWix")]
+#![cfg_attr(not(feature = "test-util"), doc = "[mock-wix]: guide::testing")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod api;
@@ -173,6 +183,7 @@ pub mod webhook;
 mod wire;
 
 #[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod test_util;
 
 // Entry points for `cargo fuzz` (which sets `--cfg fuzzing`); not an API.
@@ -197,6 +208,7 @@ pub use error::{
     ConfigError, Endpoint, Rejection, RejectionKind, UpstreamError, UpstreamErrorKind,
 };
 #[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 #[doc(inline)]
 pub use extract::MissingElevateLayer;
 #[cfg(feature = "redis")]

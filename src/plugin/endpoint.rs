@@ -292,7 +292,7 @@ impl ServicePluginBuilder {
     }
 
     /// Declare a non-idempotent operation that is safe to retry (a `POST`
-    /// query), as [`ElevateLayer::allow_idempotent`] does.
+    /// query), as [`ElevateLayer::allow_idempotent`](crate::ElevateLayer::allow_idempotent) does.
     pub fn allow_idempotent(mut self, operation: &str) -> Self {
         self.operations.push((operation.to_owned(), true));
         self

@@ -14,7 +14,7 @@
 //!   plugin declares, within a deadline Wix can wait for.
 //! * A **payment-provider** request's body is plain JSON, and its
 //!   `Digest: JWT=<jwt>` header signs the body's SHA-256:
-//!   [`PaymentVerifier`] checks both, [`PaymentDigestLayer`] before a
+//!   [`PaymentVerifier`] checks both, [`PaymentDigestLayer`][digest-layer] before a
 //!   route's handler.
 //!
 //! Refusals are fixed `application/problem+json` answers
@@ -25,8 +25,19 @@
 //! answer after an error or its 3 s limit.
 //!
 //! The [plugins guide](crate::guide::plugins) mounts a plugin, tests it
-//! offline with [`MockServicePlugin`](crate::test_util::MockServicePlugin)
+//! offline with [`MockServicePlugin`][mock-plugin]
 //! and compares the verdicts with Wix's own SDK.
+//!
+#![cfg_attr(feature = "axum", doc = "[digest-layer]: PaymentDigestLayer")]
+#![cfg_attr(not(feature = "axum"), doc = "[digest-layer]: PaymentVerifier")]
+#![cfg_attr(
+    feature = "test-util",
+    doc = "[mock-plugin]: crate::test_util::MockServicePlugin"
+)]
+#![cfg_attr(
+    not(feature = "test-util"),
+    doc = "[mock-plugin]: crate::guide::testing"
+)]
 
 #[cfg(feature = "axum")]
 mod digest;

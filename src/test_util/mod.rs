@@ -50,6 +50,7 @@
 
 #[cfg(feature = "plugins")]
 mod plugin;
+mod probe;
 mod registered;
 mod server;
 mod spec;
@@ -65,6 +66,8 @@ use tokio::{net::TcpListener, task::JoinHandle};
 #[cfg(feature = "plugins")]
 #[cfg_attr(docsrs, doc(cfg(feature = "plugins")))]
 pub use plugin::{MockPaymentRequest, MockServicePlugin};
+#[doc(inline)]
+pub use probe::CacheProbe;
 #[doc(inline)]
 pub use spec::{
     CallerSpec, DEFAULT_APP_TOKEN_LIFETIME, Fault, GrantQuirk, MockEndpoint, MockReply,

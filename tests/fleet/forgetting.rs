@@ -8,7 +8,7 @@ use http::Request;
 use tower::ServiceExt;
 use wix_elevate::{
     Caller, RedisConfig, SubjectType,
-    test_util::{CallerSpec, Fault, MockEndpoint},
+    test_util::{CacheProbe, CallerSpec, Fault, MockEndpoint},
 };
 
 use crate::{Fleet, SERIAL, set, stored, support::Redis};

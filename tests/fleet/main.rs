@@ -13,7 +13,7 @@ use http::Request;
 use tower::ServiceExt;
 use wix_elevate::{
     Caller, ElevatedToken, Elevator, SubjectType,
-    test_util::{CallerSpec, MockEndpoint, MockWix},
+    test_util::{CacheProbe, CallerSpec, MockEndpoint, MockWix},
 };
 
 use crate::support::Redis;
