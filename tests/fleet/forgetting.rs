@@ -11,7 +11,7 @@ use wix_elevate::{
     test_util::{CacheProbe, CallerSpec, Fault, MockEndpoint},
 };
 
-use crate::{Fleet, SERIAL, set, stored, support::Redis};
+use crate::{Fleet, fleet_on_redis, set, stored, support::Redis, turn};
 
 fn member_of(fleet: &Fleet, instance: &str) -> String {
     fleet
@@ -39,9 +39,9 @@ async fn identity_values(redis: &Redis) -> Vec<(String, Vec<u8>)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forget_instance_holds_on_every_replica_whatever_redis_holds() {
-    let _serial = SERIAL.lock().await;
-    let Some(redis) = Redis::start() else { return };
-    let fleet = Fleet::start(2, Some(&redis)).await;
+    let Some((_turn, fleet)) = fleet_on_redis(2).await else {
+        return;
+    };
     let token = member_of(&fleet, "inst-gone");
     for replica in 0..2 {
         assert_eq!(fleet.send(replica, "/whoami", &token).await, 200);
@@ -72,9 +72,10 @@ async fn forget_instance_holds_on_every_replica_whatever_redis_holds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forget_fails_while_a_listening_replica_has_not_confirmed_it() {
-    let _serial = SERIAL.lock().await;
-    let Some(redis) = Redis::start() else { return };
-    let fleet = Fleet::start(1, Some(&redis)).await;
+    let Some((turn, fleet)) = fleet_on_redis(1).await else {
+        return;
+    };
+    let redis = &turn.redis;
     let token = member_of(&fleet, "inst-hung");
     assert_eq!(fleet.send(0, "/whoami", &token).await, 200);
     // A replica that hears invalidations but never acts on them (hung,
@@ -116,9 +117,9 @@ async fn a_forget_fails_while_a_listening_replica_has_not_confirmed_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_verdict_in_flight_during_a_forget_is_never_shared() {
-    let _serial = SERIAL.lock().await;
-    let Some(redis) = Redis::start() else { return };
-    let fleet = Fleet::start(2, Some(&redis)).await;
+    let Some((_turn, fleet)) = fleet_on_redis(2).await else {
+        return;
+    };
     let token = member_of(&fleet, "inst-racing");
     fleet.wix.hold(MockEndpoint::TokenInfo);
     let request = tokio::spawn(status(
@@ -145,14 +146,15 @@ async fn a_verdict_in_flight_during_a_forget_is_never_shared() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_value_copied_out_of_redis_is_not_served_after_a_forget() {
-    let _serial = SERIAL.lock().await;
-    let Some(redis) = Redis::start() else { return };
-    let mut fleet = Fleet::start(1, Some(&redis)).await;
+    let Some((turn, mut fleet)) = fleet_on_redis(1).await else {
+        return;
+    };
+    let redis = &turn.redis;
     for (what, forget_instance) in [("forget_token", false), ("forget_instance", true)] {
         let instance = format!("inst-replayed-{what}");
         let token = member_of(&fleet, &instance);
         assert_eq!(fleet.send(0, "/whoami", &token).await, 200);
-        let copies = identity_values(&redis).await;
+        let copies = identity_values(redis).await;
         assert!(!copies.is_empty());
         let elevator = &fleet.replicas[0].0;
         if forget_instance {
@@ -163,7 +165,7 @@ async fn a_value_copied_out_of_redis_is_not_served_after_a_forget() {
         fleet.wix.revoke(&token);
         // Someone who can write Redis puts the old values back.
         for (key, value) in &copies {
-            set(&redis, key, value).await;
+            set(redis, key, value).await;
         }
         // A fresh replica (nothing cached locally) reads only Redis.
         fleet.restart();
@@ -183,21 +185,18 @@ fn budgeted(fleet: &Fleet, redis: &Redis) -> Vec<Router> {
                 .token_info_budget_for_new_tokens(1, 6)
                 .build()
                 .unwrap();
-            Router::new().route(
-                "/whoami",
-                get(|caller: Caller| async move { caller.subject_id().to_owned() })
-                    .route_layer(elevator.layer()),
-            )
+            crate::support::identity_app(&elevator)
         })
         .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_new_token_budget_is_fleet_wide_and_a_token_past_it_costs_two_commands() {
-    let _serial = SERIAL.lock().await;
-    let Some(redis) = Redis::start() else { return };
-    let fleet = Fleet::start(1, Some(&redis)).await;
-    let replicas = budgeted(&fleet, &redis);
+    let Some((turn, fleet)) = fleet_on_redis(1).await else {
+        return;
+    };
+    let redis = &turn.redis;
+    let replicas = budgeted(&fleet, redis);
     let send = |replica: usize, token: String| {
         status(replicas[replica % replicas.len()].clone(), "/whoami", token)
     };
@@ -239,8 +238,8 @@ async fn the_new_token_budget_is_fleet_wide_and_a_token_past_it_costs_two_comman
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_replica_goes_ahead_as_soon_as_the_lease_holder_fails() {
-    let _serial = SERIAL.lock().await;
-    let Some(redis) = Redis::start() else { return };
+    let Some(turn) = turn().await else { return };
+    let redis = &turn.redis;
     let wix = crate::support::mock_wix().await;
     let lease = Duration::from_secs(3);
     let replicas: Vec<Router> = (0..2)
@@ -254,11 +253,7 @@ async fn a_waiting_replica_goes_ahead_as_soon_as_the_lease_holder_fails() {
                 )
                 .build()
                 .unwrap();
-            Router::new().route(
-                "/whoami",
-                get(|caller: Caller| async move { caller.subject_id().to_owned() })
-                    .route_layer(elevator.layer()),
-            )
+            crate::support::identity_app(&elevator)
         })
         .collect();
     let token = wix.mint(CallerSpec::new(SubjectType::Member));
@@ -293,8 +288,8 @@ async fn a_waiting_replica_goes_ahead_as_soon_as_the_lease_holder_fails() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_holder_never_releases_the_lease_of_the_replica_after_it() {
-    let _serial = SERIAL.lock().await;
-    let Some(redis) = Redis::start() else { return };
+    let Some(turn) = turn().await else { return };
+    let redis = &turn.redis;
     // Two stand-ins for Wix with the same app, so that the two holders'
     // calls can be held and released separately.
     let slow_wix = crate::support::mock_wix().await;
@@ -316,11 +311,7 @@ async fn a_late_holder_never_releases_the_lease_of_the_replica_after_it() {
             .auth_deadline(Duration::from_secs(30))
             .build()
             .unwrap();
-        Router::new().route(
-            "/whoami",
-            get(|caller: Caller| async move { caller.subject_id().to_owned() })
-                .route_layer(elevator.layer()),
-        )
+        crate::support::identity_app(&elevator)
     };
     let (a, b, c) = (replica(&slow_wix), replica(&other_wix), replica(&other_wix));
     let token = slow_wix.mint(CallerSpec::new(SubjectType::Member));
@@ -358,9 +349,9 @@ async fn a_late_holder_never_releases_the_lease_of_the_replica_after_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_plan_travels_through_redis_with_the_identity() {
-    let _serial = SERIAL.lock().await;
-    let Some(redis) = Redis::start() else { return };
-    let fleet = Fleet::start(2, Some(&redis)).await;
+    let Some((_turn, fleet)) = fleet_on_redis(2).await else {
+        return;
+    };
     let paid_only: Vec<Router> = fleet
         .replicas
         .iter()
@@ -404,9 +395,9 @@ async fn app_removed_on_one_replica_is_forgotten_on_every_replica_and_handled_on
         webhook::{WebhookEndpoint, WebhookKeys, WebhookVerifier},
     };
 
-    let _serial = SERIAL.lock().await;
-    let Some(redis) = Redis::start() else { return };
-    let fleet = Fleet::start(2, Some(&redis)).await;
+    let Some((_turn, fleet)) = fleet_on_redis(2).await else {
+        return;
+    };
     let handled = Arc::new(AtomicUsize::new(0));
     let endpoints: Vec<Router> = fleet
         .replicas

@@ -12,7 +12,7 @@ use axum::{Router, body::Body, routing::get};
 use http::Request;
 use tower::ServiceExt;
 use wix_elevate::{
-    Caller, ElevatedToken, Elevator, SubjectType,
+    ElevatedToken, Elevator, SubjectType,
     test_util::{CacheProbe, CallerSpec, MockEndpoint, MockWix},
 };
 
@@ -22,6 +22,28 @@ mod forgetting;
 
 /// The fleet tests run one at a time: each starts servers and floods them.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A fleet test's turn: the others wait, and it has a `redis-server` of
+/// its own (`None`, after saying so loudly, where there is none).
+struct Turn {
+    redis: Redis,
+    _serial: tokio::sync::MutexGuard<'static, ()>,
+}
+
+async fn turn() -> Option<Turn> {
+    let serial = SERIAL.lock().await;
+    Some(Turn {
+        redis: Redis::start()?,
+        _serial: serial,
+    })
+}
+
+/// A turn and `replicas` replicas sharing its Redis.
+async fn fleet_on_redis(replicas: usize) -> Option<(Turn, Fleet)> {
+    let turn = turn().await?;
+    let fleet = Fleet::start(replicas, Some(&turn.redis)).await;
+    Some((turn, fleet))
+}
 
 /// Replicas of one app behind a round-robin balancer.
 struct Fleet {
@@ -41,28 +63,7 @@ fn replica_with(wix: &MockWix, redis: Option<&str>, timeout: Duration) -> (Eleva
         None => builder,
     };
     let elevator = builder.build().expect("valid configuration");
-    let router = Router::new()
-        .route(
-            "/whoami",
-            get(|caller: Caller| async move { caller.subject_id().to_owned() })
-                .route_layer(elevator.layer()),
-        )
-        .route(
-            "/token",
-            get(|token: ElevatedToken| async move { token.instance_id().to_owned() })
-                .route_layer(elevator.layer().expose_app_token()),
-        )
-        .route(
-            "/limited",
-            get(|| async { "ok" }).route_layer(
-                elevator
-                    .layer()
-                    .route_name("limited")
-                    .rate_limit_per_caller(30)
-                    .unwrap(),
-            ),
-        )
-        .with_state(());
+    let router = crate::support::identity_app(&elevator).with_state(());
     (elevator, router)
 }
 
@@ -165,14 +166,14 @@ fn callers(wix: &MockWix) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_make_the_wix_calls_of_one_and_a_restart_costs_none() {
-    let _serial = SERIAL.lock().await;
-    let Some(redis) = Redis::start() else { return };
+    let Some(turn) = turn().await else { return };
+    let redis = &turn.redis;
     let mut alone = Fleet::start(3, None).await;
     // The burst below is 360 first requests at once on a debug build: a
     // Redis operation slower than the usual test timeout would open the
     // Redis breaker and let replicas ask Wix alone, which is what this
     // test counts. Its subject is sharing, not Redis's latency.
-    let mut fleet = Fleet::start_with(3, Some(&redis), Duration::from_secs(3)).await;
+    let mut fleet = Fleet::start_with(3, Some(redis), Duration::from_secs(3)).await;
     let (alone_callers, fleet_callers) = (callers(&alone.wix), callers(&fleet.wix));
 
     alone.burst(&alone_callers).await;
@@ -267,9 +268,10 @@ async fn set(redis: &Redis, key: &str, value: &[u8]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_in_redis_is_readable_or_trusted_without_the_app_secret() {
-    let _serial = SERIAL.lock().await;
-    let Some(redis) = Redis::start() else { return };
-    let mut fleet = Fleet::start(1, Some(&redis)).await;
+    let Some((turn, mut fleet)) = fleet_on_redis(1).await else {
+        return;
+    };
+    let redis = &turn.redis;
     let spec = |i: &str, s: &str| {
         CallerSpec::new(SubjectType::Member)
             .instance(i)
@@ -282,7 +284,7 @@ async fn nothing_in_redis_is_readable_or_trusted_without_the_app_secret() {
     for token in [&a, &b] {
         assert_eq!(fleet.send(0, "/token", token).await, 200);
     }
-    let values = stored(&redis).await;
+    let values = stored(redis).await;
     assert!(
         values.len() >= 4,
         "{:?}",
@@ -363,7 +365,7 @@ async fn nothing_in_redis_is_readable_or_trusted_without_the_app_secret() {
                 .unwrap();
             assert_eq!(app.oneshot(req).await.unwrap().status(), 200);
             // Its values land under its own keys; copy them onto ours.
-            let theirs: Vec<Entry> = stored(&redis)
+            let theirs: Vec<Entry> = stored(redis)
                 .await
                 .into_iter()
                 .filter(|(k, _)| !values.iter().any(|(ours, _)| ours == k))
@@ -383,7 +385,7 @@ async fn nothing_in_redis_is_readable_or_trusted_without_the_app_secret() {
             ];
         }
         for (key, value) in &writes {
-            set(&redis, key, value).await;
+            set(redis, key, value).await;
         }
         fleet.restart();
         for token in [&a, &b] {
@@ -401,9 +403,9 @@ async fn nothing_in_redis_is_readable_or_trusted_without_the_app_secret() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_limit_holds_across_the_fleet() {
-    let _serial = SERIAL.lock().await;
-    let Some(redis) = Redis::start() else { return };
-    let fleet = Fleet::start(3, Some(&redis)).await;
+    let Some((_turn, fleet)) = fleet_on_redis(3).await else {
+        return;
+    };
     let token = fleet.wix.mint(CallerSpec::new(SubjectType::Visitor));
     let (mut admitted, mut limited) = (0, 0);
     for i in 0..90 {
@@ -419,9 +421,10 @@ async fn a_rate_limit_holds_across_the_fleet() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_warm_path_never_touches_redis() {
-    let _serial = SERIAL.lock().await;
-    let Some(redis) = Redis::start() else { return };
-    let fleet = Fleet::start(1, Some(&redis)).await;
+    let Some((turn, fleet)) = fleet_on_redis(1).await else {
+        return;
+    };
+    let redis = &turn.redis;
     let token = fleet.wix.mint(CallerSpec::new(SubjectType::Member));
     let before = redis.commands().await;
     assert_eq!(fleet.send(0, "/token", &token).await, 200);
@@ -450,9 +453,9 @@ async fn time_until(within: Duration, mut ready: impl AsyncFnMut() -> bool) -> D
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalidations_reach_every_replica() {
-    let _serial = SERIAL.lock().await;
-    let Some(redis) = Redis::start() else { return };
-    let fleet = Fleet::start(3, Some(&redis)).await;
+    let Some((_turn, fleet)) = fleet_on_redis(3).await else {
+        return;
+    };
     let token = fleet
         .wix
         .mint(CallerSpec::new(SubjectType::Member).instance("inst-gone"));
@@ -500,9 +503,9 @@ async fn invalidations_reach_every_replica() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_app_token_wix_refuses_is_replaced_once_for_the_fleet() {
-    let _serial = SERIAL.lock().await;
-    let Some(redis) = Redis::start() else { return };
-    let mut fleet = Fleet::start(3, Some(&redis)).await;
+    let Some((_turn, mut fleet)) = fleet_on_redis(3).await else {
+        return;
+    };
     fleet.wix.on(
         "GET /stores/v1/products/{id}",
         wix_elevate::test_util::MockReply::json(200, serde_json::json!({"ok": true})),
@@ -563,10 +566,8 @@ async fn an_app_token_wix_refuses_is_replaced_once_for_the_fleet() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_or_frozen_redis_never_fails_a_request() {
-    let _serial = SERIAL.lock().await;
-    let Some(mut redis) = Redis::start() else {
-        return;
-    };
+    let Some(mut turn) = turn().await else { return };
+    let redis = &mut turn.redis;
     let wix = crate::support::mock_wix().await;
     // The production default timeout: 50 ms.
     let elevator = wix.elevator_builder().redis(redis.url()).build().unwrap();
@@ -634,9 +635,9 @@ async fn a_dead_or_frozen_redis_never_fails_a_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_wix_call_releases_its_lease_at_once() {
-    let _serial = SERIAL.lock().await;
-    let Some(redis) = Redis::start() else { return };
-    let fleet = Fleet::start(2, Some(&redis)).await;
+    let Some((_turn, fleet)) = fleet_on_redis(2).await else {
+        return;
+    };
     let token = fleet.wix.mint(CallerSpec::new(SubjectType::Member));
     fleet.wix.fail(
         MockEndpoint::TokenInfo,

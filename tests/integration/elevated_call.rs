@@ -16,7 +16,7 @@ use tower::ServiceExt;
 
 use crate::support::{Harness, harness_with};
 use wix_elevate::{
-    Caller, ElevatedToken, Elevator, ElevatorBuilder, SubjectType, WixApi, WixApiError,
+    Elevator, ElevatorBuilder, SubjectType, WixApi, WixApiError,
     test_util::{CallerSpec, Fault, MockEndpoint, MockReply, MockWix},
 };
 
@@ -127,16 +127,7 @@ async fn rig_with(configure: impl FnOnce(ElevatorBuilder) -> ElevatorBuilder) ->
             })
             .route_layer(elevator.layer().allow_idempotent(QUERY).unwrap()),
         )
-        .route(
-            "/whoami",
-            get(|caller: Caller| async move { caller.subject_id().to_owned() })
-                .route_layer(elevator.layer()),
-        )
-        .route(
-            "/token",
-            get(|token: ElevatedToken| async move { token.instance_id().to_owned() })
-                .route_layer(elevator.layer().expose_app_token()),
-        );
+        .merge(crate::support::identity_app(&elevator));
     Rig { wix, elevator, app }
 }
 

@@ -13,4 +13,4 @@ pub(crate) use harness::{
 };
 #[cfg(feature = "redis")]
 pub(crate) use redis_server::Redis;
-pub(crate) use routes::{demo_app, scoped_app};
+pub(crate) use routes::{demo_app, identity_app, scoped_app};

@@ -18,6 +18,34 @@ use wix_elevate::{
     WixApiError,
 };
 
+/// The smallest routes: `/whoami` (identity only: the caller's subject
+/// id, no app token), `/token` (the app token exposed: its instance id)
+/// and `/limited` (named `limited`, 30 requests a minute per caller). The
+/// fleet replicas serve them, and suites that count Wix calls per step.
+pub(crate) fn identity_app(elevator: &Elevator) -> Router {
+    Router::new()
+        .route(
+            "/whoami",
+            get(|caller: Caller| async move { caller.subject_id().to_owned() })
+                .route_layer(elevator.layer()),
+        )
+        .route(
+            "/token",
+            get(|token: ElevatedToken| async move { token.instance_id().to_owned() })
+                .route_layer(elevator.layer().expose_app_token()),
+        )
+        .route(
+            "/limited",
+            get(|| async { "ok" }).route_layer(
+                elevator
+                    .layer()
+                    .route_name("limited")
+                    .rate_limit_per_caller(30)
+                    .expect("a positive limit"),
+            ),
+        )
+}
+
 /// The routes the tests call; every elevated handler counts its runs.
 pub(crate) fn demo_app(elevator: &Elevator, calls: Arc<AtomicUsize>) -> Router {
     let whoami = move |caller: Caller, token: ElevatedToken| {
