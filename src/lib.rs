@@ -96,12 +96,38 @@
 //!
 //! Each [`RejectionKind`] answers one status, listed with its `code` on
 //! [`RejectionKind`]; a [`WixApi`] call's failures on [`WixApiErrorKind`].
-//!
 //! Bodies are fixed `application/problem+json` documents ([`ProblemJson`]);
 //! the typed [`Rejection`] goes into the response's extensions and a
 //! `tracing` event on target `wix_elevate::rejection`. The handler never
 //! runs on a rejection, and no token or secret appears in any log line,
 //! `Debug` output or body.
+//!
+//! ### When Wix fails
+//!
+//! One story, told here once. A failed call to Wix is an [`UpstreamError`]:
+//! *what happened* ([`UpstreamErrorKind`]) and *where* ([`Endpoint`]), with
+//! Wix's status and request id when it answered. It is the cause, for logs
+//! and metrics; it is never cached (the next request asks Wix again) and
+//! never shown to a client. What the client is *answered* follows from its
+//! kind, by one table, whether the call was the layer's (Token Info, Create
+//! Access Token: a [`Rejection`] of the [`RejectionKind`] below, whose
+//! `upstream_error()` is the cause) or a handler's ([`WixApi`]:
+//! a [`WixApiError`] of the [`WixApiErrorKind`]
+//! below, with the same status, code and text):
+//!
+//! | what happened ([`UpstreamErrorKind`]) | request refused with | `WixApi` call fails with | status, `code` |
+//! |---|---|---|---|
+//! | `Timeout` | `UpstreamTimeout` | `Timeout` | 504, `upstream_timeout` |
+//! | `Throttled` (Wix's 429, its `Retry-After` past the deadline) | `UpstreamThrottled` | `Throttled` | 503 + `Retry-After`, `upstream_throttled` |
+//! | `CircuitOpen`, `Overloaded`, `BudgetSpent` (Wix was not called) | `UpstreamUnavailable` | `Unavailable` | 503 + `Retry-After`, `upstream_unavailable` |
+//! | `Transport`, `Status` (5xx, or a status the call cannot use), `Malformed` | `UpstreamFailed` | `Failed` | 502, `upstream_failed` |
+//!
+//! A `WixApi` call also fails for reasons of its own that are not Wix
+//! failing: a 404 (`NotFound`), another 4xx (`Refused`), an app token Wix
+//! refused twice (`AppTokenRejected`), a call the route did not declare
+//! (`Undeclared`), a call that cannot be built (`InvalidRequest`); see
+//! [`WixApiErrorKind`]. Refusals of the caller
+//! (401, 403, 429) are [`RejectionKind`]'s.
 //!
 //! ## Guides
 //!

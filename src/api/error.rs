@@ -276,3 +276,101 @@ impl axum_core::response::IntoResponse for WixApiError {
         self.problem_response()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{sync::Arc, time::Duration};
+
+    use http::StatusCode;
+
+    use super::*;
+    use crate::error::{Endpoint, UpstreamErrorKind};
+
+    /// The table of the crate docs' "When Wix fails", row by row: what
+    /// happened, the request's refusal, the `WixApi` call's failure, and
+    /// the status and code both answer.
+    #[test]
+    fn a_wix_failure_answers_the_same_as_a_refusal_and_as_a_failed_call() {
+        let e = Endpoint::TokenInfo;
+        let second = Duration::from_secs(1);
+        let cases = [
+            (
+                UpstreamError::timeout(e),
+                RejectionKind::UpstreamTimeout,
+                WixApiErrorKind::Timeout,
+                504,
+                "upstream_timeout",
+            ),
+            (
+                UpstreamError::throttled(e, None, None),
+                RejectionKind::UpstreamThrottled,
+                WixApiErrorKind::Throttled,
+                503,
+                "upstream_throttled",
+            ),
+            (
+                UpstreamError::circuit_open(e, second),
+                RejectionKind::UpstreamUnavailable,
+                WixApiErrorKind::Unavailable,
+                503,
+                "upstream_unavailable",
+            ),
+            (
+                UpstreamError::overloaded(e),
+                RejectionKind::UpstreamUnavailable,
+                WixApiErrorKind::Unavailable,
+                503,
+                "upstream_unavailable",
+            ),
+            (
+                UpstreamError::budget_spent(e, second),
+                RejectionKind::UpstreamUnavailable,
+                WixApiErrorKind::Unavailable,
+                503,
+                "upstream_unavailable",
+            ),
+            (
+                UpstreamError::transport(e, std::io::Error::other("reset")),
+                RejectionKind::UpstreamFailed,
+                WixApiErrorKind::Failed,
+                502,
+                "upstream_failed",
+            ),
+            (
+                UpstreamError::bad_status(e, StatusCode::BAD_GATEWAY, None),
+                RejectionKind::UpstreamFailed,
+                WixApiErrorKind::Failed,
+                502,
+                "upstream_failed",
+            ),
+            (
+                UpstreamError::malformed(e, "no exp"),
+                RejectionKind::UpstreamFailed,
+                WixApiErrorKind::Failed,
+                502,
+                "upstream_failed",
+            ),
+        ];
+        for (error, refusal, failure, status, code) in cases {
+            let what = error.kind();
+            assert!(
+                !matches!(what, UpstreamErrorKind::Status) || error.status().is_some(),
+                "{what:?}"
+            );
+            let rejection = Rejection::upstream(Arc::new(error));
+            assert_eq!(rejection.kind(), refusal, "{what:?}");
+            assert_eq!(
+                (rejection.status().as_u16(), rejection.kind().code()),
+                (status, code),
+                "{what:?}"
+            );
+            let call = WixApiError::from_rejection(rejection);
+            assert_eq!(call.kind(), failure, "{what:?}");
+            assert_eq!(
+                (call.status().as_u16(), call.code()),
+                (status, code),
+                "{what:?}"
+            );
+        }
+    }
+}

@@ -8,6 +8,9 @@
 //!
 //! None of these types ever holds a token or the app secret, so their
 //! `Display` and `Debug` output is safe to log.
+//!
+//! How a failure of Wix reaches a client is told once, in the crate docs
+//! ("When Wix fails").
 
 mod config;
 mod rejection;
