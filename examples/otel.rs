@@ -107,7 +107,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let app = Router::new().route(
         "/api/instance",
         get(instance)
-            .route_layer(elevator.layer().allow("GET /apps/v1/instance")?)
+            .route_layer(elevator.layer().allow("GET /apps/v1/instance"))
             // Outermost: the request span is the parent of the layer's.
             .route_layer(middleware::from_fn_with_state("/api/instance", traced)),
     );

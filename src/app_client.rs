@@ -45,9 +45,8 @@ pub struct AppClient {
 /// [`build`](Self::build).
 #[must_use]
 pub struct AppClientBuilder {
-    elevator: Elevator,
-    actor: Arc<str>,
-    operations: Vec<(String, bool)>,
+    /// The actor's route: its name and its declared operations.
+    layer: ElevateLayer,
 }
 
 impl AppClientBuilder {
@@ -58,9 +57,7 @@ impl AppClientBuilder {
             actor
         };
         Self {
-            elevator,
-            actor: Arc::from(actor),
-            operations: Vec::new(),
+            layer: elevator.layer().route_name(actor),
         }
     }
 
@@ -68,29 +65,22 @@ impl AppClientBuilder {
     /// `"METHOD /path/{template}"` (see [`Operation`](crate::Operation)).
     /// A client that declares nothing may call nothing.
     pub fn allow(mut self, operation: &str) -> Self {
-        self.operations.push((operation.to_owned(), false));
+        self.layer = self.layer.allow(operation);
         self
     }
 
     /// Declare a non-idempotent operation that is safe to retry (a `POST`
     /// query), as [`ElevateLayer::allow_idempotent`] does.
     pub fn allow_idempotent(mut self, operation: &str) -> Self {
-        self.operations.push((operation.to_owned(), true));
+        self.layer = self.layer.allow_idempotent(operation);
         self
     }
 
     /// The client, or [`ConfigError::InvalidOperation`] for an operation
     /// that does not parse.
     pub fn build(self) -> Result<AppClient, ConfigError> {
-        let mut layer = self.elevator.layer().route_name(self.actor);
-        for (operation, idempotent) in &self.operations {
-            layer = if *idempotent {
-                layer.allow_idempotent(operation)?
-            } else {
-                layer.allow(operation)?
-            };
-        }
-        Ok(AppClient::from_layer(&layer))
+        self.layer.check()?;
+        Ok(AppClient::from_layer(&self.layer))
     }
 }
 
@@ -129,8 +119,7 @@ impl fmt::Debug for AppClient {
 impl fmt::Debug for AppClientBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AppClientBuilder")
-            .field("actor", &self.actor)
-            .field("operations", &self.operations.len())
-            .finish_non_exhaustive()
+            .field("layer", &self.layer)
+            .finish()
     }
 }

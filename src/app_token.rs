@@ -1,9 +1,9 @@
 //! Step 4 of a request: the app-identity token for the caller's instance.
 //!
 //! One token per instance, cached until shortly before it expires
-//! ([`app_token_expiry_margin`](crate::ElevatorBuilder::app_token_expiry_margin)),
+//! ([`AppTokenLifetimes::expiry_margin`](crate::AppTokenLifetimes::expiry_margin)),
 //! renewed in the background from
-//! [`app_token_renew_before`](crate::ElevatorBuilder::app_token_renew_before)
+//! [`AppTokenLifetimes::renew_before`](crate::AppTokenLifetimes::renew_before)
 //! its expiry while requests keep using it, and fetched from Wix's Create
 //! Access Token once however many requests wait for it.
 //!

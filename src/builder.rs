@@ -1,7 +1,7 @@
 //! [`ElevatorBuilder`]: every per-app setting, checked once in
 //! [`build`](ElevatorBuilder::build).
 
-use std::{fmt, sync::Arc, time::Duration};
+use std::{fmt, num::NonZeroU32, sync::Arc, time::Duration};
 
 use secrecy::SecretString;
 
@@ -14,8 +14,8 @@ use crate::{
     identity::{Identities, IdentitySettings, IdentitySources},
     log_throttle::LogThrottle,
     metrics::WixMetrics,
+    settings::{AppTokenLifetimes, WixGuards},
     token::{self, TokenHasher},
-    upstream::GuardSettings,
 };
 
 /// Configures an [`Elevator`]; see [`Elevator::builder`].
@@ -30,15 +30,12 @@ use crate::{
 /// | [`refused_token_ttl`](Self::refused_token_ttl) | 10 s |
 /// | [`max_cached_identities`](Self::max_cached_identities) | 100 000 |
 /// | [`max_cached_app_tokens`](Self::max_cached_app_tokens) | 10 000 |
-/// | [`app_token_renew_before`](Self::app_token_renew_before) | 5 min before expiry |
-/// | [`app_token_expiry_margin`](Self::app_token_expiry_margin) | 30 s |
+/// | [`app_token_lifetimes`](Self::app_token_lifetimes) | renewed 5 min before expiry, never used in its last 30 s, 1 h when Wix states no usable lifetime ([`AppTokenLifetimes`]) |
 /// | [`max_token_len`](Self::max_token_len) | 8 KiB |
 /// | [`auth_deadline`](Self::auth_deadline) | 10 s for one request's authentication |
 /// | [`api_deadline`](Self::api_deadline) | 10 s for one Wix API call through [`WixApi`](crate::WixApi), retries included |
-/// | [`breaker_threshold`](Self::breaker_threshold) / [`breaker_cooldown`](Self::breaker_cooldown) | 5 failures / 5 s, per endpoint family |
-/// | [`max_concurrent_wix_calls`](Self::max_concurrent_wix_calls) / [`max_queue_wait`](Self::max_queue_wait) | 64 per endpoint family / 1 s |
+/// | [`guards`](Self::guards) | per endpoint family: a breaker opening after 5 failures for 5 s, 64 calls in flight, 1 s of queueing ([`WixGuards`]) |
 /// | [`token_info_budget_for_new_tokens`](Self::token_info_budget_for_new_tokens) | 100 per second, bursts of 1,000 |
-/// | [`app_token_fallback_lifetime`](Self::app_token_fallback_lifetime) | 1 h (when Wix's `expires_in` is unusable) |
 /// | [`serve_stale_identities_for`](Self::serve_stale_identities_for) | off (degraded mode) |
 /// | [`redis`][builder-redis] | off (fleet mode, feature `redis`) |
 ///
@@ -71,19 +68,23 @@ pub struct ElevatorBuilder {
     refused_token_ttl: Duration,
     max_cached_identities: usize,
     max_cached_app_tokens: usize,
-    renew_before: Duration,
-    expiry_margin: Duration,
+    app_token_lifetimes: AppTokenLifetimes,
     max_token_len: usize,
     auth_deadline: Duration,
     api_deadline: Duration,
-    guard: GuardSettings,
+    guards: WixGuards,
     stale_identity_grace: Option<Duration>,
-    fallback_lifetime: Duration,
     /// Token Info calls for never-seen tokens: per second, burst.
-    new_token_budget: (u32, u32),
+    new_token_budget: (NonZeroU32, NonZeroU32),
     #[cfg(feature = "redis")]
     fleet: Option<crate::RedisConfig>,
 }
+
+/// Token Info calls for never-seen tokens: 100 per second, bursts of 1,000.
+const DEFAULT_NEW_TOKEN_BUDGET: (NonZeroU32, NonZeroU32) = (
+    NonZeroU32::new(100).unwrap(),
+    NonZeroU32::new(1_000).unwrap(),
+);
 
 /// The longest any duration setting may be: longer ones are a mistake, and
 /// would overflow clock arithmetic at the extreme.
@@ -100,20 +101,13 @@ impl ElevatorBuilder {
             refused_token_ttl: Duration::from_secs(10),
             max_cached_identities: 100_000,
             max_cached_app_tokens: 10_000,
-            renew_before: Duration::from_secs(5 * 60),
-            expiry_margin: Duration::from_secs(30),
+            app_token_lifetimes: AppTokenLifetimes::default(),
             max_token_len: token::DEFAULT_MAX_TOKEN_LEN,
             auth_deadline: Duration::from_secs(10),
             api_deadline: Duration::from_secs(10),
-            guard: GuardSettings {
-                breaker_threshold: 5,
-                breaker_cooldown: Duration::from_secs(5),
-                max_in_flight: 64,
-                max_queue_wait: Duration::from_secs(1),
-            },
+            guards: WixGuards::default(),
             stale_identity_grace: None,
-            fallback_lifetime: Duration::from_secs(3600),
-            new_token_budget: (100, 1_000),
+            new_token_budget: DEFAULT_NEW_TOKEN_BUDGET,
             #[cfg(feature = "redis")]
             fleet: None,
         }
@@ -158,17 +152,10 @@ impl ElevatorBuilder {
         self
     }
 
-    /// Renew an app token this long before it expires, in the background,
-    /// while requests keep using the current one.
-    pub fn app_token_renew_before(mut self, before: Duration) -> Self {
-        self.renew_before = before;
-        self
-    }
-
-    /// Never hand out an app token in its last `margin`, so it cannot
-    /// expire on the way to Wix.
-    pub fn app_token_expiry_margin(mut self, margin: Duration) -> Self {
-        self.expiry_margin = margin;
+    /// How long app tokens are trusted and when they are renewed (see
+    /// [`AppTokenLifetimes`]).
+    pub fn app_token_lifetimes(mut self, lifetimes: AppTokenLifetimes) -> Self {
+        self.app_token_lifetimes = lifetimes;
         self
     }
 
@@ -196,29 +183,10 @@ impl ElevatorBuilder {
         self
     }
 
-    /// Open an endpoint family's circuit after this many consecutive calls
-    /// that failed because of Wix (timeouts, transport errors, 5xx, 429).
-    pub fn breaker_threshold(mut self, failures: u32) -> Self {
-        self.guard.breaker_threshold = failures;
-        self
-    }
-
-    /// How long an open circuit refuses calls (503 at once) before one probe.
-    pub fn breaker_cooldown(mut self, cooldown: Duration) -> Self {
-        self.guard.breaker_cooldown = cooldown;
-        self
-    }
-
-    /// At most this many calls to Wix in flight at once.
-    pub fn max_concurrent_wix_calls(mut self, max: usize) -> Self {
-        self.guard.max_in_flight = max;
-        self
-    }
-
-    /// How long a call waits for a free slot (never past its deadline)
-    /// before the request is answered 503.
-    pub fn max_queue_wait(mut self, wait: Duration) -> Self {
-        self.guard.max_queue_wait = wait;
+    /// The breaker and the cap on calls in flight that guard every call
+    /// to Wix, per endpoint family (see [`WixGuards`]).
+    pub fn guards(mut self, guards: WixGuards) -> Self {
+        self.guards = guards;
         self
     }
 
@@ -231,16 +199,6 @@ impl ElevatorBuilder {
         self
     }
 
-    /// The app-token lifetime to assume when Wix's Create Access Token
-    /// answer has no usable `expires_in` (missing, zero, negative, or
-    /// Duration-style like `"14400s"`); warned about once. Default 1 hour,
-    /// well under Wix's documented 4. Lifetimes Wix states are believed up
-    /// to 24 hours.
-    pub fn app_token_fallback_lifetime(mut self, lifetime: Duration) -> Self {
-        self.fallback_lifetime = lifetime;
-        self
-    }
-
     /// A budget on Token Info calls for tokens this elevator has never seen
     /// (default 100 per second, in bursts of 1,000): beyond it, a request with
     /// a new token is answered 503 with `Retry-After` at once, so a flood of
@@ -248,13 +206,20 @@ impl ElevatorBuilder {
     /// and the renewal of an identity whose TTL passed, never count.
     ///
     /// ```
+    /// # use std::num::NonZeroU32;
     /// # use wix_elevate::Elevator;
+    /// const PER_SECOND: NonZeroU32 = NonZeroU32::new(20).unwrap();
+    /// const BURST: NonZeroU32 = NonZeroU32::new(100).unwrap();
     /// let elevator = Elevator::builder("app", "secret")
-    ///     .token_info_budget_for_new_tokens(20, 100)
+    ///     .token_info_budget_for_new_tokens(PER_SECOND, BURST)
     ///     .build()?;
     /// # Ok::<(), wix_elevate::ConfigError>(())
     /// ```
-    pub fn token_info_budget_for_new_tokens(mut self, per_second: u32, burst: u32) -> Self {
+    pub fn token_info_budget_for_new_tokens(
+        mut self,
+        per_second: NonZeroU32,
+        burst: NonZeroU32,
+    ) -> Self {
         self.new_token_budget = (per_second, burst);
         self
     }
@@ -300,11 +265,11 @@ impl ElevatorBuilder {
             ("max_token_len", self.max_token_len == 0),
             ("auth_deadline", self.auth_deadline.is_zero()),
             ("api_deadline", self.api_deadline.is_zero()),
-            ("breaker_threshold", self.guard.breaker_threshold == 0),
-            ("max_concurrent_wix_calls", self.guard.max_in_flight == 0),
+            ("WixGuards::breaker", self.guards.breaker_threshold == 0),
+            ("WixGuards::max_in_flight", self.guards.max_in_flight == 0),
             (
-                "app_token_fallback_lifetime",
-                self.fallback_lifetime.is_zero(),
+                "AppTokenLifetimes::fallback",
+                self.app_token_lifetimes.fallback.is_zero(),
             ),
         ] {
             if zero {
@@ -315,17 +280,26 @@ impl ElevatorBuilder {
             ("http_timeout", self.http_timeout),
             ("token_info_ttl", self.token_info_ttl),
             ("refused_token_ttl", self.refused_token_ttl),
-            ("app_token_renew_before", self.renew_before),
-            ("app_token_expiry_margin", self.expiry_margin),
+            (
+                "AppTokenLifetimes::renew_before",
+                self.app_token_lifetimes.renew_before,
+            ),
+            (
+                "AppTokenLifetimes::expiry_margin",
+                self.app_token_lifetimes.expiry_margin,
+            ),
             ("auth_deadline", self.auth_deadline),
             ("api_deadline", self.api_deadline),
-            ("breaker_cooldown", self.guard.breaker_cooldown),
-            ("max_queue_wait", self.guard.max_queue_wait),
+            ("WixGuards::breaker", self.guards.breaker_cooldown),
+            ("WixGuards::max_queue_wait", self.guards.max_queue_wait),
             (
                 "serve_stale_identities_for",
                 self.stale_identity_grace.unwrap_or_default(),
             ),
-            ("app_token_fallback_lifetime", self.fallback_lifetime),
+            (
+                "AppTokenLifetimes::fallback",
+                self.app_token_lifetimes.fallback,
+            ),
         ] {
             if duration > MAX_SETTING {
                 return Err(ConfigError::TooLong(name));
@@ -334,8 +308,8 @@ impl ElevatorBuilder {
         let client = WixClient::new(
             &self.base_url,
             self.http_timeout,
-            self.guard,
-            self.fallback_lifetime,
+            self.guards.settings(),
+            self.app_token_lifetimes.fallback,
             WixMetrics::new(),
         )?;
         #[cfg(feature = "redis")]
@@ -394,8 +368,8 @@ impl ElevatorBuilder {
         let app_tokens = AppTokens::new(
             AppTokenSettings {
                 capacity: self.max_cached_app_tokens,
-                renew_before: self.renew_before,
-                expiry_margin: self.expiry_margin,
+                renew_before: self.app_token_lifetimes.renew_before,
+                expiry_margin: self.app_token_lifetimes.expiry_margin,
                 auth_deadline: self.auth_deadline,
             },
             AppTokenSources {
@@ -463,26 +437,27 @@ mod tests {
             ("http_timeout", ElevatorBuilder::http_timeout),
             ("token_info_ttl", ElevatorBuilder::token_info_ttl),
             ("refused_token_ttl", ElevatorBuilder::refused_token_ttl),
-            (
-                "app_token_renew_before",
-                ElevatorBuilder::app_token_renew_before,
-            ),
-            (
-                "app_token_expiry_margin",
-                ElevatorBuilder::app_token_expiry_margin,
-            ),
+            ("AppTokenLifetimes::renew_before", |b, d| {
+                b.app_token_lifetimes(AppTokenLifetimes::default().renew_before(d))
+            }),
+            ("AppTokenLifetimes::expiry_margin", |b, d| {
+                b.app_token_lifetimes(AppTokenLifetimes::default().expiry_margin(d))
+            }),
             ("auth_deadline", ElevatorBuilder::auth_deadline),
             ("api_deadline", ElevatorBuilder::api_deadline),
-            ("breaker_cooldown", ElevatorBuilder::breaker_cooldown),
-            ("max_queue_wait", ElevatorBuilder::max_queue_wait),
+            ("WixGuards::breaker", |b, d| {
+                b.guards(WixGuards::default().breaker(5, d))
+            }),
+            ("WixGuards::max_queue_wait", |b, d| {
+                b.guards(WixGuards::default().max_queue_wait(d))
+            }),
             (
                 "serve_stale_identities_for",
                 ElevatorBuilder::serve_stale_identities_for,
             ),
-            (
-                "app_token_fallback_lifetime",
-                ElevatorBuilder::app_token_fallback_lifetime,
-            ),
+            ("AppTokenLifetimes::fallback", |b, d| {
+                b.app_token_lifetimes(AppTokenLifetimes::default().fallback(d))
+            }),
         ];
         for (name, set) in setters {
             match set(Elevator::builder("a", "s"), forever).build() {
@@ -492,10 +467,25 @@ mod tests {
         }
         assert!(matches!(
             Elevator::builder("a", "s")
-                .app_token_fallback_lifetime(Duration::ZERO)
+                .app_token_lifetimes(AppTokenLifetimes::default().fallback(Duration::ZERO))
                 .build(),
-            Err(ConfigError::Zero("app_token_fallback_lifetime"))
+            Err(ConfigError::Zero("AppTokenLifetimes::fallback"))
         ));
+        for (name, guards) in [
+            (
+                "WixGuards::breaker",
+                WixGuards::default().breaker(0, Duration::from_secs(1)),
+            ),
+            (
+                "WixGuards::max_in_flight",
+                WixGuards::default().max_in_flight(0),
+            ),
+        ] {
+            match Elevator::builder("a", "s").guards(guards).build() {
+                Err(ConfigError::Zero(got)) => assert_eq!(got, name),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
     }
 
     #[test]

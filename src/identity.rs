@@ -110,7 +110,7 @@ pub(crate) struct IdentitySettings {
     pub(crate) max_token_len: usize,
     pub(crate) stale_grace: Option<Duration>,
     /// Per second, and burst.
-    pub(crate) new_token_budget: (u32, u32),
+    pub(crate) new_token_budget: (NonZeroU32, NonZeroU32),
 }
 
 impl Identities {
@@ -119,10 +119,7 @@ impl Identities {
         sources: IdentitySources,
     ) -> Result<Self, ConfigError> {
         let (per_second, burst) = settings.new_token_budget;
-        let nonzero = |n: u32| {
-            NonZeroU32::new(n).ok_or(ConfigError::Zero("token_info_budget_for_new_tokens"))
-        };
-        let quota = Quota::per_second(nonzero(per_second)?).allow_burst(nonzero(burst)?);
+        let quota = Quota::per_second(per_second).allow_burst(burst);
         Ok(Self {
             hasher: sources.hasher,
             cache: FlightCache::new(settings.capacity, CacheMetrics::new("identity")),
@@ -131,7 +128,7 @@ impl Identities {
             max_token_len: settings.max_token_len,
             stale_grace: settings.stale_grace,
             new_token_budget: RateLimiter::direct_with_clock(quota, TokioClock),
-            fleet_budget: Gcra::per_second(per_second, burst),
+            fleet_budget: Gcra::per_second(per_second.get(), burst.get()),
             forgetting: sources.forgetting,
             app_id: sources.app_id,
             client: sources.client,
@@ -406,7 +403,7 @@ mod tests {
     #[test]
     fn only_tokens_wix_vouched_for_are_exempt_from_the_budget() {
         let elevator = crate::Elevator::builder("app", "secret")
-            .token_info_budget_for_new_tokens(1, 2)
+            .token_info_budget_for_new_tokens(NonZeroU32::MIN, NonZeroU32::new(2).unwrap())
             .build()
             .unwrap();
         let identities = elevator.identities();

@@ -58,6 +58,9 @@ pub struct ElevateLayer {
     /// [`route_name`](Self::route_name)); unnamed routes register when
     /// layered.
     metrics_bound: bool,
+    /// The first declared operation that does not parse: reported by
+    /// [`check`](Self::check), fatal when the layer is applied.
+    invalid: Option<Box<str>>,
 }
 
 impl ElevateLayer {
@@ -80,12 +83,20 @@ impl ElevateLayer {
                 on_rejection: Arc::new(ProblemJson),
             },
             metrics_bound: false,
+            invalid: None,
         }
     }
 
     /// Declare a Wix operation this route's handler may call through
     /// [`WixApi`](crate::WixApi), as `"METHOD /path/{template}"` (see
     /// [`Operation`]). A route that declares nothing may call nothing.
+    ///
+    /// The declarations are checked once, when the layer is applied (axum
+    /// applies a route's layers when the router is finalized for serving),
+    /// as tower-http's `CorsLayer` checks its rules: a declaration that does
+    /// not parse stops the program there, naming it. [`check`](Self::check)
+    /// reports it as an error instead, for operations that come from
+    /// configuration.
     ///
     /// ```
     /// # use wix_elevate::{Elevator, SubjectTypes};
@@ -94,15 +105,39 @@ impl ElevateLayer {
     /// let layer = elevator
     ///     .layer()
     ///     .policy(SubjectTypes::members())
-    ///     .allow("GET /apps/v1/instance")?
-    ///     .allow("GET /members/v1/members/{subjectId}")?;
-    /// assert!(elevator.layer().allow("GET members").is_err());
-    /// # let _ = layer;
+    ///     .allow("GET /apps/v1/instance")
+    ///     .allow("GET /members/v1/members/{subjectId}");
+    /// assert!(layer.check().is_ok());
+    /// assert!(elevator.layer().allow("GET members").check().is_err());
     /// # Ok(())
     /// # }
     /// ```
-    pub fn allow(self, operation: &str) -> Result<Self, ConfigError> {
-        Ok(self.allow_operation(operation.parse()?))
+    pub fn allow(self, operation: &str) -> Self {
+        self.declare(operation, false)
+    }
+
+    /// Declare `operation`, or remember the first one that does not parse
+    /// for [`check`](Self::check) and [`layer`](Layer::layer).
+    fn declare(mut self, operation: &str, idempotent: bool) -> Self {
+        match operation.parse::<Operation>() {
+            Ok(parsed) if idempotent => self.allow_operation(parsed.idempotent()),
+            Ok(parsed) => self.allow_operation(parsed),
+            Err(_) => {
+                self.invalid.get_or_insert_with(|| operation.into());
+                self
+            }
+        }
+    }
+
+    /// Whether every declared operation is valid: `Err` names the first
+    /// that is not `METHOD /path/{template}` ([`ConfigError::InvalidOperation`]).
+    /// Applying a layer that fails this check panics, so call it where the
+    /// operations come from configuration rather than code.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        match &self.invalid {
+            Some(operation) => Err(ConfigError::InvalidOperation(operation.to_string())),
+            None => Ok(()),
+        }
     }
 
     /// Allow each caller (instance and subject, whatever token it holds)
@@ -118,20 +153,19 @@ impl ElevateLayer {
     /// route, call this on each route's layer.
     ///
     /// ```
+    /// # use std::num::NonZeroU32;
     /// # use wix_elevate::Elevator;
     /// # let elevator = Elevator::builder("app", "secret").build().unwrap();
-    /// let layer = elevator.layer().rate_limit_per_caller(60).unwrap();
-    /// assert!(elevator.layer().rate_limit_per_caller(0).is_err());
+    /// const PER_MINUTE: NonZeroU32 = NonZeroU32::new(60).unwrap();
+    /// let layer = elevator.layer().rate_limit_per_caller(PER_MINUTE);
     /// # let _ = layer;
     /// ```
-    pub fn rate_limit_per_caller(mut self, per_minute: u32) -> Result<Self, ConfigError> {
-        let per_minute =
-            NonZeroU32::new(per_minute).ok_or(ConfigError::Zero("rate_limit_per_caller"))?;
+    pub fn rate_limit_per_caller(mut self, per_minute: NonZeroU32) -> Self {
         self.route.rate_limits = appended(
             &self.route.rate_limits,
             Arc::new(RouteRateLimit::per_minute(Scope::PerCaller, per_minute)),
         );
-        Ok(self)
+        self
     }
 
     /// Allow all `VISITOR` callers of one instance together at most
@@ -141,21 +175,17 @@ impl ElevateLayer {
     /// do to one site however many sessions they open.
     ///
     /// ```
+    /// # use std::num::NonZeroU32;
     /// # use wix_elevate::Elevator;
     /// # let elevator = Elevator::builder("app", "secret").build().unwrap();
+    /// let per_minute = |n| NonZeroU32::new(n).expect("a positive limit");
     /// let layer = elevator
     ///     .layer()
-    ///     .rate_limit_per_caller(30)?
-    ///     .rate_limit_visitors_per_instance(600)?;
+    ///     .rate_limit_per_caller(per_minute(30))
+    ///     .rate_limit_visitors_per_instance(per_minute(600));
     /// # let _ = layer;
-    /// # Ok::<(), wix_elevate::ConfigError>(())
     /// ```
-    pub fn rate_limit_visitors_per_instance(
-        mut self,
-        per_minute: u32,
-    ) -> Result<Self, ConfigError> {
-        let per_minute = NonZeroU32::new(per_minute)
-            .ok_or(ConfigError::Zero("rate_limit_visitors_per_instance"))?;
+    pub fn rate_limit_visitors_per_instance(mut self, per_minute: NonZeroU32) -> Self {
         self.route.rate_limits = appended(
             &self.route.rate_limits,
             Arc::new(RouteRateLimit::per_minute(
@@ -163,7 +193,7 @@ impl ElevateLayer {
                 per_minute,
             )),
         );
-        Ok(self)
+        self
     }
 
     /// The oldest verified identity this route accepts. The elevator's
@@ -186,9 +216,10 @@ impl ElevateLayer {
 
     /// Declare a Wix operation that is safe to retry on a transient failure
     /// although its method is not idempotent, such as a `POST` query:
-    /// `allow_idempotent("POST /stores/v1/products/query")`.
-    pub fn allow_idempotent(self, operation: &str) -> Result<Self, ConfigError> {
-        Ok(self.allow_operation(operation.parse::<Operation>()?.idempotent()))
+    /// `allow_idempotent("POST /stores/v1/products/query")`. Checked like
+    /// [`allow`](Self::allow).
+    pub fn allow_idempotent(self, operation: &str) -> Self {
+        self.declare(operation, true)
     }
 
     /// Declare an already-parsed [`Operation`].
@@ -309,10 +340,19 @@ fn appended<T: Clone>(items: &Arc<[T]>, item: T) -> Arc<[T]> {
     items.iter().cloned().chain([item]).collect()
 }
 
+/// # Panics
+///
+/// Applying a layer that declared an operation which is not
+/// `METHOD /path/{template}` panics, naming it: a route must never serve
+/// with a declaration it could not read. [`ElevateLayer::check`] reports
+/// it as an error instead.
 impl<S> Layer<S> for ElevateLayer {
     type Service = Elevate<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
+        if let Err(invalid) = self.check() {
+            panic!("ElevateLayer applied with {invalid}");
+        }
         Elevate::from_parts(inner, self.route_config())
     }
 }

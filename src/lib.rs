@@ -50,7 +50,7 @@
 //!         elevator
 //!             .layer()
 //!             .policy(SubjectTypes::members())
-//!             .allow("GET /apps/v1/instance")?,
+//!             .allow("GET /apps/v1/instance"),
 //!     ),
 //! );
 //!
@@ -199,6 +199,7 @@ mod reject;
 mod response;
 mod route;
 mod service;
+mod settings;
 mod token;
 mod trace;
 mod upstream;
@@ -255,6 +256,8 @@ pub use policy::{Policy, PolicyExt, SubjectTypes};
 pub use response::{OnRejection, ProblemJson};
 #[doc(inline)]
 pub use service::Elevate;
+#[doc(inline)]
+pub use settings::{AppTokenLifetimes, WixGuards};
 
 /// Guides: how the pieces fit, beyond each item's reference. Their Rust
 /// snippets compile as doctests.

@@ -15,7 +15,7 @@
 //!   instance never counts. Each endpoint family (Token Info, Create Access
 //!   Token, Wix APIs) has its own guard.
 //! * **Bounded concurrency.** At most `max_in_flight` attempts in flight;
-//!   one beyond it waits at most `max_queue_wait` (and never past its
+//!   one beyond it waits at most `WixGuards::max_queue_wait` (and never past its
 //!   deadline), then gets 503. A back-off sleep holds no slot.
 
 use std::{

@@ -63,7 +63,10 @@ fn held_bytes(capacity: usize, tokens: &[String]) -> i64 {
                 .max_cached_identities(capacity)
                 .max_cached_app_tokens(capacity)
                 // Thousands of new tokens at once, on purpose.
-                .token_info_budget_for_new_tokens(1_000_000, 1_000_000)
+                .token_info_budget_for_new_tokens(
+                    std::num::NonZeroU32::MAX,
+                    std::num::NonZeroU32::MAX,
+                )
                 .build()
                 .unwrap();
             // The handler takes the app token, so each instance gets one.

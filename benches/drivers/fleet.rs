@@ -26,6 +26,9 @@ use wix_elevate::{
     test_util::{CallerSpec, MockEndpoint, MockWix},
 };
 
+/// A new-token budget no burst of this driver reaches.
+const HIGH: std::num::NonZeroU32 = std::num::NonZeroU32::new(10_000).unwrap();
+
 /// One replica: its elevator and where it listens.
 struct Replica {
     _elevator: Elevator,
@@ -42,7 +45,7 @@ impl Drop for Replica {
 async fn replica(wix: &MockWix, redis: Option<&str>) -> Result<Replica, Box<dyn Error>> {
     let builder = wix
         .elevator_builder()
-        .token_info_budget_for_new_tokens(10_000, 10_000);
+        .token_info_budget_for_new_tokens(HIGH, HIGH);
     let elevator = match redis {
         Some(url) => builder.redis(url),
         None => builder,

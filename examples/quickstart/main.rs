@@ -60,6 +60,7 @@ use std::{
     env,
     error::Error,
     net::SocketAddr,
+    num::NonZeroU32,
     process::ExitCode,
     sync::{
         Arc,
@@ -70,10 +71,13 @@ use std::{
 
 use metrics_exporter_prometheus::PrometheusBuilder;
 use wix_elevate::{
-    Elevator, SubjectType,
+    Elevator, SubjectType, WixGuards,
     test_util::{CallerSpec, MockWebhook, MockWix, WEBHOOK_PUBLIC_KEY},
     webhook::WebhookKeys,
 };
+
+/// A burst is ten seconds' worth of the new-token budget.
+const TEN: NonZeroU32 = NonZeroU32::new(10).unwrap();
 
 /// The quickstart's settings, all from the environment.
 struct Settings {
@@ -83,9 +87,9 @@ struct Settings {
     token_info_ttl: Duration,
     deadline: Duration,
     breaker_cooldown: Duration,
-    new_tokens_per_sec: u32,
+    new_tokens_per_sec: NonZeroU32,
     redis: Option<String>,
-    per_caller_per_min: Option<u32>,
+    per_caller_per_min: Option<NonZeroU32>,
     header_read_timeout: Duration,
     shutdown_deadline: Duration,
     premium_plans: Vec<String>,
@@ -121,8 +125,11 @@ impl Settings {
             token_info_ttl: Duration::from_secs(number("WIX_TOKEN_INFO_TTL_SECS", 60)?),
             deadline: Duration::from_millis(number("WIX_DEADLINE_MS", 10_000)?),
             breaker_cooldown: Duration::from_millis(number("WIX_BREAKER_COOLDOWN_MS", 5_000)?),
+            // `number` refuses zero.
             new_tokens_per_sec: u32::try_from(number("WIX_NEW_TOKENS_PER_SEC", 100)?)
-                .map_err(|_| "WIX_NEW_TOKENS_PER_SEC is too large".to_owned())?,
+                .ok()
+                .and_then(NonZeroU32::new)
+                .ok_or("WIX_NEW_TOKENS_PER_SEC is too large")?,
             redis: var("REDIS_URL"),
             webhook_key: var("WIX_WEBHOOK_PUBLIC_KEY"),
             premium_plans: var("WIX_PREMIUM_PLANS")
@@ -142,10 +149,12 @@ impl Settings {
             )?),
             per_caller_per_min: match var("RATE_LIMIT_PER_CALLER_PER_MIN") {
                 None => None,
-                Some(_) => Some(
-                    u32::try_from(number("RATE_LIMIT_PER_CALLER_PER_MIN", 0)?)
-                        .map_err(|_| "RATE_LIMIT_PER_CALLER_PER_MIN is too large".to_owned())?,
-                ),
+                // `number` refuses zero.
+                Some(_) => u32::try_from(number("RATE_LIMIT_PER_CALLER_PER_MIN", 0)?)
+                    .ok()
+                    .and_then(NonZeroU32::new)
+                    .map(Some)
+                    .ok_or("RATE_LIMIT_PER_CALLER_PER_MIN is too large")?,
             },
         })
     }
@@ -274,10 +283,10 @@ async fn run() -> Result<(), Box<dyn Error>> {
         .http_timeout(settings.http_timeout)
         .token_info_ttl(settings.token_info_ttl)
         .auth_deadline(settings.deadline)
-        .breaker_cooldown(settings.breaker_cooldown)
+        .guards(WixGuards::default().breaker(5, settings.breaker_cooldown))
         .token_info_budget_for_new_tokens(
             settings.new_tokens_per_sec,
-            settings.new_tokens_per_sec.saturating_mul(10),
+            settings.new_tokens_per_sec.saturating_mul(TEN),
         )
         .build()?;
 

@@ -30,7 +30,7 @@ pub(crate) const ADDITIONAL_FEES_BASE: &str = "/plugins/additional-fees";
 pub(crate) fn app(
     elevator: &Elevator,
     metrics: PrometheusHandle,
-    per_caller_per_min: Option<u32>,
+    per_caller_per_min: Option<std::num::NonZeroU32>,
     premium_plans: &[String],
     signing_keys: Option<WebhookKeys>,
     stopping: Arc<AtomicBool>,
@@ -39,14 +39,14 @@ pub(crate) fn app(
     // `Retry-After` and `WWW-Authenticate` readable by page code; a demo
     // takes any origin, a real app lists its sites.
     let cors = wix_elevate::cors::cors_layer().allow_origin(Any);
-    let layer = |name: &'static str| -> Result<ElevateLayer, ConfigError> {
+    let layer = |name: &'static str| -> ElevateLayer {
         let layer = elevator.layer().route_name(name);
         match per_caller_per_min {
             Some(limit) => layer.rate_limit_per_caller(limit),
-            None => Ok(layer),
+            None => layer,
         }
     };
-    let reads_instance = |name| layer(name)?.allow("GET /apps/v1/instance");
+    let reads_instance = |name| layer(name).allow("GET /apps/v1/instance");
     // Wix signs webhooks and service-plugin calls with the same app key.
     let router = match signing_keys {
         Some(keys) => Router::new()
@@ -69,21 +69,21 @@ pub(crate) fn app(
         )
         .route(
             "/api/whoami",
-            get(whoami).route_layer(layer("whoami")?.policy(SubjectTypes::default())),
+            get(whoami).route_layer(layer("whoami").policy(SubjectTypes::default())),
         )
         .route(
             "/api/instance",
-            get(instance).route_layer(reads_instance("instance")?.policy(SubjectTypes::default())),
+            get(instance).route_layer(reads_instance("instance").policy(SubjectTypes::default())),
         )
         .route(
             "/api/members/instance",
             get(instance)
-                .route_layer(reads_instance("members_instance")?.policy(SubjectTypes::members())),
+                .route_layer(reads_instance("members_instance").policy(SubjectTypes::members())),
         )
         .route(
             "/api/dashboard/instance",
             get(instance).route_layer(
-                reads_instance("dashboard_instance")?
+                reads_instance("dashboard_instance")
                     .policy(SubjectTypes::wix_users())
                     // Older dashboard pages send the token as `?instance=`.
                     .credential_from_query("instance"),
@@ -93,14 +93,14 @@ pub(crate) fn app(
         .route(
             "/api/premium/instance",
             get(instance).route_layer(
-                reads_instance("premium_instance")?
+                reads_instance("premium_instance")
                     .policy(SubjectTypes::wix_users().and(policy::plans(premium_plans))),
             ),
         )
         // Declares nothing: its handler's attempt to create a member is refused.
         .route(
             "/api/members/escalate",
-            post(escalate).route_layer(layer("members_escalate")?.policy(SubjectTypes::members())),
+            post(escalate).route_layer(layer("members_escalate").policy(SubjectTypes::members())),
         )
         .layer(cors))
 }

@@ -53,9 +53,9 @@
 //! # fn main() -> Result<(), wix_elevate::ConfigError> {
 //! let elevator = Elevator::builder("app", "secret").build()?;
 //! let app: Router = Router::new()
-//!     .route("/instance", get(instance).route_layer(elevator.layer().allow("GET /apps/v1/instance")?))
+//!     .route("/instance", get(instance).route_layer(elevator.layer().allow("GET /apps/v1/instance")))
 //!     .route("/members/{id}", get(member).route_layer(
-//!         elevator.layer().allow("GET /members/v1/members/{id}?fieldsets=PUBLIC")?))
+//!         elevator.layer().allow("GET /members/v1/members/{id}?fieldsets=PUBLIC")))
 //!     .route("/escalate", post(escalate).route_layer(elevator.layer().policy(SubjectTypes::members())));
 //! # let _ = app;
 //! # Ok(())

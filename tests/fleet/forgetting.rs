@@ -182,7 +182,7 @@ fn budgeted(fleet: &Fleet, redis: &Redis) -> Vec<Router> {
                 .wix
                 .elevator_builder()
                 .redis(RedisConfig::new(redis.url()).timeout(Duration::from_millis(500)))
-                .token_info_budget_for_new_tokens(1, 6)
+                .token_info_budget_for_new_tokens(crate::support::nz(1), crate::support::nz(6))
                 .build()
                 .unwrap();
             crate::support::identity_app(&elevator)

@@ -94,7 +94,7 @@ async fn a_thousand_first_callers_of_one_instance_make_one_create_access_token_c
     // into 503s, which is not what this test is about.
     let h = harness_with(|builder| {
         builder
-            .max_queue_wait(Duration::from_secs(60))
+            .guards(wix_elevate::WixGuards::default().max_queue_wait(Duration::from_secs(60)))
             .auth_deadline(Duration::from_secs(120))
     })
     .await;

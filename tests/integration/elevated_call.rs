@@ -69,7 +69,7 @@ async fn rig_with(configure: impl FnOnce(ElevatorBuilder) -> ElevatorBuilder) ->
         "GET /stores/v1/products/missing",
         MockReply::wix_error(404, "no such product"),
     );
-    let layer = |op: &str| elevator.layer().allow(op).unwrap();
+    let layer = |op: &str| elevator.layer().allow(op);
     let app = Router::new()
         // The README's pattern: path values and query pairs as values.
         .route(
@@ -125,7 +125,7 @@ async fn rig_with(configure: impl FnOnce(ElevatorBuilder) -> ElevatorBuilder) ->
                 let found = api.post(QUERY_PATH).json(&json!({"query": {}})).await?;
                 Ok::<_, WixApiError>(Json(found.json::<Value>()?))
             })
-            .route_layer(elevator.layer().allow_idempotent(QUERY).unwrap()),
+            .route_layer(elevator.layer().allow_idempotent(QUERY)),
         )
         .merge(crate::support::identity_app(&elevator));
     Rig { wix, elevator, app }

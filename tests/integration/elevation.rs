@@ -124,7 +124,12 @@ async fn an_app_token_due_for_renewal_is_renewed_in_the_background() {
 
 #[tokio::test]
 async fn an_expired_app_token_is_never_handed_out() {
-    let h = harness_with(|b| b.app_token_renew_before(Duration::ZERO)).await;
+    let h = harness_with(|b| {
+        b.app_token_lifetimes(
+            wix_elevate::AppTokenLifetimes::default().renew_before(Duration::ZERO),
+        )
+    })
+    .await;
     h.wix
         .set_app_token_lifetime("short", Duration::from_secs(1));
     let caller = h

@@ -163,7 +163,7 @@ async fn wrong_app_credentials_are_a_502_not_a_401() {
         "/",
         // A route that declares a Wix call, so the layer elevates.
         axum::routing::get(|| async { "ran" })
-            .route_layer(wrong.layer().allow("GET /apps/v1/instance").unwrap()),
+            .route_layer(wrong.layer().allow("GET /apps/v1/instance")),
     );
     let token = h.mint(SubjectType::Member);
     for _ in 0..2 {

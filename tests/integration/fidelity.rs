@@ -182,7 +182,9 @@ async fn unusable_expires_in_forms_fall_back_to_a_conservative_lifetime() {
         wix.set_grant_quirk(Some(quirk));
         let elevator = wix
             .elevator_builder()
-            .app_token_fallback_lifetime(Duration::from_secs(90))
+            .app_token_lifetimes(
+                wix_elevate::AppTokenLifetimes::default().fallback(Duration::from_secs(90)),
+            )
             .build()
             .unwrap();
         let url = lifetime_app(&elevator).await;

@@ -78,7 +78,10 @@ async fn forget_token_beats_a_token_info_answer_in_flight() {
 
 #[tokio::test]
 async fn forget_instance_costs_the_same_whatever_the_cache_holds() {
-    let h = harness_with(|b| b.token_info_budget_for_new_tokens(100_000, 100_000)).await;
+    let h = harness_with(|b| {
+        b.token_info_budget_for_new_tokens(crate::support::nz(100_000), crate::support::nz(100_000))
+    })
+    .await;
     let kept = h
         .wix
         .mint(CallerSpec::new(SubjectType::Member).instance("kept"));
@@ -111,7 +114,7 @@ async fn forget_instance_costs_the_same_whatever_the_cache_holds() {
 #[tokio::test]
 async fn refusals_past_their_ttl_spend_the_new_token_budget() {
     let h = harness_with(|b| {
-        b.token_info_budget_for_new_tokens(1, 5)
+        b.token_info_budget_for_new_tokens(crate::support::nz(1), crate::support::nz(5))
             .refused_token_ttl(Duration::from_millis(1))
     })
     .await;
@@ -149,7 +152,10 @@ async fn refusals_past_their_ttl_spend_the_new_token_budget() {
 
 #[tokio::test]
 async fn a_zero_age_route_spends_the_budget_on_tokens_wix_never_vouched_for() {
-    let h = harness_with(|b| b.token_info_budget_for_new_tokens(1, 3)).await;
+    let h = harness_with(|b| {
+        b.token_info_budget_for_new_tokens(crate::support::nz(1), crate::support::nz(3))
+    })
+    .await;
     let app = Router::new().route(
         "/fresh",
         get(whoami).route_layer(h.elevator.layer().max_identity_age(Duration::ZERO)),
@@ -229,8 +235,7 @@ fn items_app(h: &Harness) -> Router {
         .route_layer(
             h.elevator
                 .layer()
-                .allow("GET /items/v1/items?memberId={subjectId}&limit={n}")
-                .unwrap(),
+                .allow("GET /items/v1/items?memberId={subjectId}&limit={n}"),
         ),
     )
 }
@@ -278,7 +283,7 @@ async fn a_call_differing_from_its_declaration_in_one_literal_segment_is_refused
     let app = Router::new().route(
         "/instances",
         get(|api: WixApi| async move { api.get("/apps/v1/instances").await.map(|_| "called") })
-            .route_layer(h.elevator.layer().allow("GET /apps/v1/instance").unwrap()),
+            .route_layer(h.elevator.layer().allow("GET /apps/v1/instance")),
     );
     let member = h.mint(SubjectType::Member);
     let (code, body) = answer(&app, "/instances", &member).await;

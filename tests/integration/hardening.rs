@@ -27,7 +27,10 @@ async fn whoami(caller: Caller) -> String {
 
 #[tokio::test]
 async fn a_flood_of_invented_tokens_spends_only_the_new_token_budget() {
-    let h = harness_with(|b| b.token_info_budget_for_new_tokens(1, 20)).await;
+    let h = harness_with(|b| {
+        b.token_info_budget_for_new_tokens(crate::support::nz(1), crate::support::nz(20))
+    })
+    .await;
     let known = h.mint(SubjectType::Member);
     assert_eq!(h.get("/whoami", Some(&known)).await.status, 200);
     let before = h.wix.calls(MockEndpoint::TokenInfo);
@@ -78,7 +81,7 @@ async fn a_flood_of_invented_tokens_spends_only_the_new_token_budget() {
 #[tokio::test]
 async fn renewing_a_known_identity_never_counts_against_the_budget() {
     let h = harness_with(|b| {
-        b.token_info_budget_for_new_tokens(1, 1)
+        b.token_info_budget_for_new_tokens(crate::support::nz(1), crate::support::nz(1))
             .token_info_ttl(Duration::from_millis(500))
     })
     .await;
@@ -104,10 +107,8 @@ async fn visitors_of_one_instance_share_an_aggregate_limit() {
     let layer = h
         .elevator
         .layer()
-        .rate_limit_per_caller(3)
-        .unwrap()
-        .rate_limit_visitors_per_instance(3)
-        .unwrap();
+        .rate_limit_per_caller(crate::support::nz(3))
+        .rate_limit_visitors_per_instance(crate::support::nz(3));
     let app = Router::new().route("/visit", get(whoami).route_layer(layer));
     let mut admitted = 0;
     for _ in 0..12 {
@@ -141,8 +142,11 @@ async fn visitors_of_one_instance_share_an_aggregate_limit() {
 #[tokio::test]
 async fn clones_of_one_layer_share_its_budget_and_separate_limits_do_not() {
     let h = harness().await;
-    let shared = h.elevator.layer().rate_limit_per_caller(2).unwrap();
-    let own = |l: wix_elevate::ElevateLayer| l.rate_limit_per_caller(2).unwrap();
+    let shared = h
+        .elevator
+        .layer()
+        .rate_limit_per_caller(crate::support::nz(2));
+    let own = |l: wix_elevate::ElevateLayer| l.rate_limit_per_caller(crate::support::nz(2));
     let app = Router::new()
         .route("/a", get(whoami).route_layer(shared.clone()))
         .route("/b", get(whoami).route_layer(shared))
@@ -226,8 +230,11 @@ async fn degraded_mode_serves_stale_identities_only_when_wix_failed() {
     let h = harness_with(|b| {
         b.serve_stale_identities_for(Duration::from_secs(60))
             .token_info_ttl(Duration::from_millis(300))
-            .max_concurrent_wix_calls(1)
-            .max_queue_wait(Duration::from_millis(50))
+            .guards(
+                wix_elevate::WixGuards::default()
+                    .max_in_flight(1)
+                    .max_queue_wait(Duration::from_millis(50)),
+            )
     })
     .await;
     let known = h.mint(SubjectType::Member);

@@ -32,7 +32,9 @@ fn rig() -> Rig {
         .build()
         .unwrap();
     let Harness { wix, elevator, .. } = rt.block_on(harness_with(|b| {
-        b.max_token_len(512).breaker_threshold(u32::MAX)
+        b.max_token_len(512).guards(
+            wix_elevate::WixGuards::default().breaker(u32::MAX, std::time::Duration::from_secs(5)),
+        )
     }));
     let handler_calls = Arc::new(AtomicUsize::new(0));
     let calls = handler_calls.clone();

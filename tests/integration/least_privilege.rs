@@ -174,3 +174,51 @@ fn a_lowercase_method_is_refused_with_a_message_that_says_capitals() {
         .unwrap_err();
     assert!(error.to_string().contains("capitals"), "{error}");
 }
+
+/// A route's declarations are checked once: `check` reports the first
+/// that does not parse, and applying such a layer fails at start-up, naming
+/// it, instead of serving a route whose declarations nobody could read.
+#[test]
+fn a_declaration_that_does_not_parse_is_reported_by_check_and_stops_the_layer() {
+    let elevator = wix_elevate::Elevator::builder("app", "secret")
+        .build()
+        .unwrap();
+    let layer = elevator
+        .layer()
+        .allow("GET /apps/v1/instance")
+        .allow("get /members")
+        .allow_idempotent("POST stores");
+    let error = layer.check().unwrap_err();
+    assert!(
+        matches!(&error, wix_elevate::ConfigError::InvalidOperation(op) if op == "get /members"),
+        "{error:?}"
+    );
+    assert!(
+        elevator
+            .layer()
+            .allow("GET /apps/v1/instance")
+            .check()
+            .is_ok()
+    );
+    assert!(
+        elevator
+            .app_client("job")
+            .allow("GET apps")
+            .build()
+            .is_err()
+    );
+    // Applied when the router is finalized (as `axum::serve` does).
+    let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let router: axum::Router = axum::Router::new().route(
+            "/",
+            axum::routing::get(|| async { "x" }).route_layer(layer.clone()),
+        );
+        let _ = router.with_state::<()>(());
+    }));
+    let message = applied.expect_err("applying it panics");
+    let message = message
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .unwrap_or_default();
+    assert!(message.contains("get /members"), "{message}");
+}

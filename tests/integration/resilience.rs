@@ -98,7 +98,8 @@ async fn the_whole_authentication_has_one_deadline() {
 #[tokio::test]
 async fn the_breaker_fails_fast_while_open_then_lets_one_probe_through() {
     let cooldown = Duration::from_millis(300);
-    let h = harness_with(|b| b.breaker_threshold(2).breaker_cooldown(cooldown)).await;
+    let h =
+        harness_with(|b| b.guards(wix_elevate::WixGuards::default().breaker(2, cooldown))).await;
     h.wix.fail(MockEndpoint::TokenInfo, Fault::Status(503));
     // Two failed attempts open the circuit.
     h.get("/whoami", Some(&h.mint(SubjectType::Member)))
@@ -145,8 +146,11 @@ async fn the_breaker_fails_fast_while_open_then_lets_one_probe_through() {
 #[tokio::test]
 async fn callers_beyond_the_upstream_cap_wait_a_bounded_time_then_get_503() {
     let h = harness_with(|b| {
-        b.max_concurrent_wix_calls(1)
-            .max_queue_wait(Duration::from_millis(100))
+        b.guards(
+            wix_elevate::WixGuards::default()
+                .max_in_flight(1)
+                .max_queue_wait(Duration::from_millis(100)),
+        )
     })
     .await;
     let first = h.mint(SubjectType::Member);
@@ -217,7 +221,11 @@ async fn the_rate_limit_applies_per_caller_whatever_token_it_holds() {
     let h = harness().await;
     let app = Router::new().route(
         "/limited",
-        get(|| async { "ok" }).route_layer(h.elevator.layer().rate_limit_per_caller(2).unwrap()),
+        get(|| async { "ok" }).route_layer(
+            h.elevator
+                .layer()
+                .rate_limit_per_caller(crate::support::nz(2)),
+        ),
     );
     let call = |token: String| {
         let app = app.clone();

@@ -71,7 +71,10 @@ async fn a_flood_of_invented_tokens_writes_a_few_lines_not_one_per_request() {
     use tower::ServiceExt;
     let captured = Captured::default();
     let _guard = captured.install(tracing::Level::WARN);
-    let h = harness_with(|b| b.token_info_budget_for_new_tokens(1, 5)).await;
+    let h = harness_with(|b| {
+        b.token_info_budget_for_new_tokens(crate::support::nz(1), crate::support::nz(5))
+    })
+    .await;
     let flood = 100_000;
     let mut unavailable = 0;
     for i in 0..flood {

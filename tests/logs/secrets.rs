@@ -145,7 +145,10 @@ async fn the_instance_parameter_never_reaches_logs_audit_metrics_or_bodies() {
     use wix_elevate::{SubjectTypes, WixApi, WixApiError};
     let captured = Captured::default();
     let _guard = captured.install(tracing::Level::TRACE);
-    let h = harness_with(|b| b.token_info_budget_for_new_tokens(1, 4)).await;
+    let h = harness_with(|b| {
+        b.token_info_budget_for_new_tokens(crate::support::nz(1), crate::support::nz(4))
+    })
+    .await;
     let app = Router::new().route(
         "/settings",
         get(|api: WixApi| async move {
@@ -158,7 +161,6 @@ async fn the_instance_parameter_never_reaches_logs_audit_metrics_or_bodies() {
                 .route_name("settings")
                 .policy(SubjectTypes::wix_users())
                 .allow("GET /apps/v1/instance")
-                .unwrap()
                 .credential_from_query("instance"),
         ),
     );

@@ -192,3 +192,8 @@ pub(crate) async fn skip(duration: Duration) {
     tokio::time::advance(duration).await;
     tokio::time::resume();
 }
+
+/// `n`, which a test knows is positive, as a rate or a budget.
+pub(crate) fn nz(n: u32) -> std::num::NonZeroU32 {
+    std::num::NonZeroU32::new(n).expect("a positive number")
+}

@@ -9,7 +9,7 @@ pub(crate) mod redis_server;
 mod routes;
 
 pub(crate) use harness::{
-    Answer, Harness, Served, call, harness, harness_on, harness_with, mock_wix, serve, skip,
+    Answer, Harness, Served, call, harness, harness_on, harness_with, mock_wix, nz, serve, skip,
 };
 #[cfg(feature = "redis")]
 pub(crate) use redis_server::Redis;

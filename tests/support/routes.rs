@@ -40,8 +40,7 @@ pub(crate) fn identity_app(elevator: &Elevator) -> Router {
                 elevator
                     .layer()
                     .route_name("limited")
-                    .rate_limit_per_caller(30)
-                    .expect("a positive limit"),
+                    .rate_limit_per_caller(crate::support::nz(30)),
             ),
         )
 }
@@ -119,12 +118,7 @@ pub(crate) fn demo_app(elevator: &Elevator, calls: Arc<AtomicUsize>) -> Router {
         )
         .route(
             "/instance",
-            get(instance).route_layer(
-                elevator
-                    .layer()
-                    .allow("GET /apps/v1/instance")
-                    .expect("a valid operation"),
-            ),
+            get(instance).route_layer(elevator.layer().allow("GET /apps/v1/instance")),
         )
         .route(
             "/open",
@@ -170,7 +164,6 @@ pub(crate) fn scoped_app(elevator: &Elevator) -> Router {
             .layer()
             .route_name("instance")
             .allow("GET /apps/v1/instance")
-            .unwrap()
     };
     Router::new()
         .route("/instance", get(instance).route_layer(instance_only()))
@@ -189,8 +182,7 @@ pub(crate) fn scoped_app(elevator: &Elevator) -> Router {
                     .layer()
                     .policy(SubjectTypes::members())
                     .route_name("own_member")
-                    .allow("GET /members/v1/members/{subjectId}")
-                    .unwrap(),
+                    .allow("GET /members/v1/members/{subjectId}"),
             ),
         )
         .route(
@@ -200,12 +192,7 @@ pub(crate) fn scoped_app(elevator: &Elevator) -> Router {
                     .await
                     .map(|_| "ok")
             })
-            .route_layer(
-                elevator
-                    .layer()
-                    .allow("GET /members/v1/members/{id}")
-                    .unwrap(),
-            ),
+            .route_layer(elevator.layer().allow("GET /members/v1/members/{id}")),
         )
         .route("/profiles/{id}", get(profile).route_layer(elevator.layer()))
 }
