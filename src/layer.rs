@@ -120,8 +120,8 @@ impl ElevateLayer {
     /// for [`check`](Self::check) and [`layer`](Layer::layer).
     fn declare(mut self, operation: &str, idempotent: bool) -> Self {
         match operation.parse::<Operation>() {
-            Ok(parsed) if idempotent => self.allow_operation(parsed.idempotent()),
-            Ok(parsed) => self.allow_operation(parsed),
+            Ok(parsed) if idempotent => self.push_operation(parsed.idempotent()),
+            Ok(parsed) => self.push_operation(parsed),
             Err(_) => {
                 self.invalid.get_or_insert_with(|| operation.into());
                 self
@@ -222,8 +222,7 @@ impl ElevateLayer {
         self.declare(operation, true)
     }
 
-    /// Declare an already-parsed [`Operation`].
-    pub fn allow_operation(mut self, operation: Operation) -> Self {
+    fn push_operation(mut self, operation: Operation) -> Self {
         self.route.operations = appended(&self.route.operations, operation);
         self
     }

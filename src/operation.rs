@@ -115,14 +115,7 @@ impl QueryValue {
 impl Operation {
     /// An operation from a method and a template such as
     /// `/members/v1/members/{id}` or `/items?fieldsets=PUBLIC&limit={n}`.
-    ///
-    /// ```
-    /// # use wix_elevate::Operation;
-    /// let op = Operation::new(http::Method::GET, "/apps/v1/instance").unwrap();
-    /// assert_eq!(op.to_string(), "GET /apps/v1/instance");
-    /// assert!(Operation::new(http::Method::GET, "apps/v1").is_err());
-    /// ```
-    pub fn new(method: Method, template: &str) -> Result<Self, ConfigError> {
+    pub(crate) fn new(method: Method, template: &str) -> Result<Self, ConfigError> {
         let invalid = || ConfigError::InvalidOperation(format!("{method} {template}"));
         if !is_known_method(&method) {
             return Err(invalid());
@@ -174,14 +167,7 @@ impl Operation {
 
     /// Mark this operation safe to retry on a transient failure although
     /// its method is not idempotent (a `POST` that only queries, say).
-    ///
-    /// ```
-    /// # use wix_elevate::Operation;
-    /// let query: Operation = "POST /stores/v1/products/query".parse().unwrap();
-    /// assert!(!query.is_idempotent());
-    /// assert!(query.idempotent().is_idempotent());
-    /// ```
-    pub fn idempotent(mut self) -> Self {
+    pub(crate) fn idempotent(mut self) -> Self {
         self.idempotent = true;
         self
     }
@@ -203,7 +189,8 @@ impl Operation {
 
     /// Whether a call of `method` to `path` (no query) by `caller` is this
     /// operation's method and path.
-    pub fn matches(&self, method: &Method, path: &str, caller: &Caller) -> bool {
+    #[cfg(any(test, fuzzing))]
+    pub(crate) fn matches(&self, method: &Method, path: &str, caller: &Caller) -> bool {
         let Some(rest) = path.strip_prefix('/') else {
             return false;
         };
@@ -214,7 +201,8 @@ impl Operation {
     /// (decoded, in order) is allowed: every key declared, at most once,
     /// with its fixed value where it has one and the caller's own where
     /// it is `{subjectId}` or `{instanceId}`.
-    pub fn allows_query(&self, params: &[(&str, &str)], caller: &Caller) -> bool {
+    #[cfg(any(test, fuzzing))]
+    pub(crate) fn allows_query(&self, params: &[(&str, &str)], caller: &Caller) -> bool {
         self.query_for(params, caller).is_some()
     }
 

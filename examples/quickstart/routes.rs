@@ -269,7 +269,8 @@ async fn instance(api: WixApi) -> Result<Json<Value>, WixApiError> {
 async fn escalate(api: WixApi) -> Result<Json<Value>, WixApiError> {
     let member = json!({ "member": { "loginEmail": "intruder@example.com" } });
     let created: Value = api
-        .post_json("/members/v1/members", &member)
+        .post("/members/v1/members")
+        .json(&member)
         .await?
         .json()?;
     Ok(Json(created))

@@ -70,7 +70,6 @@ mod response;
 use std::{fmt, sync::Arc};
 
 use http::{Extensions, Method};
-use serde::Serialize;
 
 pub use error::{WixApiError, WixApiErrorKind};
 pub use request::WixRequest;
@@ -175,11 +174,6 @@ impl WixApi {
     /// A `DELETE` of `path`.
     pub fn delete(&self, path: &str) -> WixRequest<'_> {
         self.request(Method::DELETE, path)
-    }
-
-    /// `POST` a JSON body to `path`.
-    pub fn post_json<T: Serialize + ?Sized>(&self, path: &str, body: &T) -> WixRequest<'_> {
-        self.post(path).json(body)
     }
 
     /// A call of any method.

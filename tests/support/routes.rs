@@ -138,7 +138,8 @@ async fn instance(api: WixApi) -> Result<Json<Value>, WixApiError> {
 
 async fn create_member(api: WixApi) -> Result<Json<Value>, WixApiError> {
     Ok(Json(
-        api.post_json("/members/v1/members", &json!({"member": {}}))
+        api.post("/members/v1/members")
+            .json(&json!({"member": {}}))
             .await?
             .json()?,
     ))
