@@ -37,6 +37,10 @@ use std::{fmt, ops::BitOr, sync::Arc};
 
 use crate::caller::{Caller, Plan, SubjectType};
 
+mod lists;
+
+pub use lists::{AllOf, AnyOf, all, any};
+
 /// Why a policy refused a caller: the rejection it answers with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -87,13 +91,10 @@ pub trait Policy: Send + Sync + 'static {
         Denial::Forbidden
     }
 
-    /// Whether this policy decides on the caller's plan ([`paid`],
-    /// [`plans`], or a combination holding one). A caller whose plan could
-    /// not be read ([`Plan::Unreadable`]) is refused by such a policy
-    /// whatever its parts say, negated or not: an unreadable plan never
-    /// admits. Defaults to `false`; a custom policy that reads
-    /// [`Caller::plan`] should refuse `Unreadable` itself, or say `true`
-    /// here so the route does.
+    /// Whether this policy decides on the caller's plan ([`paid`], [`plans`],
+    /// or a combination holding one): then a caller whose plan could not be
+    /// read ([`Plan::Unreadable`]) is refused, negated or not. Defaults to
+    /// `false`; a custom policy that reads [`Caller::plan`] should say `true`.
     fn reads_plan(&self) -> bool {
         false
     }
@@ -420,88 +421,6 @@ pub trait PolicyExt: Policy + Sized {
 }
 
 impl<P: Policy> PolicyExt for P {}
-
-/// Allows when any policy in the list allows (none: denies).
-///
-/// ```
-/// use wix_elevate::{Caller, Policy, SubjectType, SubjectTypes, policy};
-///
-/// let p = policy::any([Box::new(SubjectTypes::members()) as Box<dyn Policy>,
-///                      Box::new(|c: &Caller| c.subject_id() == "vip")]);
-/// assert!(p.allows(&Caller::new(SubjectType::Visitor, "vip", "i")));
-/// ```
-pub fn any(policies: impl IntoIterator<Item = Box<dyn Policy>>) -> AnyOf {
-    AnyOf(policies.into_iter().collect())
-}
-
-/// Allows when every policy in the list allows (none: denies, to fail
-/// closed on an empty list).
-///
-/// ```
-/// use wix_elevate::{Caller, Policy, SubjectType, SubjectTypes, policy};
-///
-/// let p = policy::all([Box::new(SubjectTypes::members()) as Box<dyn Policy>,
-///                      Box::new(|c: &Caller| c.instance_id() == "i")]);
-/// assert!(p.allows(&Caller::new(SubjectType::Member, "m", "i")));
-/// assert!(!policy::all([]).allows(&Caller::new(SubjectType::Member, "m", "i")));
-/// ```
-pub fn all(policies: impl IntoIterator<Item = Box<dyn Policy>>) -> AllOf {
-    AllOf(policies.into_iter().collect())
-}
-
-/// See [`any`].
-pub struct AnyOf(Vec<Box<dyn Policy>>);
-
-/// See [`all`].
-pub struct AllOf(Vec<Box<dyn Policy>>);
-
-impl Policy for AnyOf {
-    fn allows(&self, caller: &Caller) -> bool {
-        !unreadable_plan(self, caller) && self.0.iter().any(|p| p.allows(caller))
-    }
-    fn name(&self) -> &str {
-        "any"
-    }
-    fn reads_plan(&self) -> bool {
-        self.0.iter().any(|p| p.reads_plan())
-    }
-    fn denial(&self, caller: &Caller) -> Denial {
-        any_denial(self.0.iter().map(|p| &**p), caller)
-    }
-}
-
-impl Policy for AllOf {
-    fn allows(&self, caller: &Caller) -> bool {
-        !self.0.is_empty()
-            && !unreadable_plan(self, caller)
-            && self.0.iter().all(|p| p.allows(caller))
-    }
-    fn name(&self) -> &str {
-        "all"
-    }
-    fn reads_plan(&self) -> bool {
-        self.0.iter().any(|p| p.reads_plan())
-    }
-    fn denial(&self, caller: &Caller) -> Denial {
-        first_denial(self.0.iter().map(|p| &**p), caller)
-    }
-}
-
-impl fmt::Debug for AnyOf {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list()
-            .entries(self.0.iter().map(|p| p.name()))
-            .finish()
-    }
-}
-
-impl fmt::Debug for AllOf {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list()
-            .entries(self.0.iter().map(|p| p.name()))
-            .finish()
-    }
-}
 
 #[cfg(test)]
 mod tests {

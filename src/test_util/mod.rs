@@ -215,10 +215,8 @@ impl MockWix {
         self.state.lock().callers.remove(token);
     }
 
-    /// The site of `instance` changed plans (its owner bought, changed or
-    /// cancelled one): Token Info answers `vendorProductId` `product_id`
-    /// for every token of that site from now on (`None`: the free plan),
-    /// whatever plan its tokens were minted with.
+    /// The site of `instance` changed plans: Token Info answers `product_id`
+    /// (`None`: the free plan) for every token of the site from now on.
     ///
     /// ```
     /// # use wix_elevate::{SubjectType, test_util::{CallerSpec, MockWix}};
@@ -226,8 +224,7 @@ impl MockWix {
     /// # async fn main() -> std::io::Result<()> {
     /// let wix = MockWix::start().await?;
     /// let owner = wix.mint(CallerSpec::new(SubjectType::User).instance("inst-1"));
-    /// let member = wix.mint(CallerSpec::new(SubjectType::Member).instance("inst-1"));
-    /// wix.set_instance_plan("inst-1", Some("premium")); // both tokens now say premium
+    /// wix.set_instance_plan("inst-1", Some("premium")); // and so does every other token of inst-1
     /// # Ok(())
     /// # }
     /// ```
