@@ -8,11 +8,13 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
-use super::{MockWix, WEBHOOK_PRIVATE_KEY};
+use super::{
+    MockWix, WEBHOOK_PRIVATE_KEY,
+    webhook::{expiry, sign_claims, unix_now},
+};
 
 /// A service-plugin call as Wix makes it: a JWT with `iss: "wix.com"`,
 /// `aud: <app id>`, `exp`, `iat`, and `data: {request, metadata}`, whose
@@ -46,28 +48,6 @@ fn next_request_id() -> String {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     format!("mock-{now:x}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// `exp` for a lifetime: already expired means a minute ago, beyond any
-/// leeway.
-fn expiry(now: u64, lifetime: Duration) -> u64 {
-    if lifetime.is_zero() {
-        now.saturating_sub(60)
-    } else {
-        now.saturating_add(lifetime.as_secs())
-    }
-}
-
-fn sign_claims(claims: &Value, private_key_pem: &str) -> String {
-    let key =
-        EncodingKey::from_rsa_pem(private_key_pem.as_bytes()).expect("an RSA private key in PEM");
-    jsonwebtoken::encode(&Header::new(Algorithm::RS256), claims, &key).expect("claims serialize")
 }
 
 impl MockServicePlugin {

@@ -103,18 +103,10 @@ impl MockWebhook {
             "data": self.data.to_string(),
             "identity": self.identity.to_string(),
         });
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = unix_now();
         let mut claims = json!({ "data": envelope.to_string(), "iat": now });
         if let Some(lifetime) = self.expires_in {
-            // Already expired means a minute ago: beyond any leeway.
-            let exp = if lifetime.is_zero() {
-                now.saturating_sub(60)
-            } else {
-                now.saturating_add(lifetime.as_secs())
-            };
-            claims["exp"] = json!(exp);
+            claims["exp"] = json!(expiry(now, lifetime));
         }
         claims
     }
@@ -154,9 +146,34 @@ impl MockWebhook {
     ///
     /// If `private_key_pem` is not an RSA private key: a test's mistake.
     pub fn sign_with(&self, private_key_pem: &str) -> String {
-        let key = EncodingKey::from_rsa_pem(private_key_pem.as_bytes())
-            .expect("an RSA private key in PEM");
-        jsonwebtoken::encode(&Header::new(Algorithm::RS256), &self.claims(), &key)
-            .expect("claims serialize")
+        sign_claims(&self.claims(), private_key_pem)
     }
+}
+
+/// Now, in Unix seconds.
+pub(super) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// `exp` for a lifetime: already expired means a minute ago, beyond any
+/// leeway.
+pub(super) fn expiry(now: u64, lifetime: Duration) -> u64 {
+    if lifetime.is_zero() {
+        now.saturating_sub(60)
+    } else {
+        now.saturating_add(lifetime.as_secs())
+    }
+}
+
+/// `claims` signed RS256 with an RSA private key (PKCS#8 or PKCS#1 PEM).
+///
+/// # Panics
+///
+/// If `private_key_pem` is not an RSA private key: a test's mistake.
+pub(super) fn sign_claims(claims: &Value, private_key_pem: &str) -> String {
+    let key =
+        EncodingKey::from_rsa_pem(private_key_pem.as_bytes()).expect("an RSA private key in PEM");
+    jsonwebtoken::encode(&Header::new(Algorithm::RS256), claims, &key).expect("claims serialize")
 }

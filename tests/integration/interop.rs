@@ -91,6 +91,31 @@ pub(crate) async fn prepared() -> Option<(Tools, PathBuf)> {
     Some((tools, dir))
 }
 
+/// What Wix's SDK says of each case: `script` (in `tests/interop`) run on
+/// `cases` (written to `target/interop/<script>.json`), its verdicts by
+/// case name.
+pub(crate) fn sdk_verdicts(
+    tools: &Tools,
+    dir: &Path,
+    script: &str,
+    cases: &[serde_json::Value],
+) -> serde_json::Map<String, serde_json::Value> {
+    let file = artifacts().join(format!("{script}.json"));
+    std::fs::write(&file, serde_json::to_vec(cases).unwrap()).unwrap();
+    let out = Command::new(&tools.node)
+        .arg(script)
+        .current_dir(dir)
+        .env("CORPUS", &file)
+        .output()
+        .expect("node runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the SDK's verdicts")
+}
+
 /// `target/interop/`, beside the test binary's profile directory.
 pub(crate) fn artifacts() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
@@ -300,6 +325,29 @@ fn webhook_corpus() -> Vec<Case> {
             ),
         ),
         with("not a JWT", r#"{"eventType":"AppRemoved"}"#.to_owned()),
+        with("crit header naming an extension", {
+            let head =
+                URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256","typ":"JWT","crit":["x-wix"],"x-wix":1}"#);
+            let input = format!("{head}.{}", parts[1]);
+            let signature =
+                jsonwebtoken::crypto::sign(input.as_bytes(), &private, Algorithm::RS256).unwrap();
+            format!("{input}.{signature}")
+        }),
+        with("exp a string", {
+            let mut claims = claims.clone();
+            claims["exp"] = json!((now + 3600).to_string());
+            sign(Header::new(Algorithm::RS256), &claims)
+        }),
+        with("nbf null", {
+            let mut claims = claims.clone();
+            claims["nbf"] = serde_json::Value::Null;
+            sign(Header::new(Algorithm::RS256), &claims)
+        }),
+        with("iat a string", {
+            let mut claims = claims.clone();
+            claims["iat"] = json!(now.to_string());
+            sign(Header::new(Algorithm::RS256), &claims)
+        }),
         Case {
             name: "rotated key",
             token: webhook.sign_with(OTHER_WEBHOOK_PRIVATE_KEY),
@@ -320,25 +368,11 @@ async fn the_webhook_corpus_gets_the_same_verdicts_from_wix_sdk_and_the_crate() 
         return;
     };
     let corpus = webhook_corpus();
-    let file = artifacts().join("webhook-corpus.json");
     let cases: Vec<serde_json::Value> = corpus
         .iter()
         .map(|c| json!({"name": c.name, "token": c.token, "key": c.sdk_key}))
         .collect();
-    std::fs::write(&file, serde_json::to_vec(&cases).unwrap()).unwrap();
-    let out = Command::new(&tools.node)
-        .arg("webhooks.mjs")
-        .current_dir(&dir)
-        .env("CORPUS", &file)
-        .output()
-        .expect("node runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let sdk: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(&out.stdout).expect("the SDK's verdicts");
+    let sdk = sdk_verdicts(&tools, &dir, "webhooks.mjs", &cases);
     println!("| case | @wix/sdk | wix-elevate |\n|---|---|---|");
     let mut mismatches = Vec::new();
     for case in &corpus {

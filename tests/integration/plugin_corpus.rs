@@ -3,8 +3,6 @@
 //! publicKey})`) and by [`PluginVerifier`], side by side, agreeing except
 //! where the crate differs by design.
 
-use std::process::Command;
-
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
@@ -16,7 +14,7 @@ use wix_elevate::{
     webhook::WebhookKeys,
 };
 
-use crate::interop::{artifacts, prepared};
+use crate::interop::{prepared, sdk_verdicts};
 
 const APP: &str = "mock-app-id";
 
@@ -131,25 +129,11 @@ async fn the_plugin_corpus_gets_the_same_verdicts_from_wix_sdk_and_the_crate() {
         return;
     };
     let corpus = corpus();
-    let file = artifacts().join("plugin-corpus.json");
     let cases: Vec<Value> = corpus
         .iter()
         .map(|(name, token)| json!({"name": name, "token": token, "key": WEBHOOK_PUBLIC_KEY, "appId": APP}))
         .collect();
-    std::fs::write(&file, serde_json::to_vec(&cases).unwrap()).unwrap();
-    let out = Command::new(&tools.node)
-        .arg("plugins.mjs")
-        .current_dir(&dir)
-        .env("CORPUS", &file)
-        .output()
-        .expect("node runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let sdk: serde_json::Map<String, Value> =
-        serde_json::from_slice(&out.stdout).expect("the SDK's verdicts");
+    let sdk = sdk_verdicts(&tools, &dir, "plugins.mjs", &cases);
     let verifier = PluginVerifier::new(APP, WebhookKeys::new().key(WEBHOOK_PUBLIC_KEY).unwrap());
     println!("| case | @wix/sdk | wix-elevate |\n|---|---|---|");
     let mut mismatches = Vec::new();
