@@ -16,20 +16,22 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::{BodyExt, Full, Limited};
-use tokio::{
-    sync::{Semaphore, mpsc},
-    time::Instant,
-};
+use tokio::{sync::mpsc, time::Instant};
 use tower_service::Service;
 
-use super::{WebhookErrorKind, WebhookVerifier, WixEvent};
+use super::{
+    WebhookErrorKind, WebhookVerifier, WixEvent,
+    worker::{Handler, Pending, Worker},
+};
 use crate::{Elevator, response::problem, token::TokenDigest};
 
 /// How long a delivery is remembered, to deliver a retry or a duplicate
 /// to the handler only once: Wix retries for up to 48 hours.
 pub const DEDUPE_WINDOW: Duration = Duration::from_secs(48 * 3600);
 
-type Handler = Arc<dyn Fn(WixEvent) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+/// How long a handler may run before its run counts as failed, unless
+/// configured: 30 s.
+pub const DEFAULT_HANDLER_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Receives Wix's webhooks, as a tower [`Service`] (mount it with axum's
 /// `post_service`):
@@ -90,15 +92,11 @@ struct Shared {
     /// Taken by the worker when the first delivery arrives (inside a
     /// runtime).
     worker: Mutex<Option<Worker>>,
+    /// Events queued or running.
+    pending: Arc<Pending>,
     /// Deliveries seen, by digest, and when (in process; Redis too in
     /// fleet mode).
     seen: quick_cache::sync::Cache<TokenDigest, Instant>,
-}
-
-struct Worker {
-    events: mpsc::Receiver<WixEvent>,
-    handler: Handler,
-    concurrency: usize,
 }
 
 /// Configures a [`WebhookEndpoint`].
@@ -109,6 +107,7 @@ pub struct WebhookEndpointBuilder {
     handler: Handler,
     capacity: usize,
     concurrency: usize,
+    handler_deadline: Duration,
     forget_on_lifecycle: bool,
 }
 
@@ -121,6 +120,7 @@ impl WebhookEndpoint {
             handler: Arc::new(|_| Box::pin(async {})),
             capacity: 1024,
             concurrency: 8,
+            handler_deadline: DEFAULT_HANDLER_DEADLINE,
             forget_on_lifecycle: true,
         }
     }
@@ -151,12 +151,41 @@ impl WebhookEndpoint {
             tracing::warn!(target: "wix_elevate::webhook", event_type = event.event_type(), "could not forget the instance fleet-wide: 503, Wix will retry");
             return retry_later("The instance could not be forgotten on every replica.");
         }
+        shared.pending.add();
         if shared.queue.try_send(event).is_err() {
+            shared.pending.done();
             self.unsee(digest).await;
             tracing::warn!(target: "wix_elevate::webhook", "webhook queue full: 503, Wix will retry");
             return retry_later("The webhook queue is full.");
         }
         acknowledged("accepted")
+    }
+
+    /// Resolves once every event accepted so far has been handled (its
+    /// handler finished, failed, panicked or ran out of time): for tests
+    /// that wait for the handler without polling, and for a graceful
+    /// shutdown that drains the queue. In-process work is lost if the
+    /// process dies first.
+    ///
+    /// ```
+    /// # #[cfg(feature = "test-util")] {
+    /// # use wix_elevate::{Elevator, test_util::{MockWebhook, WEBHOOK_PUBLIC_KEY}, webhook::{WebhookEndpoint, WebhookKeys, WebhookVerifier}};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let elevator = Elevator::builder("app", "secret").build().unwrap();
+    /// let verifier = WebhookVerifier::new(WebhookKeys::new().key(WEBHOOK_PUBLIC_KEY).unwrap());
+    /// let endpoint = WebhookEndpoint::builder(&elevator, verifier)
+    ///     .forget_on_lifecycle(false)
+    ///     .on_event(|event| async move { println!("{}", event.event_type()) })
+    ///     .build();
+    /// let answer = endpoint.deliver(MockWebhook::app_installed("inst-1").sign().as_bytes()).await;
+    /// assert_eq!(answer.status(), 200);
+    /// endpoint.handled().await; // the handler has run
+    /// # }
+    /// # }
+    /// ```
+    pub async fn handled(&self) {
+        self.shared.pending.drained().await;
     }
 
     /// Whether this is the first delivery of `digest` in the window.
@@ -198,22 +227,6 @@ impl WebhookEndpoint {
     }
 }
 
-impl Worker {
-    async fn run(mut self) {
-        let slots = Arc::new(Semaphore::new(self.concurrency.max(1)));
-        while let Some(event) = self.events.recv().await {
-            let Ok(slot) = slots.clone().acquire_owned().await else {
-                return;
-            };
-            let handled = (self.handler)(event);
-            tokio::spawn(async move {
-                handled.await;
-                drop(slot);
-            });
-        }
-    }
-}
-
 impl WebhookEndpointBuilder {
     /// What to do with each verified, new event (after the instance was
     /// forgotten, if it is an app-instance event). Runs off the request
@@ -240,6 +253,16 @@ impl WebhookEndpointBuilder {
         self
     }
 
+    /// How long the handler may run on one event (default
+    /// [`DEFAULT_HANDLER_DEADLINE`], 30 s); past it the run is dropped and
+    /// counts as failed (logged at WARN, metric
+    /// `wix_elevate_webhook_handler_runs_total{outcome="deadline"}`), as a
+    /// panic does (`outcome="panicked"`). Neither stops the endpoint.
+    pub fn handler_deadline(mut self, deadline: Duration) -> Self {
+        self.handler_deadline = deadline;
+        self
+    }
+
     /// Whether app-instance events (install, removal, plan changes) forget
     /// the instance before the handler runs (default: yes).
     pub fn forget_on_lifecycle(mut self, forget: bool) -> Self {
@@ -250,6 +273,7 @@ impl WebhookEndpointBuilder {
     /// The endpoint.
     pub fn build(self) -> WebhookEndpoint {
         let (queue, events) = mpsc::channel(self.capacity);
+        let pending = Arc::new(Pending::default());
         WebhookEndpoint {
             shared: Arc::new(Shared {
                 verifier: self.verifier,
@@ -260,7 +284,10 @@ impl WebhookEndpointBuilder {
                     events,
                     handler: self.handler,
                     concurrency: self.concurrency,
+                    deadline: self.handler_deadline,
+                    pending: pending.clone(),
                 })),
+                pending,
                 seen: quick_cache::sync::Cache::new(100_000),
             }),
         }

@@ -18,9 +18,12 @@ mod endpoint;
 mod event;
 mod keys;
 mod verify;
+mod worker;
 
 #[doc(inline)]
-pub use endpoint::{DEDUPE_WINDOW, WebhookEndpoint, WebhookEndpointBuilder};
+pub use endpoint::{
+    DEDUPE_WINDOW, DEFAULT_HANDLER_DEADLINE, WebhookEndpoint, WebhookEndpointBuilder,
+};
 #[doc(inline)]
 pub use event::{AccountInfo, DomainEvent, EventPayload, PlanEvent, WebhookIdentity, WixEvent};
 #[doc(inline)]

@@ -258,3 +258,59 @@ async fn acknowledgements_at_a_thousand_deliveries_a_second() {
         events.recv().await.expect("every event handled");
     }
 }
+
+/// A handler that panics (before its future, or inside it) or hangs is one
+/// failed run: the endpoint keeps accepting and handling events, and
+/// `handled()` resolves once every accepted event's run is over.
+#[tokio::test]
+async fn a_handler_that_panics_or_hangs_never_takes_the_endpoint_down() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+    let h = harness().await;
+    let ran = Arc::new(AtomicUsize::new(0));
+    let counted = ran.clone();
+    let webhooks = WebhookEndpoint::builder(&h.elevator, verifier())
+        .forget_on_lifecycle(false)
+        .queue_capacity(2)
+        .concurrency(1)
+        .handler_deadline(Duration::from_millis(200))
+        .on_event(move |event| {
+            let instance = event.instance_id().unwrap_or_default().to_owned();
+            // The synchronous part, before any future exists.
+            assert_ne!(instance, "panics-at-once", "a handler's own bug");
+            let counted = counted.clone();
+            async move {
+                match instance.as_str() {
+                    "panics-later" => panic!("a handler's own bug, in its future"),
+                    "hangs" => std::future::pending::<()>().await,
+                    _ => {}
+                }
+                counted.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+        .build();
+    for instance in [
+        "panics-at-once",
+        "panics-later",
+        "hangs",
+        "fine-1",
+        "fine-2",
+    ] {
+        let answer = webhooks
+            .deliver(MockWebhook::app_installed(instance).sign().as_bytes())
+            .await;
+        assert_eq!(answer.status(), 200, "{instance}: accepted");
+        // One at a time: each run is over before the next delivery. A dead
+        // worker would never get there.
+        tokio::time::timeout(Duration::from_secs(10), webhooks.handled())
+            .await
+            .unwrap_or_else(|_| panic!("{instance}: the worker stopped handling"));
+    }
+    assert_eq!(
+        ran.load(Ordering::SeqCst),
+        2,
+        "the fine events ran after the failures"
+    );
+}

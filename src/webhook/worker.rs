@@ -1,0 +1,99 @@
+//! The handler's side of a [`WebhookEndpoint`](super::WebhookEndpoint):
+//! accepted events wait in a bounded queue and run a few at a time, each
+//! in a task of its own with a deadline, so a handler that panics (in its
+//! synchronous part or its future) or hangs is one failed run, never the
+//! end of the worker. [`Pending`] counts what is queued or running, for
+//! whoever waits for the queue to drain.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use tokio::sync::{Notify, Semaphore, mpsc};
+
+use super::WixEvent;
+
+pub(super) type Handler =
+    Arc<dyn Fn(WixEvent) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// How many accepted events are queued or running.
+#[derive(Default)]
+pub(super) struct Pending {
+    count: AtomicUsize,
+    drained: Notify,
+}
+
+impl Pending {
+    pub(super) fn add(&self) {
+        self.count.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub(super) fn done(&self) {
+        if self.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.drained.notify_waiters();
+        }
+    }
+
+    /// Resolves once nothing is queued or running.
+    pub(super) async fn drained(&self) {
+        loop {
+            let drained = self.drained.notified();
+            if self.count.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            drained.await;
+        }
+    }
+}
+
+pub(super) struct Worker {
+    pub(super) events: mpsc::Receiver<WixEvent>,
+    pub(super) handler: Handler,
+    pub(super) concurrency: usize,
+    pub(super) deadline: Duration,
+    pub(super) pending: Arc<Pending>,
+}
+
+impl Worker {
+    pub(super) async fn run(mut self) {
+        let slots = Arc::new(Semaphore::new(self.concurrency.max(1)));
+        while let Some(event) = self.events.recv().await {
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            let (handler, deadline) = (self.handler.clone(), self.deadline);
+            let event_type: Box<str> = event.event_type().into();
+            // The handler is called inside its own task: a panic in its
+            // synchronous part is caught there, like one in its future.
+            let run = tokio::spawn(async move {
+                tokio::time::timeout(deadline, async move { handler(event).await }).await
+            });
+            let pending = self.pending.clone();
+            tokio::spawn(async move {
+                let outcome = match run.await {
+                    Ok(Ok(())) => "ok",
+                    Ok(Err(_)) => "deadline",
+                    Err(_) => "panicked",
+                };
+                if outcome != "ok" {
+                    tracing::warn!(
+                        target: "wix_elevate::webhook",
+                        event_type = &*event_type,
+                        outcome,
+                        "webhook handler failed"
+                    );
+                }
+                metrics::counter!("wix_elevate_webhook_handler_runs_total", "outcome" => outcome)
+                    .increment(1);
+                drop(slot);
+                pending.done();
+            });
+        }
+    }
+}
