@@ -3,17 +3,14 @@
 //! Wix's envelope, signed with the mock's test-only key
 //! ([`WEBHOOK_PUBLIC_KEY`](super::WEBHOOK_PUBLIC_KEY) verifies them).
 
-use std::{
-    sync::atomic::{AtomicU64, Ordering},
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
 use super::{
     MockWix, WEBHOOK_PRIVATE_KEY,
-    webhook::{expiry, sign_claims, unix_now},
+    webhook::{expiry, next_id, sign_claims, unix_now},
 };
 
 /// A service-plugin call as Wix makes it: a JWT with `iss: "wix.com"`,
@@ -41,15 +38,6 @@ pub struct MockServicePlugin {
     expires_in: Option<Duration>,
 }
 
-/// A different request id for each mock call.
-fn next_request_id() -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("mock-{now:x}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
-}
-
 impl MockServicePlugin {
     /// A call of the plugin `extension_type` (`ECOM_ADDITIONAL_FEES`, ...)
     /// for `instance_id`, carrying `request` (Wix's REST names), addressed
@@ -61,7 +49,7 @@ impl MockServicePlugin {
             issuer: Some("wix.com".into()),
             request,
             metadata: json!({
-                "requestId": next_request_id(),
+                "requestId": next_id(),
                 "instanceId": instance_id,
                 "appExtensionType": extension_type,
                 "appExtensionId": "mock-extension-id",

@@ -24,7 +24,10 @@ pub const OTHER_WEBHOOK_PRIVATE_KEY: &str = include_str!("keys/other.key.pem");
 
 /// A webhook as Wix sends it: claims `{data, iat, exp}` whose `data` is a
 /// JSON string holding `{eventType, instanceId, data, identity}`, whose
-/// own `data` and `identity` are JSON strings again.
+/// own `data` and `identity` are JSON strings again. Each signature also
+/// carries a unique `jti`, so two signed in the same second (by two test
+/// runs sharing a Redis, say) are two deliveries; a retry of one delivery
+/// is the same signed string sent again.
 ///
 /// ```
 /// use std::time::Duration;
@@ -43,6 +46,8 @@ pub struct MockWebhook {
     data: Value,
     identity: Value,
     expires_in: Option<Duration>,
+    /// How long before now it was signed (`iat`).
+    issued_ago: Duration,
 }
 
 impl MockWebhook {
@@ -54,6 +59,7 @@ impl MockWebhook {
             data,
             identity: json!({"identityType": "APP", "appId": "mock-app"}),
             expires_in: Some(Duration::from_secs(3600)),
+            issued_ago: Duration::ZERO,
         }
     }
 
@@ -69,11 +75,46 @@ impl MockWebhook {
 
     /// `PaidPlanPurchased` of `product_id` for `instance_id`.
     pub fn plan_purchased(instance_id: impl Into<String>, product_id: &str) -> Self {
+        Self::plan_event("PaidPlanPurchased", instance_id, product_id)
+    }
+
+    /// `PaidPlanChanged` from `previous_product_id` to `product_id`.
+    pub fn plan_changed(
+        instance_id: impl Into<String>,
+        product_id: &str,
+        previous_product_id: &str,
+    ) -> Self {
+        let mut event = Self::plan_event("PaidPlanChanged", instance_id, product_id);
+        event.data["previousVendorProductId"] = json!(previous_product_id);
+        event.data["previousCycle"] = json!("MONTHLY");
+        event
+    }
+
+    /// A plan event of any of Wix's types (`PaidPlanPurchased`,
+    /// `PaidPlanChanged`, `PaidPlanAutoRenewalCancelled`,
+    /// `PlanConvertedToPaid`, `PlanReactivated`, `PlanTransferred`) with
+    /// Wix's fields: `vendorProductId`, `cycle`, `operationTimeStamp` (now),
+    /// `expiresOn` (a month on), `invoiceId`.
+    pub fn plan_event(event_type: &str, instance_id: impl Into<String>, product_id: &str) -> Self {
+        let now = unix_now();
         Self::new(
-            "PaidPlanPurchased",
+            event_type,
             instance_id,
-            json!({"vendorProductId": product_id, "cycle": "MONTHLY", "operationTimeStamp": "2026-11-30T10:00:00Z"}),
+            json!({
+                "vendorProductId": product_id,
+                "cycle": "MONTHLY",
+                "operationTimeStamp": rfc3339(now),
+                "expiresOn": rfc3339(now + 30 * 86_400),
+                "invoiceId": format!("mock-invoice-{}", next_id()),
+            }),
         )
+    }
+
+    /// Signed `ago` before now (its `iat`), as a delivery Wix made earlier
+    /// and retried, or delivered late.
+    pub fn issued_ago(mut self, ago: Duration) -> Self {
+        self.issued_ago = ago;
+        self
     }
 
     /// Who caused it (`{identityType, …Id}`; default: an app).
@@ -103,8 +144,8 @@ impl MockWebhook {
             "data": self.data.to_string(),
             "identity": self.identity.to_string(),
         });
-        let now = unix_now();
-        let mut claims = json!({ "data": envelope.to_string(), "iat": now });
+        let now = unix_now().saturating_sub(self.issued_ago.as_secs());
+        let mut claims = json!({ "data": envelope.to_string(), "iat": now, "jti": next_id() });
         if let Some(lifetime) = self.expires_in {
             claims["exp"] = json!(expiry(now, lifetime));
         }
@@ -176,4 +217,53 @@ pub(super) fn sign_claims(claims: &Value, private_key_pem: &str) -> String {
     let key =
         EncodingKey::from_rsa_pem(private_key_pem.as_bytes()).expect("an RSA private key in PEM");
     jsonwebtoken::encode(&Header::new(Algorithm::RS256), claims, &key).expect("claims serialize")
+}
+
+/// A different id each call: a signature's `jti`, a mock request's id.
+pub(super) fn next_id() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("mock-{now:x}-{n}")
+}
+
+/// `secs` (Unix) as RFC 3339 in UTC, as Wix writes its timestamps.
+fn rfc3339(secs: u64) -> String {
+    // Days to a civil date (Howard Hinnant's algorithm), then the time.
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_writes_utc_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_796_212_800), "2026-12-02T12:00:00Z");
+    }
+
+    #[test]
+    fn every_signature_is_a_new_delivery() {
+        let event = MockWebhook::app_removed("i");
+        assert_ne!(event.sign(), event.sign(), "a unique jti each");
+    }
 }

@@ -29,6 +29,9 @@ pub struct WixEvent {
     pub(super) identity: WebhookIdentity,
     pub(super) account: Option<AccountInfo>,
     pub(super) payload: EventPayload,
+    /// The signed `iat` and `exp`, Unix seconds.
+    pub(super) issued_at: Option<u64>,
+    pub(super) expires_at: Option<u64>,
 }
 
 impl WixEvent {
@@ -55,6 +58,33 @@ impl WixEvent {
     /// The event's own data.
     pub fn payload(&self) -> &EventPayload {
         &self.payload
+    }
+
+    /// When Wix signed it (the JWT's `iat`, Unix seconds), where it says:
+    /// what tells two deliveries of one instance apart in time, since Wix
+    /// may deliver them out of order (see [`EventOrder`](super::EventOrder)).
+    pub fn issued_at(&self) -> Option<u64> {
+        self.issued_at
+    }
+
+    /// Until when its signature holds (the JWT's `exp`, Unix seconds),
+    /// where it says.
+    pub fn expires_at(&self) -> Option<u64> {
+        self.expires_at
+    }
+
+    /// When the plan operation happened (`operationTimeStamp`, RFC 3339),
+    /// for the plan events that carry it.
+    pub fn operation_time(&self) -> Option<&str> {
+        match &self.payload {
+            EventPayload::PaidPlanPurchased(plan)
+            | EventPayload::PaidPlanChanged(plan)
+            | EventPayload::PaidPlanAutoRenewalCancelled(plan)
+            | EventPayload::PlanConvertedToPaid(plan)
+            | EventPayload::PlanReactivated(plan)
+            | EventPayload::PlanTransferred(plan) => plan.operation_time_stamp.as_deref(),
+            _ => None,
+        }
     }
 
     /// The event's id, where Wix gives one (domain events).
@@ -252,7 +282,11 @@ struct Envelope {
 
 /// The event in the claims' `data` (a JSON string), or `None` if it is not
 /// a webhook envelope.
-pub(super) fn parse(data: &str) -> Option<WixEvent> {
+pub(super) fn parse(
+    data: &str,
+    issued_at: Option<u64>,
+    expires_at: Option<u64>,
+) -> Option<WixEvent> {
     let envelope: Envelope = serde_json::from_str(data).ok()?;
     let event_type = envelope.event_type?;
     let payload = payload(&event_type, layer(envelope.data));
@@ -267,6 +301,8 @@ pub(super) fn parse(data: &str) -> Option<WixEvent> {
         identity,
         account,
         payload,
+        issued_at,
+        expires_at,
     })
 }
 
@@ -314,6 +350,10 @@ mod tests {
 
     use super::*;
 
+    fn parse_data(data: &str) -> Option<WixEvent> {
+        parse(data, None, None)
+    }
+
     fn envelope(event_type: &str, data: Value, identity: Value) -> String {
         json!({
             "eventType": event_type,
@@ -327,7 +367,7 @@ mod tests {
 
     #[test]
     fn app_instance_events_are_typed() {
-        let installed = parse(&envelope(
+        let installed = parse_data(&envelope(
             "AppInstalled",
             json!({"appId": "app", "originInstanceId": "orig"}),
             json!({"identityType": "WIX_USER", "wixUserId": "u-1"}),
@@ -346,7 +386,7 @@ mod tests {
             Some("site")
         );
         assert!(installed.changes_instance());
-        let changed = parse(&envelope(
+        let changed = parse_data(&envelope(
             "PaidPlanChanged",
             json!({"vendorProductId": "business", "previousVendorProductId": "premium", "cycle": "YEARLY", "extra": [1]}),
             json!({}),
@@ -362,7 +402,7 @@ mod tests {
 
     #[test]
     fn other_events_are_domain_events_or_raw_and_never_fail() {
-        let domain = parse(&envelope(
+        let domain = parse_data(&envelope(
             "wix.stores.v1.product_created",
             json!({"id": "ev-1", "entityFqdn": "wix.stores.v1.product", "slug": "created", "entityId": "p-1", "createdEvent": {"entity": {"name": "x"}}}),
             json!({"identityType": "MEMBER", "memberId": "m-1"}),
@@ -377,12 +417,12 @@ mod tests {
         assert!(!domain.changes_instance());
         // Unknown type, odd fields, data that is not a JSON string.
         let odd = json!({"eventType": "SomethingNew", "instanceId": 7, "data": {"x": 1}, "identity": "not json", "new": true});
-        let event = parse(&odd.to_string()).unwrap();
+        let event = parse_data(&odd.to_string()).unwrap();
         assert!(matches!(event.payload(), EventPayload::Other(v) if v["x"] == 1));
         assert_eq!(event.instance_id(), None);
         assert_eq!(event.identity(), &WebhookIdentity::Unknown);
         // Wrong types in a typed event: absent fields, not a failure.
-        let plan = parse(&envelope(
+        let plan = parse_data(&envelope(
             "PaidPlanPurchased",
             json!({"vendorProductId": 5}),
             json!(null),
@@ -392,7 +432,7 @@ mod tests {
             matches!(plan.payload(), EventPayload::PaidPlanPurchased(p) if p.vendor_product_id.is_none())
         );
         // No event type: not a webhook.
-        assert!(parse(r#"{"instanceId":"i"}"#).is_none());
-        assert!(parse("[1,2]").is_none());
+        assert!(parse_data(r#"{"instanceId":"i"}"#).is_none());
+        assert!(parse_data("[1,2]").is_none());
     }
 }

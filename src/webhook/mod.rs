@@ -17,6 +17,7 @@
 mod endpoint;
 mod event;
 mod keys;
+mod order;
 mod verify;
 mod worker;
 
@@ -28,5 +29,7 @@ pub use endpoint::{
 pub use event::{AccountInfo, DomainEvent, EventPayload, PlanEvent, WebhookIdentity, WixEvent};
 #[doc(inline)]
 pub use keys::{WebhookKeyError, WebhookKeys};
+#[doc(inline)]
+pub use order::EventOrder;
 #[doc(inline)]
 pub use verify::{DEFAULT_MAX_BODY, WebhookError, WebhookErrorKind, WebhookVerifier};

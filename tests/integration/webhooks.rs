@@ -314,3 +314,52 @@ async fn a_handler_that_panics_or_hangs_never_takes_the_endpoint_down() {
         "the fine events ran after the failures"
     );
 }
+
+/// Each delivery carries when Wix signed it, and the plan events their
+/// operation time: an `AppInstalled` delivered after a later `AppRemoved`
+/// is recognised as stale instead of bringing the instance back.
+#[tokio::test]
+async fn an_event_signed_earlier_but_delivered_later_is_recognised() {
+    use wix_elevate::webhook::EventOrder;
+    let v = verifier();
+    let verified = |webhook: MockWebhook| v.verify(webhook.sign().as_bytes()).unwrap();
+    let removed = verified(MockWebhook::app_removed("inst-o"));
+    let installed_before =
+        verified(MockWebhook::app_installed("inst-o").issued_ago(Duration::from_secs(120)));
+    assert!(removed.issued_at().unwrap() >= installed_before.issued_at().unwrap() + 120);
+    let order = EventOrder::default();
+    assert!(order.apply(&removed));
+    assert!(
+        !order.apply(&installed_before),
+        "stale: the removal came after it"
+    );
+    // Another instance has its own order; a newer event is applied.
+    assert!(order.apply(&verified(
+        MockWebhook::app_installed("inst-p").issued_ago(Duration::from_secs(120))
+    )));
+    assert!(
+        order.apply(&verified(MockWebhook::app_installed("inst-o"))),
+        "a reinstall, signed after the removal"
+    );
+    // Plan events carry Wix's fields, their operation time included.
+    let changed = verified(MockWebhook::plan_changed("inst-o", "business", "premium"));
+    match changed.payload() {
+        EventPayload::PaidPlanChanged(plan) => {
+            assert_eq!(plan.vendor_product_id.as_deref(), Some("business"));
+            assert_eq!(plan.previous_vendor_product_id.as_deref(), Some("premium"));
+            assert!(plan.invoice_id.is_some() && plan.expires_on.is_some());
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(changed.operation_time().is_some_and(|t| t.ends_with('Z')));
+    for event_type in [
+        "PaidPlanAutoRenewalCancelled",
+        "PlanConvertedToPaid",
+        "PlanReactivated",
+        "PlanTransferred",
+    ] {
+        let event = verified(MockWebhook::plan_event(event_type, "inst-o", "premium"));
+        assert!(event.changes_instance(), "{event_type}");
+        assert_eq!(event.event_type(), event_type);
+    }
+}
