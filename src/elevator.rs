@@ -277,16 +277,31 @@ impl Elevator {
         self.identities().digest(identity)
     }
 
-    /// Fleet mode: whether this is the first time the fleet sees the
-    /// delivery `key` in `window` (`None` without fleet mode or while Redis
-    /// is away: this replica decides alone).
+    /// Fleet mode: mark the delivery `key` `state` for `ttl` (only if it
+    /// has no mark, with `only_if_absent`): whether it was marked, `None`
+    /// without fleet mode or while Redis is away (this replica decides
+    /// alone).
     #[cfg(feature = "webhooks")]
-    pub(crate) async fn first_delivery_in_fleet(
+    pub(crate) async fn mark_delivery_in_fleet(
         &self,
         key: crate::token::TokenDigest,
-        window: Duration,
+        state: &str,
+        ttl: Duration,
+        only_if_absent: bool,
     ) -> Option<bool> {
-        self.fleet()?.first_delivery(&key.hex(), window).await
+        self.fleet()?
+            .mark_delivery(&key.hex(), state, ttl, only_if_absent)
+            .await
+    }
+
+    /// Fleet mode: the delivery `key`'s mark (`Some(None)`: none), `None`
+    /// without fleet mode or while Redis is away.
+    #[cfg(feature = "webhooks")]
+    pub(crate) async fn delivery_mark_in_fleet(
+        &self,
+        key: crate::token::TokenDigest,
+    ) -> Option<Option<String>> {
+        self.fleet()?.delivery_mark(&key.hex()).await
     }
 
     /// Fleet mode: forget that the delivery `key` was seen (its work could

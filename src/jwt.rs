@@ -63,7 +63,6 @@ impl JwtVerifier {
         }
     }
 
-    #[cfg(feature = "plugins")]
     pub(crate) fn rules(&self) -> &ClaimRules {
         &self.rules
     }

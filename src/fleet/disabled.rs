@@ -44,7 +44,18 @@ impl Fleet {
     }
 
     #[cfg(feature = "webhooks")]
-    pub(crate) async fn first_delivery(&self, _: &str, _: Duration) -> Option<bool> {
+    pub(crate) async fn mark_delivery(
+        &self,
+        _: &str,
+        _: &str,
+        _: Duration,
+        _: bool,
+    ) -> Option<bool> {
+        match *self {}
+    }
+
+    #[cfg(feature = "webhooks")]
+    pub(crate) async fn delivery_mark(&self, _: &str) -> Option<Option<String>> {
         match *self {}
     }
 

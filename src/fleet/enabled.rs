@@ -384,13 +384,27 @@ impl Fleet {
         }
     }
 
-    /// Mark a webhook delivery (by its keyed digest) as seen for `ttl`:
-    /// `Some(true)` the first time fleet-wide, `None` if Redis is
+    /// Mark a webhook delivery (by its keyed digest) `state` for `ttl`,
+    /// only if it has no mark yet with `only_if_absent`: `Some(true)` if
+    /// marked, `None` if Redis is unavailable.
+    #[cfg(feature = "webhooks")]
+    pub(crate) async fn mark_delivery(
+        &self,
+        digest_hex: &str,
+        state: &str,
+        ttl: Duration,
+        only_if_absent: bool,
+    ) -> Option<bool> {
+        let key = format!("{}:webhook:{digest_hex}", self.prefix);
+        self.store.mark(&key, state, ttl, only_if_absent).await
+    }
+
+    /// A delivery's mark: `Some(None)` if it has none, `None` if Redis is
     /// unavailable.
     #[cfg(feature = "webhooks")]
-    pub(crate) async fn first_delivery(&self, digest_hex: &str, ttl: Duration) -> Option<bool> {
+    pub(crate) async fn delivery_mark(&self, digest_hex: &str) -> Option<Option<String>> {
         let key = format!("{}:webhook:{digest_hex}", self.prefix);
-        self.store.set_once(&key, ttl).await
+        self.store.read(&key).await
     }
 
     /// Unmark a delivery that could not be taken (Wix will retry it).

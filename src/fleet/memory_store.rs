@@ -348,14 +348,32 @@ impl FleetStore for MemoryStore {
     }
 
     #[cfg(feature = "webhooks")]
-    fn set_once<'a>(&'a self, key: &'a str, ttl: Duration) -> BoxFuture<'a, Option<bool>> {
+    fn mark<'a>(
+        &'a self,
+        key: &'a str,
+        value: &'a str,
+        ttl: Duration,
+        only_if_absent: bool,
+    ) -> BoxFuture<'a, Option<bool>> {
         async move {
             self.trip(|state| {
-                let first = state.get(key).is_none();
-                if first {
-                    state.set(key, "1", Some(ttl));
+                let set = !only_if_absent || state.get(key).is_none();
+                if set {
+                    state.set(key, value, Some(ttl));
                 }
-                first
+                set
+            })
+        }
+        .boxed()
+    }
+
+    #[cfg(feature = "webhooks")]
+    fn read<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<Option<String>>> {
+        async move {
+            self.trip(|state| {
+                state
+                    .get(key)
+                    .map(|value| String::from_utf8_lossy(value).into_owned())
             })
         }
         .boxed()

@@ -314,20 +314,33 @@ impl FleetStore for RedisStore {
     }
 
     #[cfg(feature = "webhooks")]
-    fn set_once<'a>(&'a self, key: &'a str, ttl: Duration) -> BoxFuture<'a, Option<bool>> {
+    fn mark<'a>(
+        &'a self,
+        key: &'a str,
+        value: &'a str,
+        ttl: Duration,
+        only_if_absent: bool,
+    ) -> BoxFuture<'a, Option<bool>> {
         async move {
             self.run(|mut c| async move {
-                redis::cmd("SET")
-                    .arg(key)
-                    .arg(1)
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(millis(ttl))
-                    .query_async::<Option<String>>(&mut c)
-                    .await
+                let mut set = redis::cmd("SET");
+                set.arg(key).arg(value).arg("PX").arg(millis(ttl));
+                if only_if_absent {
+                    set.arg("NX");
+                }
+                set.query_async::<Option<String>>(&mut c).await
             })
             .await
             .map(|set| set.is_some())
+        }
+        .boxed()
+    }
+
+    #[cfg(feature = "webhooks")]
+    fn read<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<Option<String>>> {
+        async move {
+            self.run(|mut c| async move { c.get::<_, Option<String>>(key).await })
+                .await
         }
         .boxed()
     }

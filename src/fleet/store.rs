@@ -84,9 +84,20 @@ pub(crate) trait FleetStore: Send + Sync + 'static {
     /// to wait.
     fn rate<'a>(&'a self, key: &'a str, rate: Gcra) -> BoxFuture<'a, Option<Result<(), Duration>>>;
 
-    /// Set `key` for `ttl` if it is not there: `Some(true)` if it was not.
+    /// Set `key` to `value` for `ttl` (only if it is not there, with
+    /// `only_if_absent`): `Some(true)` if it was set.
     #[cfg(feature = "webhooks")]
-    fn set_once<'a>(&'a self, key: &'a str, ttl: Duration) -> BoxFuture<'a, Option<bool>>;
+    fn mark<'a>(
+        &'a self,
+        key: &'a str,
+        value: &'a str,
+        ttl: Duration,
+        only_if_absent: bool,
+    ) -> BoxFuture<'a, Option<bool>>;
+
+    /// The value of `key`, if it is there.
+    #[cfg(feature = "webhooks")]
+    fn read<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<Option<String>>>;
 
     /// Delete `key`.
     #[cfg(feature = "webhooks")]

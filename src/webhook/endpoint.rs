@@ -16,17 +16,19 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::{BodyExt, Full, Limited};
-use tokio::{sync::mpsc, time::Instant};
+use tokio::sync::mpsc;
 use tower_service::Service;
 
 use super::{
     WebhookErrorKind, WebhookVerifier, WixEvent,
+    deliveries::{Claim, Deliveries},
     worker::{Handler, Pending, Worker},
 };
-use crate::{Elevator, response::problem, token::TokenDigest};
+use crate::{Elevator, response::problem};
 
-/// How long a delivery is remembered, to deliver a retry or a duplicate
-/// to the handler only once: Wix retries for up to 48 hours.
+/// The longest a delivery is remembered, to hand a retry or a duplicate to
+/// the handler only once: Wix retries for up to 48 hours. A token with an
+/// `exp` is remembered only while it verifies.
 pub const DEDUPE_WINDOW: Duration = Duration::from_secs(48 * 3600);
 
 /// How long a handler may run before its run counts as failed, unless
@@ -40,9 +42,14 @@ pub const DEFAULT_HANDLER_DEADLINE: Duration = Duration::from_secs(30);
 ///    ([`WebhookVerifier`]: 401 for a signature, algorithm or time
 ///    failure, 400 for a body that is not a webhook), answering like every
 ///    other rejection, `application/problem+json`;
-/// 2. deduplicates: a delivery seen in the last 48 hours (by the event's
-///    id where it has one, else by a keyed digest of the token; fleet-wide
-///    in fleet mode) is answered 200 and not handled again;
+/// 2. deduplicates on what Wix signed (the event's id where it has one,
+///    else the exact compact token; fleet-wide in fleet mode): a delivery
+///    already taken is answered 200 and not handled again; a copy that
+///    arrives while the first is being taken waits for it (up to a second)
+///    and is answered with its outcome, or 503. A delivery counts as taken
+///    only once its forget and its enqueue succeeded; a failure leaves no
+///    mark, so Wix's retry is taken afresh. Marks last 48 hours at most,
+///    and never past the time the token stops verifying (its `exp`);
 /// 3. on `AppInstalled`, `AppRemoved` and every plan event, forgets the
 ///    instance on every replica ([`Elevator::forget_instance`]) before
 ///    anything else (off with
@@ -94,9 +101,9 @@ struct Shared {
     worker: Mutex<Option<Worker>>,
     /// Events queued or running.
     pending: Arc<Pending>,
-    /// Deliveries seen, by digest, and when (in process; Redis too in
-    /// fleet mode).
-    seen: quick_cache::sync::Cache<TokenDigest, Instant>,
+    /// Deliveries taken, or being taken (in process; Redis too in fleet
+    /// mode).
+    deliveries: Deliveries,
 }
 
 /// Configures a [`WebhookEndpoint`].
@@ -133,31 +140,39 @@ impl WebhookEndpoint {
             Err(refused) => return refusal(refused.kind()),
         };
         self.start_worker();
-        let digest = match event.id() {
+        // What Wix signed identifies the delivery: the event's id where it
+        // has one, else the exact compact token verified (bytes around it
+        // never make a new delivery; a token that differs in any signed
+        // byte is one).
+        let key = match event.id().filter(|id| !id.is_empty()) {
             Some(id) => shared
                 .elevator
                 .delivery_key(format!("event\0{id}").as_bytes()),
-            None => shared.elevator.delivery_key(body),
+            None => shared.elevator.delivery_key(compact_token(body)),
         };
-        if !self.first_delivery(digest).await {
-            return acknowledged("duplicate");
+        match shared.deliveries.claim(key).await {
+            Claim::Mine => {}
+            Claim::Duplicate => return acknowledged("duplicate"),
+            Claim::Busy => return retry_later("A copy of this delivery is being taken."),
         }
         if shared.forget_on_lifecycle
             && event.changes_instance()
             && let Some(instance) = event.instance_id()
             && shared.elevator.forget_instance(instance).await.is_err()
         {
-            self.unsee(digest).await;
+            shared.deliveries.release(key).await;
             tracing::warn!(target: "wix_elevate::webhook", event_type = event.event_type(), "could not forget the instance fleet-wide: 503, Wix will retry");
             return retry_later("The instance could not be forgotten on every replica.");
         }
+        let window = self.dedupe_window(&event);
         shared.pending.add();
         if shared.queue.try_send(event).is_err() {
             shared.pending.done();
-            self.unsee(digest).await;
+            shared.deliveries.release(key).await;
             tracing::warn!(target: "wix_elevate::webhook", "webhook queue full: 503, Wix will retry");
             return retry_later("The webhook queue is full.");
         }
+        shared.deliveries.taken(key, window).await;
         acknowledged("accepted")
     }
 
@@ -188,31 +203,19 @@ impl WebhookEndpoint {
         self.shared.pending.drained().await;
     }
 
-    /// Whether this is the first delivery of `digest` in the window.
-    async fn first_delivery(&self, digest: TokenDigest) -> bool {
-        let shared = &*self.shared;
-        let now = Instant::now();
-        if shared
-            .seen
-            .get(&digest)
-            .is_some_and(|at| now.duration_since(at) < DEDUPE_WINDOW)
-        {
-            return false;
-        }
-        shared.seen.insert(digest, now);
-        // Redis decides fleet-wide; without it (or while it is away), this
-        // replica does.
-        shared
-            .elevator
-            .first_delivery_in_fleet(digest, DEDUPE_WINDOW)
-            .await
-            .unwrap_or(true)
-    }
-
-    /// Forget that `digest` was seen: it could not be taken, Wix retries.
-    async fn unsee(&self, digest: TokenDigest) {
-        self.shared.seen.remove(&digest);
-        self.shared.elevator.release_delivery_in_fleet(digest).await;
+    /// How long a delivery is remembered: [`DEDUPE_WINDOW`] at most, and
+    /// never past the time its token stops verifying (`exp` plus the
+    /// verifier's leeway).
+    fn dedupe_window(&self, event: &WixEvent) -> Duration {
+        let Some(exp) = event.expires_at() else {
+            return DEDUPE_WINDOW;
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let verifies_for = Duration::from_secs(exp.saturating_sub(now))
+            .saturating_add(self.shared.verifier.leeway_allowed());
+        verifies_for.clamp(Duration::from_secs(1), DEDUPE_WINDOW)
     }
 
     /// Start the handler's worker on the runtime in use, once.
@@ -272,12 +275,13 @@ impl WebhookEndpointBuilder {
 
     /// The endpoint.
     pub fn build(self) -> WebhookEndpoint {
+        let elevator = self.elevator.clone();
         let (queue, events) = mpsc::channel(self.capacity);
         let pending = Arc::new(Pending::default());
         WebhookEndpoint {
             shared: Arc::new(Shared {
                 verifier: self.verifier,
-                elevator: self.elevator,
+                elevator: self.elevator.clone(),
                 forget_on_lifecycle: self.forget_on_lifecycle,
                 queue,
                 worker: Mutex::new(Some(Worker {
@@ -288,7 +292,7 @@ impl WebhookEndpointBuilder {
                     pending: pending.clone(),
                 })),
                 pending,
-                seen: quick_cache::sync::Cache::new(100_000),
+                deliveries: Deliveries::new(elevator, 100_000),
             }),
         }
     }
@@ -320,6 +324,12 @@ where
             Ok(endpoint.deliver(&body).await)
         })
     }
+}
+
+/// The compact token a verified body holds: the body without the white
+/// space around it (what the verifier read).
+fn compact_token(body: &[u8]) -> &[u8] {
+    body.trim_ascii()
 }
 
 fn refusal(kind: WebhookErrorKind) -> Response<Full<Bytes>> {

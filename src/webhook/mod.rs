@@ -14,6 +14,7 @@
 //! deliver one twice or out of order: acknowledge first, work after, and
 //! make the work idempotent.
 
+mod deliveries;
 mod endpoint;
 mod event;
 mod keys;

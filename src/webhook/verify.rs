@@ -181,6 +181,11 @@ impl WebhookVerifier {
         self.jwt.max_body()
     }
 
+    /// How long past its `exp` a webhook still verifies.
+    pub(super) fn leeway_allowed(&self) -> Duration {
+        Duration::from_secs(self.jwt.rules().leeway_secs)
+    }
+
     /// Check a webhook body and parse the event in it.
     pub fn verify(&self, body: &[u8]) -> Result<WixEvent, WebhookError> {
         let claims = self

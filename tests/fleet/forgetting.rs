@@ -451,3 +451,92 @@ async fn app_removed_on_one_replica_is_forgotten_on_every_replica_and_handled_on
     .await;
     assert_eq!(handled.load(Ordering::SeqCst), 1);
 }
+
+/// A delivery is marked taken only once its work was taken, fleet-wide:
+/// while a listening replica cannot confirm the forget (as with a Redis
+/// stalled between the mark and the forget before), the webhook is
+/// answered 503 and leaves no mark, so Wix's retry is handled; and the mark
+/// of a taken delivery lives no longer than its token verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_whose_forget_failed_leaves_no_mark_and_its_retry_is_taken() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+
+    use wix_elevate::{
+        test_util::{MockWebhook, WEBHOOK_PUBLIC_KEY},
+        webhook::{WebhookEndpoint, WebhookKeys, WebhookVerifier},
+    };
+
+    let Some((turn, fleet)) = fleet_on_redis(1).await else {
+        return;
+    };
+    let redis = &turn.redis;
+    let handled = Arc::new(AtomicUsize::new(0));
+    let counted = handled.clone();
+    let webhooks = WebhookEndpoint::builder(
+        &fleet.replicas[0].0,
+        WebhookVerifier::new(WebhookKeys::new().key(WEBHOOK_PUBLIC_KEY).unwrap()),
+    )
+    .on_event(move |_| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async {}
+    })
+    .build();
+    let webhook_keys = async || -> Vec<String> {
+        let mut c = redis
+            .client()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        ::redis::cmd("KEYS")
+            .arg("*:webhook:*")
+            .query_async(&mut c)
+            .await
+            .unwrap()
+    };
+    // A subscriber that never confirms: the forget cannot complete.
+    let client = ::redis::Client::open(redis.url()).unwrap();
+    let mut silent = client.get_async_pubsub().await.unwrap();
+    silent
+        .subscribe(format!("wix-elevate:{}:invalidate", fleet.wix.app_id()))
+        .await
+        .unwrap();
+    let removed = MockWebhook::app_removed("inst-stalled")
+        .expires_in(Duration::from_secs(60))
+        .sign();
+    let refused = webhooks.deliver(removed.as_bytes()).await;
+    assert_eq!(refused.status(), 503);
+    assert!(
+        webhook_keys().await.is_empty(),
+        "no mark for work nobody took"
+    );
+    assert_eq!(handled.load(Ordering::SeqCst), 0);
+    // Wix retries once the fleet can be told: taken, handled once.
+    drop(silent);
+    let mut taken = false;
+    for _ in 0..50 {
+        if webhooks.deliver(removed.as_bytes()).await.status() == 200 {
+            taken = true;
+            break;
+        }
+    }
+    assert!(taken, "the retry is taken once the fleet confirms");
+    webhooks.handled().await;
+    assert_eq!(handled.load(Ordering::SeqCst), 1);
+    // Its mark lasts while the token verifies (60 s and the leeway), not 48 h.
+    let keys = webhook_keys().await;
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let mut c = redis
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let ttl: i64 = ::redis::cmd("PTTL")
+        .arg(&keys[0])
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!(ttl > 0 && ttl <= 65_000, "{ttl} ms");
+}

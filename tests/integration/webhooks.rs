@@ -363,3 +363,40 @@ async fn an_event_signed_earlier_but_delivered_later_is_recognised() {
         assert_eq!(event.event_type(), event_type);
     }
 }
+
+/// The delivery is what Wix signed: white space around the token makes no
+/// new delivery (40 padded copies ran the handler 41 times before), a new
+/// signature of the same event is one.
+#[tokio::test]
+async fn padded_copies_are_one_delivery_and_a_new_signature_is_another() {
+    let h = harness().await;
+    let (app, mut events) = endpoint(&h, 64);
+    let captured = MockWebhook::app_removed("inst-pad").sign();
+    let (status, body) = deliver(&app, captured.clone()).await;
+    assert_eq!((status, body["received"].as_str()), (200, Some("accepted")));
+    for (i, padded) in [
+        format!(" {captured}"),
+        format!("{captured}\n"),
+        format!("\t{captured}\r\n"),
+        format!("\n\n{captured}   "),
+    ]
+    .into_iter()
+    .cycle()
+    .take(40)
+    .enumerate()
+    {
+        let (status, body) = deliver(&app, padded).await;
+        assert_eq!(
+            (status, body["received"].as_str()),
+            (200, Some("duplicate")),
+            "copy {i}"
+        );
+    }
+    events.recv().await.expect("the first delivery is handled");
+    // Wix signing the event again is another delivery (handlers must be
+    // idempotent for that reason).
+    let (status, body) = deliver(&app, MockWebhook::app_removed("inst-pad").sign()).await;
+    assert_eq!((status, body["received"].as_str()), (200, Some("accepted")));
+    events.recv().await.expect("the new signature is handled");
+    assert!(events.try_recv().is_err(), "no copy was handled");
+}
