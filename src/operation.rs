@@ -25,30 +25,27 @@
 //!
 //! Calls are retried on transient failures only when idempotent: `GET`,
 //! `HEAD`, `PUT`, `DELETE` and `OPTIONS` are; a `POST` that is (a query, for
-//! example) opts in with [`Operation::idempotent`] or
+//! example) opts in with
 //! [`ElevateLayer::allow_idempotent`](crate::ElevateLayer::allow_idempotent).
 //!
 //! # Example
 //!
 //! ```
-//! use http::Method;
-//! use wix_elevate::{Caller, Operation, SubjectType};
+//! use wix_elevate::Operation;
 //!
 //! let own_profile: Operation = "GET /members/v1/members/{subjectId}".parse().unwrap();
-//! let me = Caller::new(SubjectType::Member, "m-1", "inst-1");
-//! assert!(own_profile.matches(&Method::GET, "/members/v1/members/m-1", &me));
-//! assert!(!own_profile.matches(&Method::GET, "/members/v1/members/m-2", &me));
-//! assert!(!own_profile.matches(&Method::GET, "/members/v1/members/..", &me));
-//!
-//! let public_only: Operation = "GET /members/v1/members/{id}?fieldsets=PUBLIC".parse().unwrap();
-//! assert!(public_only.allows_query(&[("fieldsets", "PUBLIC")], &me));
-//! assert!(!public_only.allows_query(&[("fieldsets", "FULL")], &me));
-//! assert!(!public_only.allows_query(&[("paging.limit", "1000")], &me));
-//!
-//! let own_items: Operation = "GET /items/v1/items?memberId={subjectId}".parse().unwrap();
-//! assert!(own_items.allows_query(&[("memberId", "m-1")], &me));
-//! assert!(!own_items.allows_query(&[("memberId", "m-2")], &me), "another member's");
+//! assert_eq!(own_profile.method(), http::Method::GET);
+//! assert_eq!(own_profile.template(), "/members/v1/members/{subjectId}");
+//! assert!(own_profile.is_idempotent());
+//! assert!("POST /stores/v1/products/query".parse::<Operation>().is_ok_and(|op| !op.is_idempotent()));
+//! assert!("GET members".parse::<Operation>().is_err(), "a path starts with /");
 //! ```
+//!
+//! A call matches an operation when its method is the operation's, each
+//! path segment is the template's (a `{placeholder}` takes one plain
+//! segment; `{subjectId}` and `{instanceId}` only the caller's own), and
+//! its query keys are declared ones, each at most once, with the fixed value
+//! where the template gives one.
 
 use std::{fmt, str::FromStr};
 

@@ -46,8 +46,14 @@ async fn replica(wix: &MockWix, redis: Option<&str>) -> Result<Replica, Box<dyn 
     let builder = wix
         .elevator_builder()
         .token_info_budget_for_new_tokens(HIGH, HIGH);
+    // Production's 50 ms unless `REDIS_TIMEOUT_MS` says otherwise (a
+    // debug build on a loaded machine needs more).
+    let timeout = std::env::var("REDIS_TIMEOUT_MS")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+        .map_or(Duration::from_millis(50), Duration::from_millis);
     let elevator = match redis {
-        Some(url) => builder.redis(url),
+        Some(url) => builder.redis(wix_elevate::RedisConfig::new(url).timeout(timeout)),
         None => builder,
     }
     .build()?;

@@ -16,7 +16,7 @@ use wix_elevate::{
     Caller, ConfigError, ElevateLayer, Elevator, PolicyExt, SubjectTypes, WixApi, WixApiError,
     plugin::{PluginCall, PluginFailure, PluginVerifier, ServicePlugin},
     policy,
-    webhook::{EventPayload, WebhookEndpoint, WebhookKeys, WebhookVerifier},
+    webhook::{WebhookEndpoint, WebhookKeys, WebhookVerifier, WixEvent},
 };
 
 /// Where the Additional Fees plugin is served: its extension's
@@ -160,33 +160,45 @@ fn webhook_endpoint(
         .app_client("webhook:app_installed")
         .allow("GET /apps/v1/instance")
         .build()?;
+    // One handler per event type; every event is logged.
+    let log = |event: &WixEvent| {
+        tracing::info!(
+            event_type = event.event_type(),
+            instance_id = event.instance_id(),
+            "webhook"
+        );
+    };
     Ok(WebhookEndpoint::builder(elevator, verifier)
-        .on_event(move |event| {
+        .on_app_installed(move |event| {
+            log(&event);
             let on_install = on_install.clone();
             async move {
-                tracing::info!(
-                    event_type = event.event_type(),
-                    instance_id = event.instance_id(),
-                    "webhook"
-                );
-                if let (EventPayload::AppInstalled { .. }, Some(instance)) =
-                    (event.payload(), event.instance_id())
+                let Some(instance) = event.instance_id() else {
+                    return;
+                };
+                let api = on_install.for_instance(instance);
+                match api
+                    .get("/apps/v1/instance")
+                    .await
+                    .and_then(|r| r.json::<Value>())
                 {
-                    let api = on_install.for_instance(instance);
-                    match api
-                        .get("/apps/v1/instance")
-                        .await
-                        .and_then(|r| r.json::<Value>())
-                    {
-                        Ok(answer) => tracing::info!(
-                            instance_id = instance,
-                            app_name = answer["instance"]["appName"].as_str(),
-                            "installed"
-                        ),
-                        Err(error) => tracing::warn!(%error, "could not read the new instance"),
-                    }
+                    Ok(answer) => tracing::info!(
+                        instance_id = instance,
+                        app_name = answer["instance"]["appName"].as_str(),
+                        "installed"
+                    ),
+                    Err(error) => tracing::warn!(%error, "could not read the new instance"),
                 }
             }
+        })
+        .on_plan_event(move |event, plan| {
+            log(&event);
+            tracing::info!(plan = plan.vendor_product_id.as_deref(), "plan changed");
+            async {}
+        })
+        .on_event(move |event| {
+            log(&event);
+            async {}
         })
         .build())
 }

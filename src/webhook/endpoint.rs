@@ -20,9 +20,9 @@ use tokio::sync::mpsc;
 use tower_service::Service;
 
 use super::{
-    WebhookErrorKind, WebhookVerifier, WixEvent,
+    PlanEvent, WebhookErrorKind, WebhookVerifier, WixEvent,
     deliveries::{Claim, Deliveries},
-    worker::{Handler, Pending, Worker},
+    worker::{Pending, Routes, Worker},
 };
 use crate::{Elevator, response::problem};
 
@@ -111,7 +111,7 @@ struct Shared {
 pub struct WebhookEndpointBuilder {
     elevator: Elevator,
     verifier: WebhookVerifier,
-    handler: Handler,
+    routes: Routes,
     capacity: usize,
     concurrency: usize,
     handler_deadline: Duration,
@@ -124,7 +124,7 @@ impl WebhookEndpoint {
         WebhookEndpointBuilder {
             elevator: elevator.clone(),
             verifier,
-            handler: Arc::new(|_| Box::pin(async {})),
+            routes: Routes::default(),
             capacity: 1024,
             concurrency: 8,
             handler_deadline: DEFAULT_HANDLER_DEADLINE,
@@ -231,15 +231,75 @@ impl WebhookEndpoint {
 }
 
 impl WebhookEndpointBuilder {
-    /// What to do with each verified, new event (after the instance was
-    /// forgotten, if it is an app-instance event). Runs off the request
-    /// path; Wix has had its 200.
+    /// What to do with each verified, new event that no handler of its own
+    /// takes (after the instance was forgotten, if it is an app-instance
+    /// event): the catch-all. Runs off the request path; Wix has had its
+    /// 200.
     pub fn on_event<F, Fut>(mut self, handler: F) -> Self
     where
         F: Fn(WixEvent) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.handler = Arc::new(move |event| Box::pin(handler(event)));
+        self.routes
+            .fallback(Arc::new(move |event| Box::pin(handler(event))));
+        self
+    }
+
+    /// The handler of every event of type `event_type` (`AppInstalled`,
+    /// `wix.stores.v1.product_created`, ...), before the plan handler and
+    /// the catch-all.
+    pub fn on_event_type<F, Fut>(mut self, event_type: &str, handler: F) -> Self
+    where
+        F: Fn(WixEvent) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.routes
+            .on_type(event_type, Arc::new(move |event| Box::pin(handler(event))));
+        self
+    }
+
+    /// The handler of `AppInstalled` (the instance was already forgotten:
+    /// Wix keeps its id across a reinstall).
+    pub fn on_app_installed<F, Fut>(self, handler: F) -> Self
+    where
+        F: Fn(WixEvent) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.on_event_type("AppInstalled", handler)
+    }
+
+    /// The handler of `AppRemoved`.
+    pub fn on_app_removed<F, Fut>(self, handler: F) -> Self
+    where
+        F: Fn(WixEvent) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.on_event_type("AppRemoved", handler)
+    }
+
+    /// The handler of every plan event (`PaidPlanPurchased`,
+    /// `PaidPlanChanged`, `PaidPlanAutoRenewalCancelled`,
+    /// `PlanConvertedToPaid`, `PlanReactivated`, `PlanTransferred`), given
+    /// its typed [`PlanEvent`] beside the event.
+    ///
+    /// ```
+    /// # use wix_elevate::{Elevator, webhook::{WebhookEndpoint, WebhookKeys, WebhookVerifier}};
+    /// # let elevator = Elevator::builder("app", "secret").build().unwrap();
+    /// let webhooks = WebhookEndpoint::builder(&elevator, WebhookVerifier::new(WebhookKeys::new()))
+    ///     .on_app_installed(|event| async move { println!("installed on {:?}", event.instance_id()) })
+    ///     .on_plan_event(|event, plan| async move {
+    ///         println!("{} now on {:?}", event.event_type(), plan.vendor_product_id)
+    ///     })
+    ///     .on_event(|other| async move { println!("unhandled {}", other.event_type()) })
+    ///     .build();
+    /// # let _ = webhooks;
+    /// ```
+    pub fn on_plan_event<F, Fut>(mut self, handler: F) -> Self
+    where
+        F: Fn(WixEvent, PlanEvent) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.routes.on_plans(handler);
         self
     }
 
@@ -286,7 +346,7 @@ impl WebhookEndpointBuilder {
                 queue,
                 worker: Mutex::new(Some(Worker {
                     events,
-                    handler: self.handler,
+                    routes: self.routes,
                     concurrency: self.concurrency,
                     deadline: self.handler_deadline,
                     pending: pending.clone(),

@@ -6,6 +6,7 @@
 //! whoever waits for the queue to drain.
 
 use std::{
+    collections::HashMap,
     future::Future,
     pin::Pin,
     sync::{
@@ -17,10 +18,73 @@ use std::{
 
 use tokio::sync::{Notify, Semaphore, mpsc};
 
-use super::WixEvent;
+use super::{EventPayload, PlanEvent, WixEvent};
 
 pub(super) type Handler =
     Arc<dyn Fn(WixEvent) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// Which handler an event goes to: one registered for its exact type,
+/// else the plan handler for a plan event, else the catch-all.
+#[derive(Clone)]
+pub(super) struct Routes {
+    by_type: HashMap<Box<str>, Handler>,
+    plans: Option<Handler>,
+    fallback: Handler,
+}
+
+impl Default for Routes {
+    fn default() -> Self {
+        Self {
+            by_type: HashMap::new(),
+            plans: None,
+            fallback: Arc::new(|_| Box::pin(async {})),
+        }
+    }
+}
+
+impl Routes {
+    pub(super) fn on_type(&mut self, event_type: &str, handler: Handler) {
+        self.by_type.insert(event_type.into(), handler);
+    }
+
+    pub(super) fn on_plans<F, Fut>(&mut self, handler: F)
+    where
+        F: Fn(WixEvent, PlanEvent) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.plans = Some(Arc::new(move |event: WixEvent| {
+            let plan = plan_of(&event).cloned().unwrap_or_default();
+            Box::pin(handler(event, plan))
+        }));
+    }
+
+    pub(super) fn fallback(&mut self, handler: Handler) {
+        self.fallback = handler;
+    }
+
+    fn handler_for(&self, event: &WixEvent) -> &Handler {
+        if let Some(handler) = self.by_type.get(event.event_type()) {
+            return handler;
+        }
+        match (&self.plans, plan_of(event)) {
+            (Some(plans), Some(_)) => plans,
+            _ => &self.fallback,
+        }
+    }
+}
+
+/// The plan fields of a plan event.
+fn plan_of(event: &WixEvent) -> Option<&PlanEvent> {
+    match event.payload() {
+        EventPayload::PaidPlanPurchased(plan)
+        | EventPayload::PaidPlanChanged(plan)
+        | EventPayload::PaidPlanAutoRenewalCancelled(plan)
+        | EventPayload::PlanConvertedToPaid(plan)
+        | EventPayload::PlanReactivated(plan)
+        | EventPayload::PlanTransferred(plan) => Some(plan),
+        _ => None,
+    }
+}
 
 /// How many accepted events are queued or running.
 #[derive(Default)]
@@ -54,7 +118,7 @@ impl Pending {
 
 pub(super) struct Worker {
     pub(super) events: mpsc::Receiver<WixEvent>,
-    pub(super) handler: Handler,
+    pub(super) routes: Routes,
     pub(super) concurrency: usize,
     pub(super) deadline: Duration,
     pub(super) pending: Arc<Pending>,
@@ -67,7 +131,7 @@ impl Worker {
             let Ok(slot) = slots.clone().acquire_owned().await else {
                 return;
             };
-            let (handler, deadline) = (self.handler.clone(), self.deadline);
+            let (handler, deadline) = (self.routes.handler_for(&event).clone(), self.deadline);
             let event_type: Box<str> = event.event_type().into();
             // The handler is called inside its own task: a panic in its
             // synchronous part is caught there, like one in its future.

@@ -400,3 +400,65 @@ async fn padded_copies_are_one_delivery_and_a_new_signature_is_another() {
     events.recv().await.expect("the new signature is handled");
     assert!(events.try_recv().is_err(), "no copy was handled");
 }
+
+/// A handler per event type: `AppInstalled`, `AppRemoved`, the plan events
+/// (with their typed fields) and a domain event by its type each reach
+/// their own; anything else goes to the catch-all.
+#[tokio::test]
+async fn each_event_type_reaches_its_own_handler() {
+    let h = harness().await;
+    let (seen, mut routed) = mpsc::unbounded_channel::<String>();
+    let say = |what: &'static str| {
+        let seen = seen.clone();
+        move |event: WixEvent| {
+            let _ = seen.send(format!("{what} {}", event.event_type()));
+            async {}
+        }
+    };
+    let plan_seen = seen.clone();
+    let webhooks = WebhookEndpoint::builder(&h.elevator, verifier())
+        .forget_on_lifecycle(false)
+        .on_app_installed(say("installed"))
+        .on_app_removed(say("removed"))
+        .on_event_type("wix.stores.v1.product_created", say("product"))
+        .on_plan_event(move |event, plan| {
+            let _ = plan_seen.send(format!(
+                "plan {} {}",
+                event.event_type(),
+                plan.vendor_product_id.unwrap_or_default()
+            ));
+            async {}
+        })
+        .on_event(say("other"))
+        .build();
+    for webhook in [
+        MockWebhook::app_installed("i-r"),
+        MockWebhook::app_removed("i-r"),
+        MockWebhook::plan_purchased("i-r", "premium"),
+        MockWebhook::plan_changed("i-r", "business", "premium"),
+        MockWebhook::new(
+            "wix.stores.v1.product_created",
+            "i-r",
+            serde_json::json!({"id": "e-1"}),
+        ),
+        MockWebhook::new("Novel", "i-r", serde_json::json!({})),
+    ] {
+        assert_eq!(
+            webhooks.deliver(webhook.sign().as_bytes()).await.status(),
+            200
+        );
+        webhooks.handled().await;
+    }
+    let got: Vec<String> = std::iter::from_fn(|| routed.try_recv().ok()).collect();
+    assert_eq!(
+        got,
+        [
+            "installed AppInstalled",
+            "removed AppRemoved",
+            "plan PaidPlanPurchased premium",
+            "plan PaidPlanChanged business",
+            "product wix.stores.v1.product_created",
+            "other Novel",
+        ]
+    );
+}
