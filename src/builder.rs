@@ -341,10 +341,15 @@ impl ElevatorBuilder {
         #[cfg(not(feature = "redis"))]
         let (fleet, hasher): (Option<(Arc<crate::fleet::Fleet>, TokenHasher)>, _) =
             (None, TokenHasher::random()?);
-        let forgetting = Arc::new(Forgetting::new(
-            self.max_cached_identities
-                .saturating_add(self.max_cached_app_tokens),
-        ));
+        // A forgotten token's note outlives any identity fetch, which the
+        // request deadline bounds.
+        let forgetting = Arc::new(
+            Forgetting::new(
+                self.max_cached_identities
+                    .saturating_add(self.max_cached_app_tokens),
+            )
+            .outliving(self.auth_deadline),
+        );
         let app_id: Arc<str> = self.app_id.into();
         let client = Arc::new(client);
         let identities = Identities::new(

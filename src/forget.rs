@@ -30,9 +30,14 @@ use tokio::time::Instant;
 
 use crate::token::TokenDigest;
 
-/// How long a forgotten token's note is kept: longer than any fetch can
-/// be in flight (the longest deadline a builder accepts).
+/// How long a forgotten token's note is kept at least. It is kept longer
+/// when the configured deadlines let a fetch last longer: see
+/// [`Forgetting::outliving`].
 const TOKEN_NOTE_LIFETIME: Duration = Duration::from_secs(600);
+
+/// What a note outlives the longest fetch by: the time a fetch's answer
+/// takes from Wix's reply to the cache.
+const NOTE_MARGIN: Duration = Duration::from_secs(60);
 
 /// Forget order for one instance: the sequence number of its last forget.
 #[derive(Default)]
@@ -70,6 +75,8 @@ pub(crate) struct Forgetting {
     /// pruned of unreferenced marks when it grows past `soft_cap`.
     instances: RwLock<Marks>,
     soft_cap: usize,
+    /// How long a forgotten token's note is kept.
+    note_lifetime: Duration,
     /// Tokens forgotten lately, with the sequence of their forget.
     tokens: Mutex<HashMap<TokenDigest, (u64, Instant)>>,
     /// The sequence of the latest token forget: a fetch that began after
@@ -95,9 +102,19 @@ impl Forgetting {
                 floor: 0,
             }),
             soft_cap: soft_cap.max(1024),
+            note_lifetime: TOKEN_NOTE_LIFETIME,
             tokens: Mutex::new(HashMap::new()),
             latest_token_forget: AtomicU64::new(0),
         }
+    }
+
+    /// Keep each forgotten token's note longer than `longest_fetch` (the
+    /// request deadline that bounds every identity fetch): an answer in
+    /// flight when the token was forgotten lands while its note still
+    /// says so, however long the deadlines are.
+    pub(crate) fn outliving(mut self, longest_fetch: Duration) -> Self {
+        self.note_lifetime = TOKEN_NOTE_LIFETIME.max(longest_fetch.saturating_add(NOTE_MARGIN));
+        self
     }
 
     /// The sequence now: a fetch notes it before it asks anyone.
@@ -154,7 +171,8 @@ impl Forgetting {
         let at = self.next();
         let now = Instant::now();
         let mut tokens = lock(&self.tokens);
-        tokens.retain(|_, (_, when)| now.duration_since(*when) < TOKEN_NOTE_LIFETIME);
+        let lifetime = self.note_lifetime;
+        tokens.retain(|_, (_, when)| now.duration_since(*when) < lifetime);
         tokens.insert(digest, (at, now));
         self.latest_token_forget.fetch_max(at, Ordering::SeqCst);
     }
@@ -291,6 +309,35 @@ mod tests {
             2,
             "the first note is gone at its lifetime"
         );
+    }
+
+    /// A Token Info answer in flight as long as the deadline allows still
+    /// finds the note of a token forgotten when it began: with a 2-hour
+    /// request deadline the note outlives 2 hours (600 s before, whatever
+    /// the deadline).
+    #[tokio::test(start_paused = true)]
+    async fn token_notes_outlive_the_longest_fetch_the_deadlines_allow() {
+        let deadline = Duration::from_secs(2 * 3600);
+        let forgetting = Forgetting::new(16).outliving(deadline);
+        let hasher = crate::token::TokenHasher::random().unwrap();
+        let token = hasher.digest(b"slow");
+        let began = forgetting.now();
+        forgetting.forget_token(token);
+        tokio::time::advance(deadline).await;
+        forgetting.forget_token(hasher.digest(b"later"));
+        assert!(
+            forgetting.token_forgotten_since(token, began),
+            "the answer landing at the deadline finds the note"
+        );
+        tokio::time::advance(NOTE_MARGIN).await;
+        forgetting.forget_token(hasher.digest(b"last"));
+        assert!(
+            !forgetting.token_forgotten_since(token, began),
+            "then it goes"
+        );
+        // Short deadlines keep the 600 s floor.
+        let short = Forgetting::new(16).outliving(Duration::from_secs(10));
+        assert_eq!(short.note_lifetime, TOKEN_NOTE_LIFETIME);
     }
 
     #[test]
