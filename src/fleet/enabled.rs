@@ -71,6 +71,10 @@ pub(crate) struct Fleet {
     listening_state: Arc<ListeningState>,
     /// Values and notices that did not open (another app's, altered, moved).
     undecryptable: metrics::Counter,
+    /// Until when the fleet-wide budget for new tokens is known to be
+    /// spent: until then a token it would govern is refused here, at no
+    /// Redis command.
+    budget_spent_until: std::sync::Mutex<Option<Instant>>,
 }
 
 /// The token digest's keys, derived from the app secret so that every
@@ -123,6 +127,7 @@ impl Fleet {
             listening: AtomicBool::new(false),
             listening_state: Arc::default(),
             undecryptable: metrics::counter!("wix_elevate_redis_total", "result" => "undecryptable"),
+            budget_spent_until: std::sync::Mutex::new(None),
         })
     }
 
@@ -178,6 +183,12 @@ impl Fleet {
     where
         Fut: Future<Output = Result<(T, Option<ToStore>), E>>,
     {
+        if place.budget.is_some()
+            && let Some(wait) = self.budget_spent_for()
+        {
+            // Known spent: refused here, until the next refill could come.
+            return Err(spent(wait));
+        }
         self.listen_first().await;
         let lease = format!("{}:lease", place.key);
         let mark = if place.marked {
@@ -204,7 +215,10 @@ impl Fleet {
         let started = 'claim: loop {
             match self.store.claim(keys, &owner, self.lease, budget).await {
                 None => return fetch(Budget::Local).await.map(|(value, _)| value),
-                Some(Claim::BudgetSpent(wait)) => return Err(spent(wait)),
+                Some(Claim::BudgetSpent(wait)) => {
+                    self.budget_spent(wait);
+                    return Err(spent(wait));
+                }
                 Some(Claim::Taken(found)) => {
                     // The holder before may have written and released
                     // between the lookup and the claim.
@@ -258,6 +272,18 @@ impl Fleet {
             self.store.release(&lease, &owner).await;
         }
         fetched.map(|(value, _)| value)
+    }
+
+    /// How long the fleet-wide budget is still known to be spent, if it is.
+    fn budget_spent_for(&self) -> Option<Duration> {
+        let until = (*lock(&self.budget_spent_until))?;
+        let left = until.saturating_duration_since(Instant::now());
+        (!left.is_zero()).then_some(left)
+    }
+
+    /// Redis said the budget is spent for `wait`: remember it.
+    fn budget_spent(&self, wait: Duration) {
+        *lock(&self.budget_spent_until) = Some(Instant::now() + wait);
     }
 
     /// `generation key \n sealed(sequence ‖ plaintext)`, bound to the
@@ -473,5 +499,13 @@ impl fmt::Debug for Fleet {
         f.debug_struct("Fleet")
             .field("prefix", &self.prefix)
             .finish_non_exhaustive()
+    }
+}
+
+/// The lock's value, whatever a panicking holder left.
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
     }
 }

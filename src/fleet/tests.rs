@@ -318,7 +318,14 @@ async fn past_the_budget_a_never_seen_key_costs_two_round_trips_and_takes_no_lea
         ..place(key)
     };
     let fetches = Fetches::default();
-    let (k1, k2) = (a.fleet.identity_key("d1"), a.fleet.identity_key("d2"));
+    let (k1, k2, k3) = (
+        a.fleet.identity_key("d1"),
+        a.fleet.identity_key("d2"),
+        a.fleet.identity_key("d-after"),
+    );
+    let keys: Vec<String> = (3..20)
+        .map(|i| a.fleet.identity_key(&format!("d{i}")))
+        .collect();
     assert_eq!(
         shared(&a, budgeted(&k1), &fetches, wix("v1")).await,
         Ok("v1".into())
@@ -334,6 +341,31 @@ async fn past_the_budget_a_never_seen_key_costs_two_round_trips_and_takes_no_lea
         store.raw(&format!("{k2}:lease")).is_none(),
         "no lease taken"
     );
+    // Known spent: the next never-seen keys cost nothing at all...
+    let before = store.round_trips();
+    for key in &keys {
+        assert_eq!(
+            shared(&a, budgeted(key), &fetches, wix("v")).await,
+            Err(Failed::BudgetSpent)
+        );
+    }
+    assert_eq!(
+        store.round_trips() - before,
+        0,
+        "no round trip while it is spent"
+    );
+    // ...and a key Wix once vouched for (no budget) is not held back.
+    assert_eq!(
+        shared(&a, place(&k1), &fetches, wix("v1")).await,
+        Ok("v1".into())
+    );
+    // Once the budget refills, a never-seen key gets through.
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert_eq!(
+        shared(&a, budgeted(&k3), &fetches, wix("v3")).await,
+        Ok("v3".into())
+    );
+    assert_eq!(fetches.count(), 2, "Wix asked once the budget allowed");
 }
 
 #[tokio::test(start_paused = true)]
