@@ -223,6 +223,22 @@ impl Elevator {
         self.fleet().map(Fleet::is_available)
     }
 
+    /// Fleet mode: why it does not give its guarantees now (Redis could
+    /// not be reached, refused the credentials, answered as a Redis Cluster
+    /// node, refused scripts or pub/sub, ...), in words; `None` while it
+    /// does, and without fleet mode. Each change is also a WARN line on
+    /// target `wix_elevate::fleet` and the gauge `wix_elevate_fleet_up`. A
+    /// degraded fleet still serves: each replica works alone.
+    ///
+    /// ```
+    /// # use wix_elevate::Elevator;
+    /// let elevator = Elevator::builder("app", "secret").build().unwrap();
+    /// assert_eq!(elevator.fleet_degraded(), None, "no fleet mode");
+    /// ```
+    pub fn fleet_degraded(&self) -> Option<&'static str> {
+        self.fleet().and_then(Fleet::degraded)
+    }
+
     /// A layer on this elevator with the default policy
     /// ([`SubjectTypes::default()`](crate::SubjectTypes::default)): the one
     /// way to configure a route.

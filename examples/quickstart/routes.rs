@@ -131,7 +131,14 @@ fn readiness(
         } else {
             axum::http::StatusCode::SERVICE_UNAVAILABLE
         };
-        std::future::ready((status, Json(json!({ "ready": ready, "circuits": states }))))
+        let mut body = json!({ "ready": ready, "circuits": states });
+        // Fleet mode: a degraded fleet still serves, so readiness stays 200;
+        // its state and cause are here, and in `wix_elevate_fleet_up`.
+        if elevator.redis_available().is_some() {
+            let degraded = elevator.fleet_degraded();
+            body["fleet"] = json!({ "up": degraded.is_none(), "cause": degraded });
+        }
+        std::future::ready((status, Json(body)))
     }
 }
 

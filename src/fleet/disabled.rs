@@ -18,6 +18,10 @@ impl Fleet {
         match *self {}
     }
 
+    pub(crate) fn degraded(&self) -> Option<&'static str> {
+        match *self {}
+    }
+
     pub(crate) fn is_available(&self) -> bool {
         match *self {}
     }

@@ -158,6 +158,11 @@ impl Fleet {
     }
 
     /// Whether Redis is in use now (its circuit closed).
+    /// Why fleet mode does not give its guarantees now, if it does not.
+    pub(crate) fn degraded(&self) -> Option<&'static str> {
+        self.store.degraded()
+    }
+
     pub(crate) fn is_available(&self) -> bool {
         self.store.is_available()
     }

@@ -49,6 +49,8 @@ mod disabled;
 #[cfg(feature = "redis")]
 mod enabled;
 #[cfg(feature = "redis")]
+mod health;
+#[cfg(feature = "redis")]
 mod listener;
 #[cfg(feature = "redis")]
 mod notice;

@@ -14,6 +14,7 @@ use tokio::sync::OnceCell;
 
 use super::{
     Gcra,
+    health::{Health, cause, cause_of},
     scripts::scripts,
     store::{Claim, FleetStore, Lookup, SlotKeys},
 };
@@ -52,6 +53,7 @@ pub(crate) struct RedisStore {
     timeout: Duration,
     breaker: Breaker,
     metrics: RedisMetrics,
+    health: Health,
 }
 
 impl RedisStore {
@@ -62,6 +64,7 @@ impl RedisStore {
             timeout,
             breaker: Breaker::new("Redis", BREAKER_THRESHOLD, BREAKER_COOLDOWN),
             metrics: RedisMetrics::new(),
+            health: Health::new(),
         }
     }
 
@@ -109,8 +112,15 @@ impl RedisStore {
                 0.0
             });
         match outcome {
-            Ok(Ok(value)) => Some(value),
-            _ => {
+            Ok(Ok(value)) => {
+                self.health.ok();
+                Some(value)
+            }
+            failed => {
+                self.health.failed(match &failed {
+                    Ok(Err(error)) => cause_of(error),
+                    _ => cause::TIMEOUT,
+                });
                 self.metrics.error.increment(1);
                 None
             }
@@ -253,8 +263,18 @@ impl FleetStore for RedisStore {
         channel: &'a str,
     ) -> BoxFuture<'a, Option<BoxStream<'static, Vec<u8>>>> {
         async move {
-            let mut pubsub = self.client.get_async_pubsub().await.ok()?;
-            pubsub.subscribe(channel).await.ok()?;
+            let subscribed = async {
+                let mut pubsub = self.client.get_async_pubsub().await?;
+                pubsub.subscribe(channel).await?;
+                Ok::<_, redis::RedisError>(pubsub)
+            };
+            let pubsub = match subscribed.await {
+                Ok(pubsub) => pubsub,
+                Err(error) => {
+                    self.health.failed(cause_of(&error));
+                    return None;
+                }
+            };
             let messages = pubsub
                 .into_on_message()
                 .map(|message| message.get_payload_bytes().to_vec());
@@ -357,6 +377,10 @@ impl FleetStore for RedisStore {
 
     fn is_available(&self) -> bool {
         !self.breaker.is_open(Instant::now())
+    }
+
+    fn degraded(&self) -> Option<&'static str> {
+        self.health.cause()
     }
 }
 

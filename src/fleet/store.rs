@@ -105,6 +105,12 @@ pub(crate) trait FleetStore: Send + Sync + 'static {
 
     /// Whether the store is in use now (not skipped as down).
     fn is_available(&self) -> bool;
+
+    /// Why the store does not give the fleet's guarantees now, if it does
+    /// not (the last failure's cause, until an operation goes through).
+    fn degraded(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// The keys one shared value involves. `mark` and `lease` may be empty

@@ -648,3 +648,67 @@ async fn a_failed_wix_call_releases_its_lease_at_once() {
     assert!(waited < Duration::from_secs(1), "{waited:?}");
     assert_eq!(fleet.wix.token_info_calls_for(&token), 2);
 }
+
+/// A degraded fleet is loud: the cause in words (here, Redis killed, then
+/// back), once per change, for readiness bodies and the WARN line; it
+/// still serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_degraded_fleet_says_why_and_recovers() {
+    let Some(mut turn) = turn().await else { return };
+    let fleet = Fleet::start_with(1, Some(&turn.redis), Duration::from_millis(200)).await;
+    let elevator = &fleet.replicas[0].0;
+    let first = fleet.wix.mint(CallerSpec::new(SubjectType::Member));
+    assert_eq!(fleet.send(0, "/whoami", &first).await, 200);
+    assert_eq!(elevator.fleet_degraded(), None, "up");
+    turn.redis.kill();
+    // A miss asks Redis, which is gone: still served, and said why.
+    let second = fleet.wix.mint(CallerSpec::new(SubjectType::Member));
+    assert_eq!(fleet.send(0, "/whoami", &second).await, 200);
+    let cause = elevator.fleet_degraded().expect("degraded");
+    assert!(
+        cause.contains("could not be reached") || cause.contains("did not answer"),
+        "{cause}"
+    );
+    turn.redis.restart();
+    // Once Redis answers again (after the breaker's cool-down), it is up.
+    let mut restored = false;
+    for i in 0..100 {
+        let token = fleet.wix.mint(CallerSpec::new(SubjectType::Member));
+        assert_eq!(fleet.send(0, "/whoami", &token).await, 200, "request {i}");
+        if elevator.fleet_degraded().is_none() {
+            restored = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(restored, "up again once Redis answers");
+}
+
+/// Pointed at one node of a Redis Cluster (the way managed cluster
+/// endpoints are given), fleet mode cannot give its guarantees: it says so,
+/// naming the cluster, instead of failing silently (0 keys, no WARN line,
+/// readiness green before), and every request is still served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_cluster_node_is_reported_as_such_and_requests_are_still_served() {
+    let Some(_turn) = turn().await else { return };
+    let Some(cluster) = crate::support::redis_cluster::RedisCluster::start() else {
+        return;
+    };
+    let wix = crate::support::mock_wix().await;
+    let (elevator, router) = replica_with(&wix, Some(&cluster.nodes[0].url()), REDIS_TIMEOUT);
+    // Callers over several instances: their keys fall in slots of every node.
+    for i in 0..12 {
+        let token = wix.mint(CallerSpec::new(SubjectType::Member).instance(format!("inst-c{i}")));
+        let req = Request::get("/token")
+            .header("authorization", &token)
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(
+            router.clone().oneshot(req).await.unwrap().status(),
+            200,
+            "caller {i}"
+        );
+    }
+    let cause = elevator.fleet_degraded().expect("degraded, and said so");
+    assert!(cause.contains("Redis Cluster"), "{cause}");
+}

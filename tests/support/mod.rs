@@ -5,6 +5,8 @@
 pub(crate) mod example;
 mod harness;
 #[cfg(feature = "redis")]
+pub(crate) mod redis_cluster;
+#[cfg(feature = "redis")]
 pub(crate) mod redis_server;
 mod routes;
 

@@ -24,7 +24,7 @@ impl Drop for TempDir {
     }
 }
 
-fn find(name: &str) -> Option<PathBuf> {
+pub(crate) fn find(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|dir| dir.join(name))
@@ -35,6 +35,11 @@ impl Redis {
     /// A fresh server, or `None` (after saying so loudly) when there is no
     /// `redis-server`; under `CI=true` its absence fails the test.
     pub(crate) fn start() -> Option<Redis> {
+        Self::start_with(&[])
+    }
+
+    /// A fresh server started with these extra arguments.
+    pub(crate) fn start_with(args: &[&str]) -> Option<Redis> {
         let Some(binary) = find("redis-server") else {
             let message =
                 "SKIPPED: the fleet-mode tests need redis-server (apt-get install -y redis-server)";
@@ -55,6 +60,7 @@ impl Redis {
             let child = Command::new(&binary)
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
                 .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+                .args(args)
                 .arg("--dir")
                 .arg(&dir)
                 .stdout(Stdio::null())
