@@ -55,11 +55,11 @@ fn lease_owner() -> String {
 }
 
 pub(crate) struct Fleet {
-    store: Arc<dyn FleetStore>,
+    pub(super) store: Arc<dyn FleetStore>,
     sealer: Arc<Sealer>,
     /// Keys instance ids (and route limits) the same way on every replica.
     hasher: TokenHasher,
-    prefix: Box<str>,
+    pub(super) prefix: Box<str>,
     channel: Arc<str>,
     /// The fleet's forget sequence.
     sequence_key: String,
@@ -413,36 +413,6 @@ impl Fleet {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(20));
         }
-    }
-
-    /// Mark a webhook delivery (by its keyed digest) `state` for `ttl`,
-    /// only if it has no mark yet with `only_if_absent`: `Some(true)` if
-    /// marked, `None` if Redis is unavailable.
-    #[cfg(feature = "webhooks")]
-    pub(crate) async fn mark_delivery(
-        &self,
-        digest_hex: &str,
-        state: &str,
-        ttl: Duration,
-        only_if_absent: bool,
-    ) -> Option<bool> {
-        let key = format!("{}:webhook:{digest_hex}", self.prefix);
-        self.store.mark(&key, state, ttl, only_if_absent).await
-    }
-
-    /// A delivery's mark: `Some(None)` if it has none, `None` if Redis is
-    /// unavailable.
-    #[cfg(feature = "webhooks")]
-    pub(crate) async fn delivery_mark(&self, digest_hex: &str) -> Option<Option<String>> {
-        let key = format!("{}:webhook:{digest_hex}", self.prefix);
-        self.store.read(&key).await
-    }
-
-    /// Unmark a delivery that could not be taken (Wix will retry it).
-    #[cfg(feature = "webhooks")]
-    pub(crate) async fn forget_delivery(&self, digest_hex: &str) {
-        let key = format!("{}:webhook:{digest_hex}", self.prefix);
-        self.store.delete(&key).await;
     }
 
     /// A fleet-wide GCRA check of `per_minute` for `parts` (route,

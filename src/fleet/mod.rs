@@ -44,6 +44,8 @@ mod tests;
 
 use std::time::Duration;
 
+#[cfg(all(feature = "redis", feature = "webhooks"))]
+mod deliveries;
 #[cfg(not(feature = "redis"))]
 mod disabled;
 #[cfg(feature = "redis")]
