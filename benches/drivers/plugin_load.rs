@@ -79,6 +79,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         None,
         &[],
         Some(keys),
+        false,
         Arc::new(AtomicBool::new(false)),
     )?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

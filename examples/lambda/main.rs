@@ -48,8 +48,9 @@ async fn main() -> Result<(), lambda_http::Error> {
     if let Ok(url) = env::var("WIX_API_BASE_URL") {
         builder = builder.base_url(url);
     }
-    if let Ok(url) = env::var("REDIS_URL") {
-        builder = builder.redis(url);
+    let fleet = env::var("REDIS_URL").ok();
+    if let Some(url) = &fleet {
+        builder = builder.redis(url.clone());
     }
     let elevator = builder.build()?;
     let signing_keys = match env::var("WIX_WEBHOOK_PUBLIC_KEY") {
@@ -70,6 +71,9 @@ async fn main() -> Result<(), lambda_http::Error> {
         None,
         &premium_plans,
         signing_keys,
+        // Without Redis, a webhook's handler runs before the answer: Lambda
+        // may freeze the environment right after it, queued work included.
+        fleet.is_none(),
         Arc::new(AtomicBool::new(false)),
     )?;
     lambda_http::run(app).await

@@ -321,6 +321,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
         settings.per_caller_per_min,
         &settings.premium_plans,
         signing_keys,
+        false,
         stopping.clone(),
     )?;
     let shutdown = async move {

@@ -33,6 +33,7 @@ pub(crate) fn app(
     per_caller_per_min: Option<std::num::NonZeroU32>,
     premium_plans: &[String],
     signing_keys: Option<WebhookKeys>,
+    webhooks_inline: bool,
     stopping: Arc<AtomicBool>,
 ) -> Result<Router, ConfigError> {
     // Wix's headers (`x-wix-linguist`, `X-Wix-Consistent`) allowed,
@@ -55,6 +56,7 @@ pub(crate) fn app(
                 post_service(webhook_endpoint(
                     elevator,
                     WebhookVerifier::new(keys.clone()),
+                    webhooks_inline,
                 )?),
             )
             .nest_service(ADDITIONAL_FEES_BASE, additional_fees(elevator, keys)?),
@@ -162,6 +164,7 @@ async fn whoami(caller: Caller) -> Json<Value> {
 fn webhook_endpoint(
     elevator: &Elevator,
     verifier: WebhookVerifier,
+    inline: bool,
 ) -> Result<WebhookEndpoint, ConfigError> {
     let on_install = elevator
         .app_client("webhook:app_installed")
@@ -175,7 +178,17 @@ fn webhook_endpoint(
             "webhook"
         );
     };
-    Ok(WebhookEndpoint::builder(elevator, verifier)
+    let builder = WebhookEndpoint::builder(elevator, verifier);
+    // Where the process may be frozen right after an answer (Lambda
+    // without Redis), the handler runs before it.
+    let builder = if inline {
+        builder
+            .handle_before_acknowledging()
+            .handler_deadline(std::time::Duration::from_millis(800))
+    } else {
+        builder
+    };
+    Ok(builder
         .on_app_installed(move |event| {
             log(&event);
             let on_install = on_install.clone();

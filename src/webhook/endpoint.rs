@@ -22,7 +22,7 @@ use tower_service::Service;
 use super::{
     PlanEvent, WebhookErrorKind, WebhookVerifier, WixEvent,
     deliveries::{Claim, Deliveries},
-    worker::{Pending, Routes, Worker},
+    worker::{Pending, Routes, Worker, run_one},
 };
 use crate::{Elevator, response::problem};
 
@@ -101,6 +101,10 @@ struct Shared {
     worker: Mutex<Option<Worker>>,
     /// Events queued or running.
     pending: Arc<Pending>,
+    /// Run the handler before answering, instead of queueing.
+    inline: bool,
+    routes: Arc<Routes>,
+    handler_deadline: Duration,
     /// Deliveries taken, or being taken (in process; Redis too in fleet
     /// mode).
     deliveries: Deliveries,
@@ -115,6 +119,7 @@ pub struct WebhookEndpointBuilder {
     capacity: usize,
     concurrency: usize,
     handler_deadline: Duration,
+    inline: bool,
     forget_on_lifecycle: bool,
 }
 
@@ -128,6 +133,7 @@ impl WebhookEndpoint {
             capacity: 1024,
             concurrency: 8,
             handler_deadline: DEFAULT_HANDLER_DEADLINE,
+            inline: false,
             forget_on_lifecycle: true,
         }
     }
@@ -165,6 +171,16 @@ impl WebhookEndpoint {
             return retry_later("The instance could not be forgotten on every replica.");
         }
         let window = self.dedupe_window(&event);
+        if shared.inline {
+            // Handled before the answer: a 200 means the handler ran.
+            return if run_one(&shared.routes, shared.handler_deadline, event).await == "ok" {
+                shared.deliveries.taken(key, window).await;
+                acknowledged("handled")
+            } else {
+                shared.deliveries.release(key).await;
+                retry_later("The webhook's handler failed.")
+            };
+        }
         shared.pending.add();
         if shared.queue.try_send(event).is_err() {
             shared.pending.done();
@@ -326,6 +342,19 @@ impl WebhookEndpointBuilder {
         self
     }
 
+    /// Run the handler before answering, instead of queueing it after the
+    /// 200: a delivery is acknowledged (`"handled"`) only once its handler
+    /// finished, and answered 503 (so Wix retries it) if the handler failed
+    /// or ran out of time. For serverless functions without Redis (AWS
+    /// Lambda may freeze the environment right after the answer, and the
+    /// queued work with it): keep the handler and its
+    /// [`handler_deadline`](Self::handler_deadline) well under Wix's
+    /// 1,250 ms.
+    pub fn handle_before_acknowledging(mut self) -> Self {
+        self.inline = true;
+        self
+    }
+
     /// Whether app-instance events (install, removal, plan changes) forget
     /// the instance before the handler runs (default: yes).
     pub fn forget_on_lifecycle(mut self, forget: bool) -> Self {
@@ -338,6 +367,7 @@ impl WebhookEndpointBuilder {
         let elevator = self.elevator.clone();
         let (queue, events) = mpsc::channel(self.capacity);
         let pending = Arc::new(Pending::default());
+        let routes = Arc::new(self.routes);
         WebhookEndpoint {
             shared: Arc::new(Shared {
                 verifier: self.verifier,
@@ -346,12 +376,15 @@ impl WebhookEndpointBuilder {
                 queue,
                 worker: Mutex::new(Some(Worker {
                     events,
-                    routes: self.routes,
+                    routes: routes.clone(),
                     concurrency: self.concurrency,
                     deadline: self.handler_deadline,
                     pending: pending.clone(),
                 })),
                 pending,
+                inline: self.inline,
+                routes,
+                handler_deadline: self.handler_deadline,
                 deliveries: Deliveries::new(elevator, 100_000),
             }),
         }

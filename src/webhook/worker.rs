@@ -118,7 +118,7 @@ impl Pending {
 
 pub(super) struct Worker {
     pub(super) events: mpsc::Receiver<WixEvent>,
-    pub(super) routes: Routes,
+    pub(super) routes: Arc<Routes>,
     pub(super) concurrency: usize,
     pub(super) deadline: Duration,
     pub(super) pending: Arc<Pending>,
@@ -131,33 +131,40 @@ impl Worker {
             let Ok(slot) = slots.clone().acquire_owned().await else {
                 return;
             };
-            let (handler, deadline) = (self.routes.handler_for(&event).clone(), self.deadline);
-            let event_type: Box<str> = event.event_type().into();
-            // The handler is called inside its own task: a panic in its
-            // synchronous part is caught there, like one in its future.
-            let run = tokio::spawn(async move {
-                tokio::time::timeout(deadline, async move { handler(event).await }).await
-            });
-            let pending = self.pending.clone();
+            let (routes, deadline, pending) =
+                (self.routes.clone(), self.deadline, self.pending.clone());
             tokio::spawn(async move {
-                let outcome = match run.await {
-                    Ok(Ok(())) => "ok",
-                    Ok(Err(_)) => "deadline",
-                    Err(_) => "panicked",
-                };
-                if outcome != "ok" {
-                    tracing::warn!(
-                        target: "wix_elevate::webhook",
-                        event_type = &*event_type,
-                        outcome,
-                        "webhook handler failed"
-                    );
-                }
-                metrics::counter!("wix_elevate_webhook_handler_runs_total", "outcome" => outcome)
-                    .increment(1);
+                run_one(&routes, deadline, event).await;
                 drop(slot);
                 pending.done();
             });
         }
     }
+}
+
+/// Run `event`'s handler in a task of its own, within `deadline`: whether
+/// it finished (`"ok"`), ran out of time (`"deadline"`) or panicked
+/// (`"panicked"`, in its synchronous part or its future), logged at WARN
+/// when it failed and counted.
+pub(super) async fn run_one(routes: &Routes, deadline: Duration, event: WixEvent) -> &'static str {
+    let handler = routes.handler_for(&event).clone();
+    let event_type: Box<str> = event.event_type().into();
+    let run = tokio::spawn(async move {
+        tokio::time::timeout(deadline, async move { handler(event).await }).await
+    });
+    let outcome = match run.await {
+        Ok(Ok(())) => "ok",
+        Ok(Err(_)) => "deadline",
+        Err(_) => "panicked",
+    };
+    if outcome != "ok" {
+        tracing::warn!(
+            target: "wix_elevate::webhook",
+            event_type = &*event_type,
+            outcome,
+            "webhook handler failed"
+        );
+    }
+    metrics::counter!("wix_elevate_webhook_handler_runs_total", "outcome" => outcome).increment(1);
+    outcome
 }

@@ -462,3 +462,40 @@ async fn each_event_type_reaches_its_own_handler() {
         ]
     );
 }
+
+/// Handled before the answer (serverless without Redis): a 200 means the
+/// handler ran; a handler that fails leaves no mark and is answered 503,
+/// so Wix's retry runs it again.
+#[tokio::test]
+async fn handled_before_acknowledging_a_failure_is_a_503_and_the_retry_runs_again() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+    let h = harness().await;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counted = runs.clone();
+    let webhooks = WebhookEndpoint::builder(&h.elevator, verifier())
+        .forget_on_lifecycle(false)
+        .handle_before_acknowledging()
+        .handler_deadline(Duration::from_millis(500))
+        .on_event(move |_| {
+            let run = counted.fetch_add(1, Ordering::SeqCst);
+            async move { assert!(run > 0, "the first run fails") }
+        })
+        .build();
+    let body = MockWebhook::app_installed("inst-inline").sign();
+    let first = webhooks.deliver(body.as_bytes()).await;
+    assert_eq!(first.status(), 503);
+    let retry = webhooks.deliver(body.as_bytes()).await;
+    assert_eq!(retry.status(), 200);
+    let bytes = http_body_util::BodyExt::collect(retry.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(&bytes[..], br#"{"received":"handled"}"#);
+    assert_eq!(runs.load(Ordering::SeqCst), 2, "ran before each answer");
+    let again = webhooks.deliver(body.as_bytes()).await;
+    assert_eq!(again.status(), 200, "a duplicate of what was handled");
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+}
