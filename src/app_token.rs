@@ -121,11 +121,20 @@ impl AppTokens {
         instance: &Arc<str>,
         now: Instant,
     ) -> Option<ElevatedToken> {
+        if !self.trusts_local() {
+            return None;
+        }
         let token = self.cache.get(instance, now)?;
         if token.is_due_for_renewal(now) && token.claim_renewal() {
             self.renew_in_background(instance, token.clone());
         }
         Some(token)
+    }
+
+    /// Whether what this replica caches may be served (fleet mode: only
+    /// while it hears the fleet).
+    fn trusts_local(&self) -> bool {
+        self.fleet.as_deref().is_none_or(Fleet::trusts_local)
     }
 
     /// The token for `instance`: cached, or fetched through the cache's
@@ -142,7 +151,7 @@ impl AppTokens {
             .get_or_fetch(
                 instance,
                 timing.started,
-                ElevatedToken::is_fresh,
+                |token, now| token.is_fresh(now) && self.trusts_local(),
                 |_| self.fetch(instance, None, timing.deadline),
                 // Never an app token past its expiry, degraded or not.
                 |_, _, _| false,

@@ -186,6 +186,7 @@ impl Elevator {
             }
             Invalidation::Token { digest } => self.identities().forget_hex(digest),
             Invalidation::Everything => self.shared.forgetting.forget_all(),
+            Invalidation::Heartbeat { .. } => {}
         }
     }
 

@@ -145,6 +145,9 @@ impl Identities {
     /// up, without waiting or allocating.
     pub(crate) fn cached(&self, token: &[u8], now: Instant) -> Lookup {
         let digest = self.hasher.digest(token);
+        if !self.trusts_local() {
+            return Lookup::Unknown(digest);
+        }
         match self.cache.get(&digest, now) {
             Some(cached) => Lookup::Known {
                 verdict: cached.verdict,
@@ -153,6 +156,12 @@ impl Identities {
             },
             None => Lookup::Unknown(digest),
         }
+    }
+
+    /// Whether what this replica caches may be served (fleet mode: only
+    /// while it hears the fleet).
+    fn trusts_local(&self) -> bool {
+        self.fleet.as_deref().is_none_or(Fleet::trusts_local)
     }
 
     /// The miss: check the token in full, then ask Token Info through the
@@ -176,7 +185,7 @@ impl Identities {
             .get_or_fetch(
                 &digest,
                 started,
-                |cached, now| cached.is_acceptable(now, started, max_age),
+                |cached, now| cached.is_acceptable(now, started, max_age) && self.trusts_local(),
                 |previous| async move {
                     // Only a token Wix once vouched for is exempt from the
                     // budget: a refusal past its TTL, or a route's re-check

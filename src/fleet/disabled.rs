@@ -22,6 +22,10 @@ impl Fleet {
         match *self {}
     }
 
+    pub(crate) fn trusts_local(&self) -> bool {
+        match *self {}
+    }
+
     pub(crate) fn is_available(&self) -> bool {
         match *self {}
     }

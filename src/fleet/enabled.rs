@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use super::{
     Budget, Gcra, Invalidation, Notice, Place, RedisConfig, ToStore,
     listener::{Listener, ListeningState},
-    notice::{Handler, SUBSCRIBE_TIMEOUT, confirm_key, random_id},
+    notice::{FRESH, Handler, SUBSCRIBE_TIMEOUT, confirm_key, random_id},
     redis_store::RedisStore,
     seal::{Sealer, derive},
     store::{Claim, FleetStore, Lookup, SlotKeys},
@@ -25,10 +25,6 @@ use crate::{error::ConfigError, token::TokenHasher};
 
 /// How often a replica waiting on another's lease looks for the value.
 const POLL: Duration = Duration::from_millis(10);
-
-/// How long a forget waits for every replica listening to confirm it
-/// dropped what was named.
-pub(super) const CONFIRM_WITHIN: Duration = Duration::from_secs(1);
 
 /// How long an instance's generation and a token's forget mark stay in
 /// Redis: longer than any value they govern can be served (app tokens
@@ -125,7 +121,7 @@ impl Fleet {
             lease,
             handler: Arc::new(OnceLock::new()),
             listening: AtomicBool::new(false),
-            listening_state: Arc::default(),
+            listening_state: Arc::new(ListeningState::new()),
             undecryptable: metrics::counter!("wix_elevate_redis_total", "result" => "undecryptable"),
             budget_spent_until: std::sync::Mutex::new(None),
         })
@@ -343,9 +339,11 @@ impl Fleet {
 
     /// Forget an instance (its callers' identities and its app token)
     /// or a token, in Redis, then on every replica through pub/sub:
-    /// true once every replica listening confirmed it dropped its
-    /// local copies; false if Redis could not be reached or a replica
-    /// did not confirm within [`CONFIRM_WITHIN`].
+    /// true once every replica listening confirmed it dropped its local
+    /// copies, or [`FRESH`] after the notice went out, whichever comes
+    /// first (a replica that has not acted on it by then no longer trusts
+    /// its local caches: see [`trusts_local`](Self::trusts_local)); false
+    /// if Redis could not be reached.
     pub(crate) async fn forget(&self, invalidation: Invalidation) -> bool {
         self.ensure_listening();
         let (reached, confirm) = match &invalidation {
@@ -373,9 +371,9 @@ impl Fleet {
             }
             // A stale app token: only that one is dropped, everywhere,
             // and nobody waits for it.
-            Invalidation::Instance { stale: Some(_), .. } | Invalidation::Everything => {
-                (true, None)
-            }
+            Invalidation::Instance { stale: Some(_), .. }
+            | Invalidation::Everything
+            | Invalidation::Heartbeat { .. } => (true, None),
         };
         let confirm_key = confirm
             .as_deref()
@@ -393,26 +391,47 @@ impl Fleet {
         }) else {
             return false;
         };
-        match confirm_key {
-            Some(key) => reached && self.confirmed(&key, listening).await,
-            None => reached,
+        if let Some(key) = confirm_key
+            && reached
+        {
+            self.confirmed(&key, listening).await;
         }
+        reached
     }
 
-    /// Wait until `expected` replicas confirmed under `key`, for at
-    /// most [`CONFIRM_WITHIN`]; whether they did.
+    /// Wait until `expected` replicas confirmed under `key`, for at most
+    /// [`FRESH`]: past it, a replica that has not acted on the notice has
+    /// not heard any heartbeat it sent after it, so it trusts nothing it
+    /// holds. A silent subscriber (frozen, or a stray one) delays a forget
+    /// by [`FRESH`] at most.
     async fn confirmed(&self, key: &str, expected: u64) -> bool {
-        let deadline = tokio::time::Instant::now() + CONFIRM_WITHIN;
+        let deadline = tokio::time::Instant::now() + FRESH;
         let mut pause = Duration::from_millis(1);
         loop {
             match self.store.confirmations(key).await {
                 Some(count) if count >= expected => return true,
                 Some(_) if tokio::time::Instant::now() < deadline => {}
-                _ => return false,
+                _ => {
+                    tokio::time::sleep_until(deadline).await;
+                    return false;
+                }
             }
-            tokio::time::sleep(pause).await;
+            tokio::time::sleep(
+                pause.min(deadline.saturating_duration_since(tokio::time::Instant::now())),
+            )
+            .await;
             pause = (pause * 2).min(Duration::from_millis(20));
         }
+    }
+
+    /// Whether this replica may serve from its local caches now: Redis is
+    /// away (it works alone, as documented), or it heard back a heartbeat
+    /// it sent less than [`FRESH`] ago, so it acted on every invalidation
+    /// published before that. A replica that was frozen, partitioned or
+    /// lost its subscription asks Redis (whose values know every forget)
+    /// until it hears itself again.
+    pub(crate) fn trusts_local(&self) -> bool {
+        self.listening_state.is_fresh() || !self.store.is_available()
     }
 
     /// A fleet-wide GCRA check of `per_minute` for `parts` (route,

@@ -4,30 +4,73 @@
 use std::{
     sync::{
         Arc, OnceLock,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
+
+use tokio::time::Instant;
 
 use futures_util::{StreamExt, stream::BoxStream};
 
 use super::{
     Invalidation, Notice,
-    notice::{CONFIRM_LIFETIME, Handler, SUBSCRIBE_TIMEOUT, confirm_key},
+    notice::{
+        CONFIRM_LIFETIME, FRESH, HEARTBEAT, Handler, SUBSCRIBE_TIMEOUT, confirm_key, random_id,
+    },
     seal::Sealer,
     store::FleetStore,
 };
 
-/// Whether this replica's listener is subscribed now.
-#[derive(Default)]
+/// Whether this replica's listener is subscribed now, and until when it
+/// has heard the fleet.
 pub(super) struct ListeningState {
     pub(super) subscribed: AtomicBool,
+    /// This replica's heartbeat identity.
+    pub(super) replica: String,
+    /// The clock its heartbeats and its freshness are read on.
+    base: Instant,
+    /// Until when (ms on `base`) its local caches may be trusted: a
+    /// heartbeat it sent at `t` and heard back makes it `t` + [`FRESH`].
+    fresh_until_ms: AtomicU64,
+    /// Ends the heartbeats of a subscription that ended.
+    subscription: AtomicU64,
     /// The first attempt to subscribe is over (whatever its outcome).
     pub(super) attempted: AtomicBool,
     /// Woken when the first attempt is over.
     pub(super) changed: tokio::sync::Notify,
     /// Something was taken from the fleet while not subscribed.
     pub(super) unheard: AtomicBool,
+}
+
+impl ListeningState {
+    pub(super) fn new() -> Self {
+        Self {
+            subscribed: AtomicBool::new(false),
+            replica: random_id(),
+            base: Instant::now(),
+            fresh_until_ms: AtomicU64::new(0),
+            subscription: AtomicU64::new(0),
+            attempted: AtomicBool::new(false),
+            changed: tokio::sync::Notify::new(),
+            unheard: AtomicBool::new(false),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Whether a heartbeat sent at most [`FRESH`] ago was heard back:
+    /// then every invalidation published before it was acted on.
+    pub(super) fn is_fresh(&self) -> bool {
+        self.now_ms() < self.fresh_until_ms.load(Ordering::Acquire)
+    }
+
+    fn heard(&self, sent_ms: u64) {
+        let until = sent_ms.saturating_add(u64::try_from(FRESH.as_millis()).unwrap_or(u64::MAX));
+        self.fresh_until_ms.fetch_max(until, Ordering::AcqRel);
+    }
 }
 
 /// The subscriber: reconnects by itself; stops when its elevator is gone.
@@ -71,6 +114,7 @@ impl Listener {
         let Ok(Some(mut messages)) = connected else {
             return Err(());
         };
+        self.beat();
         let missed = !std::mem::replace(first, false);
         if (self.state.unheard.swap(false, Ordering::AcqRel) || missed)
             && let Some(handler) = self.handler.upgrade()
@@ -81,6 +125,40 @@ impl Listener {
         let heard = self.heard(&mut messages).await;
         self.state.subscribed.store(false, Ordering::Release);
         heard
+    }
+
+    /// While this subscription lasts, send this replica a heartbeat every
+    /// [`HEARTBEAT`] through the channel (sealed like every notice).
+    fn beat(&self) {
+        let subscription = self.state.subscription.fetch_add(1, Ordering::AcqRel) + 1;
+        let (state, store, sealer, channel) = (
+            self.state.clone(),
+            self.store.clone(),
+            self.sealer.clone(),
+            self.channel.clone(),
+        );
+        let handler = self.handler.clone();
+        tokio::spawn(async move {
+            while state.subscription.load(Ordering::Acquire) == subscription
+                && state.subscribed.load(Ordering::Acquire)
+                && handler.strong_count() > 0
+            {
+                let notice = Notice {
+                    invalidation: Invalidation::Heartbeat {
+                        replica: state.replica.clone(),
+                        sent_ms: state.now_ms(),
+                    },
+                    confirm: None,
+                };
+                if let Some(sealed) = serde_json::to_vec(&notice)
+                    .ok()
+                    .and_then(|json| sealer.seal(&json, channel.as_bytes()))
+                {
+                    store.publish(&channel, &sealed).await;
+                }
+                tokio::time::sleep(HEARTBEAT).await;
+            }
+        });
     }
 
     /// Act on every notice until the connection ends or the elevator is
@@ -101,6 +179,13 @@ impl Listener {
             let Ok(notice) = serde_json::from_slice::<Notice>(&plaintext) else {
                 continue;
             };
+            if let Invalidation::Heartbeat { replica, sent_ms } = &notice.invalidation {
+                // Its own: everything published before it was acted on.
+                if *replica == self.state.replica {
+                    self.state.heard(*sent_ms);
+                }
+                continue;
+            }
             if let Some(handle) = handler.as_deref().and_then(OnceLock::get) {
                 handle(notice.invalidation);
             }
@@ -117,5 +202,30 @@ impl Listener {
                 return Ok(());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Fresh for [`FRESH`] after the heartbeat it heard was sent, and not
+    /// an instant more: a replica whose clock jumped (it was frozen) or
+    /// that stopped hearing itself trusts nothing it holds.
+    #[tokio::test(start_paused = true)]
+    async fn freshness_lasts_from_a_heartbeats_sending_not_its_hearing() {
+        let state = ListeningState::new();
+        assert!(!state.is_fresh(), "nothing heard yet");
+        let sent = state.now_ms();
+        tokio::time::advance(Duration::from_millis(100)).await;
+        state.heard(sent);
+        assert!(state.is_fresh());
+        tokio::time::advance(FRESH - Duration::from_millis(101)).await;
+        assert!(state.is_fresh(), "within FRESH of its sending");
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(!state.is_fresh(), "FRESH after its sending");
+        // An older heartbeat heard late does not bring it back.
+        state.heard(sent);
+        assert!(!state.is_fresh());
     }
 }

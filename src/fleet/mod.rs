@@ -166,4 +166,8 @@ pub(crate) enum Invalidation {
     /// Drop everything cached locally (a replica that may have missed
     /// invalidations).
     Everything,
+    /// Not an invalidation: a replica's own heartbeat, sent at `sent_ms`
+    /// (its clock), which it hears back in order with every invalidation
+    /// published before it. Older builds ignore it.
+    Heartbeat { replica: String, sent_ms: u64 },
 }

@@ -11,6 +11,15 @@ use super::Invalidation;
 /// How long the listener may take to connect and subscribe.
 pub(super) const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How often a listening replica sends itself a heartbeat through the
+/// channel.
+pub(super) const HEARTBEAT: Duration = Duration::from_millis(80);
+
+/// How long after sending a heartbeat it heard back a replica trusts its
+/// local caches: the most a forget waits, and the longest a replica that
+/// stopped hearing the fleet (frozen, partitioned) serves from them.
+pub(crate) const FRESH: Duration = Duration::from_millis(250);
+
 /// How long a confirmation count stays in Redis.
 pub(super) const CONFIRM_LIFETIME: Duration = Duration::from_secs(60);
 

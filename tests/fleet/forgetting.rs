@@ -70,16 +70,20 @@ async fn forget_instance_holds_on_every_replica_whatever_redis_holds() {
     assert_eq!(fleet.wix.token_info_calls_for(&token), 2);
 }
 
+/// A subscriber that never confirms (a replica frozen by `SIGSTOP`, a
+/// Lambda environment frozen between invocations, anyone who can
+/// `SUBSCRIBE`) delays a forget by the freshness window at most: it can no
+/// longer stall every lifecycle event (each answered 503 after a second
+/// before). A replica that has not acted on the forget by then trusts
+/// nothing it holds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_forget_fails_while_a_listening_replica_has_not_confirmed_it() {
+async fn a_silent_subscriber_cannot_stall_a_forget() {
     let Some((turn, fleet)) = fleet_on_redis(1).await else {
         return;
     };
     let redis = &turn.redis;
     let token = member_of(&fleet, "inst-hung");
     assert_eq!(fleet.send(0, "/whoami", &token).await, 200);
-    // A replica that hears invalidations but never acts on them (hung,
-    // or an older build): subscribed to the channel, silent.
     let client = ::redis::Client::open(redis.url()).unwrap();
     let mut silent = client.get_async_pubsub().await.unwrap();
     let channel = format!("wix-elevate:{}:invalidate", fleet.wix.app_id());
@@ -88,31 +92,18 @@ async fn a_forget_fails_while_a_listening_replica_has_not_confirmed_it() {
     let forgotten = fleet.replicas[0].0.forget_instance("inst-hung").await;
     let took = started.elapsed();
     assert!(
-        forgotten.is_err(),
-        "a forget one listening replica never confirmed must not report success"
+        forgotten.is_ok(),
+        "a silent subscriber cannot fail a forget"
     );
     assert!(
-        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
-        "it waits for the confirmations about a second, then fails: {took:?}"
+        took >= Duration::from_millis(240) && took < Duration::from_millis(1_000),
+        "it waits for the confirmations the freshness window at most: {took:?}"
     );
-    // This replica forgot it anyway; Wix is asked again.
+    println!("forget_instance with a silent subscriber: {took:?}");
+    // This replica forgot it; Wix is asked again.
     assert_eq!(fleet.send(0, "/whoami", &token).await, 200);
     assert_eq!(fleet.wix.token_info_calls_for(&token), 2);
-    // Once the silent subscriber is gone, every listener confirms.
     drop(silent);
-    let started = Instant::now();
-    crate::time_until(Duration::from_secs(5), async || {
-        fleet.replicas[0]
-            .0
-            .forget_instance("inst-hung")
-            .await
-            .is_ok()
-    })
-    .await;
-    println!(
-        "forget_instance confirmed by every listening replica in {:?}",
-        started.elapsed()
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -469,10 +460,17 @@ async fn a_delivery_whose_forget_failed_leaves_no_mark_and_its_retry_is_taken() 
         webhook::{WebhookEndpoint, WebhookKeys, WebhookVerifier},
     };
 
-    let Some((turn, fleet)) = fleet_on_redis(1).await else {
+    let Some((mut turn, fleet)) = fleet_on_redis(1).await else {
         return;
     };
-    let redis = &turn.redis;
+    let url = turn.redis.url();
+    let connection = async || {
+        ::redis::Client::open(url.clone())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    };
     let handled = Arc::new(AtomicUsize::new(0));
     let counted = handled.clone();
     let webhooks = WebhookEndpoint::builder(
@@ -485,54 +483,35 @@ async fn a_delivery_whose_forget_failed_leaves_no_mark_and_its_retry_is_taken() 
     })
     .build();
     let webhook_keys = async || -> Vec<String> {
-        let mut c = redis
-            .client()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
+        let mut c = connection().await;
         ::redis::cmd("KEYS")
             .arg("*:webhook:*")
             .query_async(&mut c)
             .await
             .unwrap()
     };
-    // A subscriber that never confirms: the forget cannot complete.
-    let client = ::redis::Client::open(redis.url()).unwrap();
-    let mut silent = client.get_async_pubsub().await.unwrap();
-    silent
-        .subscribe(format!("wix-elevate:{}:invalidate", fleet.wix.app_id()))
-        .await
-        .unwrap();
+    // Redis is gone: the fleet cannot be told, the delivery is refused.
+    turn.redis.kill();
     let removed = MockWebhook::app_removed("inst-stalled")
         .expires_in(Duration::from_secs(60))
         .sign();
     let refused = webhooks.deliver(removed.as_bytes()).await;
     assert_eq!(refused.status(), 503);
-    assert!(
-        webhook_keys().await.is_empty(),
-        "no mark for work nobody took"
-    );
     assert_eq!(handled.load(Ordering::SeqCst), 0);
-    // Wix retries once the fleet can be told: taken, handled once.
-    drop(silent);
-    let mut taken = false;
-    for _ in 0..50 {
-        if webhooks.deliver(removed.as_bytes()).await.status() == 200 {
-            taken = true;
-            break;
-        }
-    }
-    assert!(taken, "the retry is taken once the fleet confirms");
+    turn.redis.restart();
+    // Wix retries once the fleet can be told: taken (no mark was left for
+    // work nobody took), handled once.
+    // (Redis is skipped for its breaker's second after the failures.)
+    crate::time_until(Duration::from_secs(5), async || {
+        webhooks.deliver(removed.as_bytes()).await.status() == 200
+    })
+    .await;
     webhooks.handled().await;
     assert_eq!(handled.load(Ordering::SeqCst), 1);
     // Its mark lasts while the token verifies (60 s and the leeway), not 48 h.
     let keys = webhook_keys().await;
     assert_eq!(keys.len(), 1, "{keys:?}");
-    let mut c = redis
-        .client()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut c = connection().await;
     let ttl: i64 = ::redis::cmd("PTTL")
         .arg(&keys[0])
         .query_async(&mut c)

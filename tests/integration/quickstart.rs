@@ -737,3 +737,65 @@ async fn the_additional_fees_plugin_reads_the_site_once_per_instance_and_answers
     );
     assert!(took < Duration::from_secs(3), "answered in {took:?}");
 }
+
+/// A frozen replica neither stalls a forget nor serves what was forgotten
+/// while it was frozen: two quickstarts on one Redis, the second stopped
+/// with `SIGSTOP` (as a Lambda environment is frozen between invocations);
+/// an `AppRemoved` on the first is acknowledged at once (503 after a second
+/// before), and once the second resumes, the removed site's caller it had
+/// cached is refused there too.
+#[tokio::test]
+async fn a_frozen_replica_neither_stalls_a_forget_nor_serves_what_was_forgotten() {
+    use wix_elevate::test_util::{MockWebhook, WEBHOOK_PUBLIC_KEY};
+    let Some(redis) = crate::support::Redis::start() else {
+        return;
+    };
+    let wix = another_wix().await;
+    let url = redis.url();
+    let envs = [
+        ("REDIS_URL", url.as_str()),
+        ("WIX_WEBHOOK_PUBLIC_KEY", WEBHOOK_PUBLIC_KEY),
+    ];
+    let (one, two) = (start_against(&wix, &envs), start_against(&wix, &envs));
+    let member = wix.mint(CallerSpec::new(SubjectType::Member).instance("frozen-inst"));
+    for qs in [&one, &two] {
+        assert_eq!(
+            get(&format!("{}/api/whoami", qs.url), Some(&member))
+                .await
+                .0,
+            200
+        );
+    }
+    let signal = |name: &str| {
+        let pid = two.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args([name, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    signal("-STOP");
+    // Wix removes the app: the member's token is revoked, and the webhook
+    // reaches the first replica while the second is frozen.
+    wix.revoke(&member);
+    let removed = MockWebhook::app_removed("frozen-inst").sign();
+    let started = std::time::Instant::now();
+    let (status, body) = post_body(&format!("{}/webhooks", one.url), &removed).await;
+    let took = started.elapsed();
+    signal("-CONT");
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        took < Duration::from_millis(1_000),
+        "acknowledged in {took:?}"
+    );
+    println!("AppRemoved acknowledged in {took:?} with a replica frozen");
+    // The resumed replica refuses the removed site's caller it had cached.
+    let (status, body) = get(&format!("{}/api/whoami", two.url), Some(&member)).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("invalid_token")),
+        "{body}"
+    );
+}
