@@ -55,6 +55,10 @@ pub enum ConfigError {
     /// The HTTP client could not be built (for example, no TLS backend).
     #[error("the HTTP client for Wix could not be built")]
     HttpClient(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Fleet mode was required (`RedisConfig::required`), and Redis does not
+    /// give what it needs: why, in words.
+    #[error("fleet mode is required, but {0}")]
+    FleetUnavailable(&'static str),
     /// The Redis URL (`ElevatorBuilder::redis`) is not a `redis://`,
     /// `rediss://` or `unix://` URL, or the key prefix is empty or has
     /// spaces.

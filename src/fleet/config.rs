@@ -31,6 +31,7 @@ pub struct RedisConfig {
     pub(crate) prefix: Option<String>,
     pub(crate) timeout: Duration,
     pub(crate) lease: Duration,
+    pub(crate) required: bool,
 }
 
 impl RedisConfig {
@@ -43,6 +44,7 @@ impl RedisConfig {
             prefix: None,
             timeout: Duration::from_millis(50),
             lease: Duration::from_secs(2),
+            required: false,
         }
     }
 
@@ -58,6 +60,28 @@ impl RedisConfig {
     /// second.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// Require the fleet: `build()` checks, once, that Redis answers with
+    /// these credentials, is not a Redis Cluster node, and runs scripts and
+    /// pub/sub, and fails with [`ConfigError::FleetUnavailable`](crate::ConfigError::FleetUnavailable)
+    /// and the cause otherwise, for operators who would rather not start
+    /// than run without the fleet's guarantees. After start a degraded fleet
+    /// still serves; [`Elevator::fleet_degraded`](crate::Elevator::fleet_degraded)
+    /// tells a readiness check why. The check blocks for a moment (2 s at
+    /// most per step).
+    ///
+    /// ```
+    /// # use wix_elevate::{Elevator, RedisConfig};
+    /// // Nothing listens on port 9: the elevator is not built.
+    /// let built = Elevator::builder("app", "secret")
+    ///     .redis(RedisConfig::new("redis://127.0.0.1:9").required())
+    ///     .build();
+    /// assert!(built.is_err());
+    /// ```
+    pub fn required(mut self) -> Self {
+        self.required = true;
         self
     }
 
@@ -109,6 +133,7 @@ impl fmt::Debug for RedisConfig {
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
             .field("lease", &self.lease)
+            .field("required", &self.required)
             .finish()
     }
 }

@@ -23,6 +23,9 @@ use super::{
 };
 use crate::{error::ConfigError, token::TokenHasher};
 
+/// How long the start-up check of a required fleet waits for Redis.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// How often a replica waiting on another's lease looks for the value.
 const POLL: Duration = Duration::from_millis(10);
 
@@ -94,6 +97,12 @@ impl Fleet {
             .unwrap_or_else(|| format!("wix-elevate:{app_id}"));
         if prefix.is_empty() || prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(ConfigError::InvalidRedisUrl);
+        }
+        if settings.required {
+            // Checked once, now: the replica would rather not start than
+            // run without the fleet's guarantees.
+            super::health::probe(&client, settings.timeout.max(PROBE_TIMEOUT))
+                .map_err(ConfigError::FleetUnavailable)?;
         }
         let store = Arc::new(RedisStore::new(client, settings.timeout));
         Self::with_store(store, prefix, app_secret, settings.lease)

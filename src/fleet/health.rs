@@ -47,6 +47,39 @@ pub(crate) fn cause_of(error: &RedisError) -> &'static str {
     }
 }
 
+/// Whether Redis gives what fleet mode needs, checked once, synchronously,
+/// within `timeout` per step: it answers (with these credentials), it is
+/// not a Redis Cluster node, and it runs scripts and takes `PUBLISH`.
+pub(crate) fn probe(
+    client: &redis::Client,
+    timeout: std::time::Duration,
+) -> Result<(), &'static str> {
+    let failed = |error: RedisError| cause_of(&error);
+    let mut c = client
+        .get_connection_with_timeout(timeout)
+        .map_err(failed)?;
+    c.set_read_timeout(Some(timeout)).map_err(failed)?;
+    c.set_write_timeout(Some(timeout)).map_err(failed)?;
+    let info: String = redis::cmd("INFO")
+        .arg("cluster")
+        .query(&mut c)
+        .map_err(failed)?;
+    if info.contains("cluster_enabled:1") {
+        return Err(cause::CLUSTER);
+    }
+    let _: i64 = redis::cmd("EVAL")
+        .arg("return 1")
+        .arg(0)
+        .query(&mut c)
+        .map_err(failed)?;
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg("wix-elevate:probe")
+        .arg("")
+        .query(&mut c)
+        .map_err(failed)?;
+    Ok(())
+}
+
 pub(crate) struct Health {
     /// `None` while up (or not yet tried), else why not.
     down: Mutex<Option<&'static str>>,

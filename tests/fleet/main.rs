@@ -712,3 +712,39 @@ async fn a_redis_cluster_node_is_reported_as_such_and_requests_are_still_served(
     let cause = elevator.fleet_degraded().expect("degraded, and said so");
     assert!(cause.contains("Redis Cluster"), "{cause}");
 }
+
+/// A required fleet is checked once, at `build()`: a healthy Redis passes;
+/// nothing listening, or a Redis Cluster node, fails the build with the
+/// cause in words instead of a replica that silently works alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_required_fleet_fails_the_build_when_redis_cannot_give_its_guarantees() {
+    use wix_elevate::{ConfigError, RedisConfig};
+    let Some(turn) = turn().await else { return };
+    let wix = crate::support::mock_wix().await;
+    let build = |url: String| {
+        wix.elevator_builder()
+            .redis(RedisConfig::new(url).required())
+            .build()
+    };
+    assert!(build(turn.redis.url()).is_ok(), "a healthy Redis");
+    let free_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    match build(format!("redis://127.0.0.1:{free_port}")) {
+        Err(ConfigError::FleetUnavailable(cause)) => {
+            assert!(cause.contains("could not be reached"), "{cause}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let Some(cluster) = crate::support::redis_cluster::RedisCluster::start() else {
+        return;
+    };
+    match build(cluster.nodes[0].url()) {
+        Err(ConfigError::FleetUnavailable(cause)) => {
+            assert!(cause.contains("Redis Cluster"), "{cause}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
