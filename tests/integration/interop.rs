@@ -116,6 +116,58 @@ pub(crate) fn sdk_verdicts(
     serde_json::from_slice(&out.stdout).expect("the SDK's verdicts")
 }
 
+/// A verdict for a case: the crate's `Ok(what)` as `accepted <what>`, a
+/// refusal as `refused: <status> (<code>)`.
+pub(crate) fn verdict(outcome: Result<String, (u16, &str)>) -> String {
+    match outcome {
+        Ok(what) => format!("accepted {what}"),
+        Err((status, code)) => format!("refused: {status} ({code})"),
+    }
+}
+
+/// Print the SDK's and the crate's verdicts side by side (`(case, theirs,
+/// ours)`), and insist on at least `at_least` cases that agree, except the
+/// ones `by_design` names, which must differ.
+pub(crate) fn compare_verdicts(
+    rows: &[(&str, String, String)],
+    by_design: &[(&str, &str)],
+    at_least: usize,
+) {
+    println!("| case | @wix/sdk | wix-elevate |\n|---|---|---|");
+    let mut mismatches = Vec::new();
+    for (name, theirs, ours) in rows {
+        println!("| {name} | {theirs} | {ours} |");
+        let agree = theirs.starts_with("accepted") == ours.starts_with("accepted");
+        let designed = by_design.iter().any(|(case, _)| case == name);
+        if agree == designed {
+            mismatches.push((name, theirs, ours));
+        }
+    }
+    assert!(
+        rows.len() >= at_least,
+        "at least {at_least} cases, {} here",
+        rows.len()
+    );
+    assert!(
+        mismatches.is_empty(),
+        "verdicts that should agree and do not, or differ by design and do not: {mismatches:#?}"
+    );
+}
+
+/// The token whose payload is `payload` (base64url), re-signed with the
+/// mock's key under a header that names a `crit` extension.
+pub(crate) fn with_crit_header(payload: &str) -> String {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    use jsonwebtoken::{Algorithm, EncodingKey};
+    use wix_elevate::test_util::WEBHOOK_PRIVATE_KEY;
+    let private = EncodingKey::from_rsa_pem(WEBHOOK_PRIVATE_KEY.as_bytes()).unwrap();
+    let head = URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256","typ":"JWT","crit":["x-wix"],"x-wix":1}"#);
+    let input = format!("{head}.{payload}");
+    let signature =
+        jsonwebtoken::crypto::sign(input.as_bytes(), &private, Algorithm::RS256).unwrap();
+    format!("{input}.{signature}")
+}
+
 /// `target/interop/`, beside the test binary's profile directory.
 pub(crate) fn artifacts() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
@@ -325,14 +377,10 @@ fn webhook_corpus() -> Vec<Case> {
             ),
         ),
         with("not a JWT", r#"{"eventType":"AppRemoved"}"#.to_owned()),
-        with("crit header naming an extension", {
-            let head =
-                URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256","typ":"JWT","crit":["x-wix"],"x-wix":1}"#);
-            let input = format!("{head}.{}", parts[1]);
-            let signature =
-                jsonwebtoken::crypto::sign(input.as_bytes(), &private, Algorithm::RS256).unwrap();
-            format!("{input}.{signature}")
-        }),
+        with(
+            "crit header naming an extension",
+            with_crit_header(parts[1]),
+        ),
         with("exp a string", {
             let mut claims = claims.clone();
             claims["exp"] = json!((now + 3600).to_string());
@@ -373,36 +421,22 @@ async fn the_webhook_corpus_gets_the_same_verdicts_from_wix_sdk_and_the_crate() 
         .map(|c| json!({"name": c.name, "token": c.token, "key": c.sdk_key}))
         .collect();
     let sdk = sdk_verdicts(&tools, &dir, "webhooks.mjs", &cases);
-    println!("| case | @wix/sdk | wix-elevate |\n|---|---|---|");
-    let mut mismatches = Vec::new();
-    for case in &corpus {
-        let mut keys = WebhookKeys::new();
-        for key in &case.crate_keys {
-            keys = keys.key(key).expect("the crate reads the key");
-        }
-        let ours = match WebhookVerifier::new(keys).verify(case.token.as_bytes()) {
-            Ok(event) => format!("accepted {}", event.event_type()),
-            Err(refused) => format!(
-                "refused: {} ({})",
-                refused.status().as_u16(),
-                refused.kind().code()
-            ),
-        };
-        let theirs = sdk[case.name].as_str().unwrap().to_owned();
-        println!("| {} | {theirs} | {ours} |", case.name);
-        let agree = theirs.starts_with("accepted") == ours.starts_with("accepted");
-        let designed = BY_DESIGN.iter().any(|(name, _)| *name == case.name);
-        if agree == designed {
-            mismatches.push((case.name, theirs, ours));
-        }
-    }
-    assert!(
-        corpus.len() >= 12,
-        "at least 12 cases, {} here",
-        corpus.len()
-    );
-    assert!(
-        mismatches.is_empty(),
-        "verdicts that should agree and do not, or differ by design and do not: {mismatches:#?}"
-    );
+    let rows: Vec<_> = corpus
+        .iter()
+        .map(|case| {
+            let mut keys = WebhookKeys::new();
+            for key in &case.crate_keys {
+                keys = keys.key(key).expect("the crate reads the key");
+            }
+            let ours = verdict(
+                WebhookVerifier::new(keys)
+                    .verify(case.token.as_bytes())
+                    .map(|event| event.event_type().to_owned())
+                    .map_err(|refused| (refused.status().as_u16(), refused.kind().code())),
+            );
+            let theirs = sdk[case.name].as_str().unwrap().to_owned();
+            (case.name, theirs, ours)
+        })
+        .collect();
+    compare_verdicts(&rows, &BY_DESIGN, 12);
 }

@@ -19,7 +19,7 @@ use opentelemetry_proto::tonic::{
 };
 use prost::Message;
 
-use crate::support::{example::example_binary, serve};
+use crate::support::{example::example_binary, send_signal, serve};
 
 type Received = Arc<Mutex<Vec<Span>>>;
 
@@ -101,14 +101,7 @@ async fn the_otel_example_delivers_one_requests_span_tree_to_a_collector() {
         .unwrap();
     assert_eq!(answer.status(), 200);
     // SIGTERM: the example exports what is queued, then exits.
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    send_signal(&child, "-TERM");
     let exited = tokio::time::timeout(
         Duration::from_secs(30),
         tokio::task::spawn_blocking(move || child.wait()),

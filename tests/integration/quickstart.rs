@@ -14,6 +14,8 @@ use wix_elevate::{
     test_util::{CallerSpec, MockWix},
 };
 
+use crate::support::send_signal;
+
 const ENV: [&str; 14] = [
     "HEADER_READ_TIMEOUT_MS",
     "SHUTDOWN_DEADLINE_MS",
@@ -474,15 +476,8 @@ async fn a_stalled_client_is_dropped_and_cannot_hold_up_shutdown() {
     assert!(started.elapsed() < Duration::from_secs(3));
     // Another one, then SIGTERM: the process exits within the deadline.
     let _held = stalled_client(&qs.url).await;
-    let pid = qs.child.id().to_string();
     let started = std::time::Instant::now();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    send_signal(&qs.child, "-TERM");
     let exit = qs.child.wait().unwrap();
     let took = started.elapsed();
     println!("exited {took:?} after SIGTERM with a stalled client connected");
@@ -543,9 +538,7 @@ async fn it_names_its_wix_answers_readiness_and_stops_on_sigterm() {
         .unwrap();
     assert_eq!(refused.status(), 403);
     // What a container platform sends on a deploy.
-    let pid = qs.child.id().to_string();
-    let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    assert!(sent.success());
+    send_signal(&qs.child, "-TERM");
     let exit = qs.child.wait().unwrap();
     assert!(exit.success(), "graceful exit on SIGTERM: {exit:?}");
     // Everything it printed after `listening on`, audit lines included:
@@ -766,16 +759,7 @@ async fn a_frozen_replica_neither_stalls_a_forget_nor_serves_what_was_forgotten(
             200
         );
     }
-    let signal = |name: &str| {
-        let pid = two.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args([name, &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-    };
+    let signal = |name: &str| send_signal(&two.child, name);
     signal("-STOP");
     // Wix removes the app: the member's token is revoked, and the webhook
     // reaches the first replica while the second is frozen.

@@ -16,3 +16,13 @@ pub(crate) use harness::{
 #[cfg(feature = "redis")]
 pub(crate) use redis_server::Redis;
 pub(crate) use routes::{demo_app, identity_app, scoped_app};
+
+/// Send `signal` (`-TERM`, `-STOP`, `-CONT`, …) to `child` with `kill`,
+/// as a container platform or an operator would, and insist it was sent.
+pub(crate) fn send_signal(child: &std::process::Child, signal: &str) {
+    let sent = std::process::Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success(), "kill {signal} {}", child.id());
+}

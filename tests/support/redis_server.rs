@@ -104,11 +104,7 @@ impl Redis {
     }
 
     fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success());
+        super::send_signal(&self.child, signal);
     }
 
     /// Freeze the server (it keeps its connections, answers nothing).
