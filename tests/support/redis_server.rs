@@ -139,12 +139,28 @@ impl Redis {
     /// Scripts the server has run so far (`EVALSHA` and `EVAL`): on the
     /// fleet's paths, one per round trip.
     pub(crate) async fn script_calls(&self) -> u64 {
+        self.calls(|command| matches!(command, "evalsha" | "eval"))
+            .await
+    }
+
+    /// Commands the server has processed so far (those run inside scripts
+    /// included), but for the replicas' heartbeats (`PUBLISH` on their own
+    /// clock, whatever the requests do) and `INFO` (these measurements).
+    pub(crate) async fn commands(&self) -> u64 {
+        self.calls(|command| !matches!(command, "publish" | "spublish" | "info"))
+            .await
+    }
+
+    /// Calls of the commands `counted` keeps, by `INFO commandstats`.
+    async fn calls(&self, counted: impl Fn(&str) -> bool) -> u64 {
         self.info("commandstats")
             .await
             .lines()
-            .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
             .filter_map(|l| {
-                l.split("calls=")
+                let (command, stats) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+                counted(command).then_some(())?;
+                stats
+                    .split("calls=")
                     .nth(1)?
                     .split(',')
                     .next()?
@@ -152,17 +168,6 @@ impl Redis {
                     .ok()
             })
             .sum()
-    }
-
-    /// Commands the server has processed so far (those run inside scripts
-    /// included).
-    pub(crate) async fn commands(&self) -> u64 {
-        self.info("stats")
-            .await
-            .lines()
-            .find_map(|l| l.strip_prefix("total_commands_processed:"))
-            .and_then(|n| n.trim().parse().ok())
-            .expect("total_commands_processed")
     }
 
     /// One section of `INFO`.
