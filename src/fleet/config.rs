@@ -37,7 +37,12 @@ pub struct RedisConfig {
 impl RedisConfig {
     /// Redis (or Valkey) at `url` (`redis://[user:password@]host:port`,
     /// `rediss://` for TLS), with the defaults: key prefix
-    /// `wix-elevate:<app id>`, 50 ms per operation, 2 s leases.
+    /// `{wix-elevate:<app id>}`, 50 ms per operation, 2 s leases.
+    ///
+    /// One node of a Redis Cluster (or Valkey cluster, 7.0 or later) is
+    /// enough: the first connection asks the server whether it is a
+    /// cluster node and, if it is, follows the cluster's topology from
+    /// there (no other URL or switch to set).
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
@@ -49,7 +54,9 @@ impl RedisConfig {
     }
 
     /// The prefix of every Redis key and channel: one per app sharing a
-    /// Redis.
+    /// Redis. It is a Redis Cluster hash tag (wrapped in `{}` unless it
+    /// holds one), so all of an app's keys are in one slot of a cluster:
+    /// `"my-app"` becomes `{my-app}`.
     pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = Some(prefix.into());
         self
@@ -64,8 +71,8 @@ impl RedisConfig {
     }
 
     /// Require the fleet: `build()` checks, once, that Redis answers with
-    /// these credentials, is not a Redis Cluster node, and runs scripts and
-    /// pub/sub, and fails with [`ConfigError::FleetUnavailable`](crate::ConfigError::FleetUnavailable)
+    /// these credentials and runs scripts and pub/sub (through the
+    /// cluster's topology on a Redis Cluster node), and fails with [`ConfigError::FleetUnavailable`](crate::ConfigError::FleetUnavailable)
     /// and the cause otherwise, for operators who would rather not start
     /// than run without the fleet's guarantees. After start a degraded fleet
     /// still serves; [`Elevator::fleet_degraded`](crate::Elevator::fleet_degraded)

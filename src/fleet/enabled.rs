@@ -35,6 +35,22 @@ const POLL: Duration = Duration::from_millis(10);
 const MARK_LIFETIME: Duration = Duration::from_secs(25 * 3600);
 
 /// The forget mark of the value under `key`.
+/// `prefix` with a Redis Cluster hash tag: every key of the fleet is then
+/// in one slot, so each script's keys are too (a script reads the forget
+/// sequence, shared by the whole fleet, beside a token's or an instance's
+/// keys). A prefix that already holds a tag (`{...}`, not empty) is kept.
+fn hash_tagged(prefix: String) -> String {
+    let tagged = prefix
+        .find('{')
+        .and_then(|open| prefix[open + 1..].find('}'))
+        .is_some_and(|len| len > 0);
+    if tagged {
+        prefix
+    } else {
+        format!("{{{prefix}}}")
+    }
+}
+
 fn mark_key(key: &str) -> String {
     format!("{key}:forgotten")
 }
@@ -98,13 +114,18 @@ impl Fleet {
         if prefix.is_empty() || prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(ConfigError::InvalidRedisUrl);
         }
+        let prefix = hash_tagged(prefix);
         if settings.required {
             // Checked once, now: the replica would rather not start than
             // run without the fleet's guarantees.
-            super::health::probe(&client, settings.timeout.max(PROBE_TIMEOUT))
+            super::health::probe(&client, &prefix, settings.timeout.max(PROBE_TIMEOUT))
                 .map_err(ConfigError::FleetUnavailable)?;
         }
-        let store = Arc::new(RedisStore::new(client, settings.timeout));
+        let store = Arc::new(RedisStore::new(
+            client,
+            settings.timeout,
+            format!("{prefix}:unused"),
+        ));
         Self::with_store(store, prefix, app_secret, settings.lease)
     }
 

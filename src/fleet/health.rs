@@ -7,14 +7,14 @@
 use std::sync::Mutex;
 
 use metrics::{Gauge, gauge};
-use redis::{ErrorKind, RedisError, ServerErrorKind};
+use redis::{ErrorKind, RedisError, RedisResult, ServerErrorKind};
 
 /// Why the fleet is degraded, in words an operator acts on.
 pub(crate) mod cause {
     pub(crate) const UNREACHABLE: &str = "Redis could not be reached";
     pub(crate) const TIMEOUT: &str = "Redis did not answer within its timeout";
     pub(crate) const CREDENTIALS: &str = "Redis refused the credentials";
-    pub(crate) const CLUSTER: &str = "Redis answered as a Redis Cluster node: fleet mode needs one Redis or Valkey endpoint (Redis Cluster is not supported yet)";
+    pub(crate) const CLUSTER: &str = "Redis Cluster answered a redirection or is down (a slot moving or without a primary), or a proxy hides the cluster's topology";
     pub(crate) const REFUSED: &str = "Redis refused a command fleet mode needs (an ACL, or a proxy that does not pass scripts or pub/sub)";
     pub(crate) const READ_ONLY: &str = "Redis is a read-only replica, not the primary";
     pub(crate) const ERROR: &str = "Redis answered an error";
@@ -48,10 +48,12 @@ pub(crate) fn cause_of(error: &RedisError) -> &'static str {
 }
 
 /// Whether Redis gives what fleet mode needs, checked once, synchronously,
-/// within `timeout` per step: it answers (with these credentials), it is
-/// not a Redis Cluster node, and it runs scripts and takes `PUBLISH`.
+/// within `timeout` per step: it answers (with these credentials), it runs
+/// scripts and it takes the fleet's notices (`PUBLISH`, or `SPUBLISH` on a
+/// Redis Cluster node, checked through the cluster's topology).
 pub(crate) fn probe(
     client: &redis::Client,
+    prefix: &str,
     timeout: std::time::Duration,
 ) -> Result<(), &'static str> {
     let failed = |error: RedisError| cause_of(&error);
@@ -63,20 +65,29 @@ pub(crate) fn probe(
     let info: String = redis::cmd("INFO")
         .arg("cluster")
         .query(&mut c)
-        .map_err(failed)?;
+        .unwrap_or_default();
+    let channel = format!("{prefix}:probe");
     if info.contains("cluster_enabled:1") {
-        return Err(cause::CLUSTER);
+        let mut cluster =
+            redis::cluster::ClusterClientBuilder::new([client.get_connection_info().clone()])
+                .connection_timeout(timeout)
+                .response_timeout(timeout)
+                .build()
+                .and_then(|cluster| cluster.get_connection())
+                .map_err(failed)?;
+        return checked(&mut cluster, "SPUBLISH", &channel).map_err(failed);
     }
+    checked(&mut c, "PUBLISH", &channel).map_err(failed)
+}
+
+/// A script runs and `publish` goes through on `c`.
+fn checked(c: &mut impl redis::ConnectionLike, publish: &str, channel: &str) -> RedisResult<()> {
     let _: i64 = redis::cmd("EVAL")
-        .arg("return 1")
-        .arg(0)
-        .query(&mut c)
-        .map_err(failed)?;
-    let _: i64 = redis::cmd("PUBLISH")
-        .arg("wix-elevate:probe")
-        .arg("")
-        .query(&mut c)
-        .map_err(failed)?;
+        .arg("return redis.call('EXISTS', KEYS[1])")
+        .arg(1)
+        .arg(channel)
+        .query(c)?;
+    let _: i64 = redis::cmd(publish).arg(channel).arg("").query(c)?;
     Ok(())
 }
 

@@ -3,13 +3,25 @@
 //! timeout; a circuit breaker skips Redis while it is down or slow, and the
 //! connection re-establishes itself. A failed or skipped operation is
 //! `None`: the caller carries on as a replica alone.
+//!
+//! The same store runs on one Redis and on a Redis Cluster (or Valkey
+//! cluster): the first connection asks the server (`INFO cluster`) and,
+//! on a cluster node, follows the cluster's topology from there. Every key
+//! of a fleet shares one hash tag, so every script's keys are in one slot;
+//! notices go through sharded pub/sub (`SPUBLISH`/`SSUBSCRIBE`, Redis 7)
+//! to that slot's primary, where every replica of the fleet listens.
 
 use std::{future::Future, time::Duration};
 use tokio::time::Instant;
 
 use futures_util::{FutureExt, StreamExt, future::BoxFuture, stream::BoxStream};
 use metrics::{Counter, Gauge, counter, gauge};
-use redis::{AsyncCommands, RedisResult, aio::ConnectionManager};
+use redis::{
+    AsyncCommands, Cmd, Pipeline, PushKind, RedisFuture, RedisResult, Value,
+    aio::{ConnectionLike, ConnectionManager},
+    cluster::{ClusterClient, ClusterClientBuilder},
+    cluster_async::ClusterConnection,
+};
 use tokio::sync::OnceCell;
 
 use super::{
@@ -49,7 +61,11 @@ impl RedisMetrics {
 
 pub(crate) struct RedisStore {
     client: redis::Client,
-    connection: OnceCell<ConnectionManager>,
+    connection: OnceCell<Connection>,
+    /// A key in the fleet's hash slot that nothing writes: it stands in
+    /// for an unused key of a script (an empty key would be in another
+    /// slot of a cluster).
+    unused: String,
     timeout: Duration,
     breaker: Breaker,
     metrics: RedisMetrics,
@@ -57,10 +73,13 @@ pub(crate) struct RedisStore {
 }
 
 impl RedisStore {
-    pub(crate) fn new(client: redis::Client, timeout: Duration) -> Self {
+    /// The store on the Redis `client` names; `unused` is a key of the
+    /// fleet's hash slot that nothing writes.
+    pub(crate) fn new(client: redis::Client, timeout: Duration, unused: String) -> Self {
         Self {
             client,
             connection: OnceCell::new(),
+            unused,
             timeout,
             breaker: Breaker::new("Redis", BREAKER_THRESHOLD, BREAKER_COOLDOWN),
             metrics: RedisMetrics::new(),
@@ -69,21 +88,90 @@ impl RedisStore {
     }
 
     /// The shared connection, made on first use (and again after a failed
-    /// first attempt); it reconnects by itself afterwards.
-    async fn connection(&self) -> RedisResult<ConnectionManager> {
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
+    /// first attempt); it reconnects by itself afterwards. A Redis Cluster
+    /// node makes it a cluster connection, which follows the topology.
+    async fn connection(&self) -> RedisResult<Connection> {
         self.connection
-            .get_or_try_init(|| ConnectionManager::new_with_config(self.client.clone(), config))
+            .get_or_try_init(|| async {
+                let config = redis::aio::ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(self.timeout))
+                    .set_response_timeout(Some(self.timeout))
+                    .set_number_of_retries(1)
+                    .set_max_delay(Duration::from_millis(500));
+                let mut single =
+                    ConnectionManager::new_with_config(self.client.clone(), config).await?;
+                // A server that refuses `INFO` (an ACL, a proxy) is taken
+                // for one Redis: a cluster then says so by its redirections.
+                let info: String = redis::cmd("INFO")
+                    .arg("cluster")
+                    .query_async(&mut single)
+                    .await
+                    .unwrap_or_default();
+                if !info.contains("cluster_enabled:1") {
+                    return Ok(Connection::Single(single));
+                }
+                let cluster = self.cluster(None)?.get_async_connection().await?;
+                Ok(Connection::Cluster(cluster))
+            })
             .await
             .cloned()
     }
 
+    /// A cluster client seeded with the configured node (its credentials
+    /// and TLS for every node), pushing to `pushes` if given (RESP3).
+    fn cluster(
+        &self,
+        pushes: Option<tokio::sync::mpsc::UnboundedSender<redis::PushInfo>>,
+    ) -> RedisResult<ClusterClient> {
+        let builder = ClusterClientBuilder::new([self.client.get_connection_info().clone()])
+            .connection_timeout(self.timeout)
+            .response_timeout(self.timeout)
+            .retries(2);
+        match pushes {
+            Some(pushes) => builder
+                .use_protocol(redis::ProtocolVersion::RESP3)
+                .push_sender(pushes),
+            None => builder,
+        }
+        .build()
+    }
+
+    /// `key`, or the unused key for an empty one.
+    fn key<'a>(&'a self, key: &'a str) -> &'a str {
+        if key.is_empty() { &self.unused } else { key }
+    }
+
+    /// The cluster's sharded messages on `channel` (its slot's primary):
+    /// the stream ends when any connection of the cluster client is lost
+    /// (the client would resubscribe by itself, but what was published in
+    /// between is lost, and the listener must know).
+    async fn cluster_subscription(
+        &self,
+        channel: &str,
+    ) -> RedisResult<BoxStream<'static, Vec<u8>>> {
+        let (pushes, received) = tokio::sync::mpsc::unbounded_channel();
+        let mut connection = self.cluster(Some(pushes))?.get_async_connection().await?;
+        connection.ssubscribe(channel).await?;
+        let messages = futures_util::stream::unfold(
+            (received, connection),
+            |(mut received, connection)| async move {
+                loop {
+                    let push = received.recv().await?;
+                    match (push.kind, push.data.get(1)) {
+                        (PushKind::SMessage, Some(Value::BulkString(payload))) => {
+                            return Some((payload.clone(), (received, connection)));
+                        }
+                        (PushKind::Disconnection, _) => return None,
+                        _ => {}
+                    }
+                }
+            },
+        );
+        Ok(messages.boxed())
+    }
+
     /// Run `op` within the timeout, unless the circuit is open.
-    async fn run<T, Fut>(&self, op: impl FnOnce(ConnectionManager) -> Fut) -> Option<T>
+    async fn run<T, Fut>(&self, op: impl FnOnce(Connection) -> Fut) -> Option<T>
     where
         Fut: Future<Output = RedisResult<T>>,
     {
@@ -131,7 +219,7 @@ impl RedisStore {
 impl FleetStore for RedisStore {
     fn lookup<'a>(&'a self, slot: SlotKeys<'a>, waiting: bool) -> BoxFuture<'a, Option<Lookup>> {
         async move {
-            let mut lookup = keys_of(&scripts().lookup, slot);
+            let mut lookup = self.keys_of(&scripts().lookup, slot);
             lookup.arg(if waiting { "1" } else { "0" });
             let reply: Vec<redis::Value> = self
                 .run(|mut c| async move { lookup.invoke_async(&mut c).await })
@@ -155,9 +243,9 @@ impl FleetStore for RedisStore {
     ) -> BoxFuture<'a, Option<Claim>> {
         async move {
             let (budget_key, rate) = budget.unwrap_or(("", Gcra::NONE));
-            let mut claim = keys_of(&scripts().claim, slot);
+            let mut claim = self.keys_of(&scripts().claim, slot);
             claim
-                .key(budget_key)
+                .key(self.key(budget_key))
                 .arg(owner)
                 .arg(millis(lease))
                 .arg(rate.interval_ms)
@@ -193,10 +281,10 @@ impl FleetStore for RedisStore {
             let written: i64 = self
                 .run(|mut c| async move {
                     script
-                        .key(slot.value)
-                        .key(slot.mark)
-                        .key(generation)
-                        .key(slot.lease)
+                        .key(self.key(slot.value))
+                        .key(self.key(slot.mark))
+                        .key(self.key(generation))
+                        .key(self.key(slot.lease))
                         .arg(stored)
                         .arg(millis(ttl))
                         .arg(started)
@@ -215,7 +303,7 @@ impl FleetStore for RedisStore {
             let script = &scripts().release;
             self.run(|mut c| async move {
                 script
-                    .key(lease)
+                    .key(self.key(lease))
                     .arg(owner)
                     .invoke_async::<i64>(&mut c)
                     .await
@@ -236,10 +324,10 @@ impl FleetStore for RedisStore {
         async move {
             let script = &scripts().forget;
             self.run(|mut c| async move {
-                let mut invocation = script.key(sequence);
-                invocation.key(mark);
+                let mut invocation = script.key(self.key(sequence));
+                invocation.key(self.key(mark));
                 for value in values {
-                    invocation.key(*value);
+                    invocation.key(self.key(value));
                 }
                 invocation
                     .arg(millis(mark_ttl))
@@ -252,8 +340,21 @@ impl FleetStore for RedisStore {
     }
 
     fn publish<'a>(&'a self, channel: &'a str, message: &'a [u8]) -> BoxFuture<'a, Option<u64>> {
-        self.run(move |mut c| async move { c.publish::<_, _, u64>(channel, message).await })
-            .boxed()
+        self.run(move |mut c| async move {
+            // Sharded on a cluster: to the channel's slot primary, where
+            // every subscriber is, so the count is the fleet's.
+            let publish = if c.is_cluster() {
+                "SPUBLISH"
+            } else {
+                "PUBLISH"
+            };
+            redis::cmd(publish)
+                .arg(channel)
+                .arg(message)
+                .query_async::<u64>(&mut c)
+                .await
+        })
+        .boxed()
     }
 
     /// A connection of its own (pub/sub takes one over), outside the
@@ -264,21 +365,23 @@ impl FleetStore for RedisStore {
     ) -> BoxFuture<'a, Option<BoxStream<'static, Vec<u8>>>> {
         async move {
             let subscribed = async {
+                if self.connection().await?.is_cluster() {
+                    return self.cluster_subscription(channel).await;
+                }
                 let mut pubsub = self.client.get_async_pubsub().await?;
                 pubsub.subscribe(channel).await?;
-                Ok::<_, redis::RedisError>(pubsub)
+                let messages = pubsub
+                    .into_on_message()
+                    .map(|message| message.get_payload_bytes().to_vec());
+                Ok(messages.boxed())
             };
-            let pubsub = match subscribed.await {
-                Ok(pubsub) => pubsub,
+            match subscribed.await {
+                Ok(messages) => Some(messages),
                 Err(error) => {
                     self.health.failed(cause_of(&error));
-                    return None;
+                    None
                 }
-            };
-            let messages = pubsub
-                .into_on_message()
-                .map(|message| message.get_payload_bytes().to_vec());
-            Some(messages.boxed())
+            }
         }
         .boxed()
     }
@@ -398,12 +501,62 @@ impl Drop for Probe<'_> {
     }
 }
 
-/// `script` with a slot's keys, in the order the slot scripts read them:
-/// value, mark, sequence, lease.
-fn keys_of(script: &'static redis::Script, slot: SlotKeys<'_>) -> redis::ScriptInvocation<'static> {
-    let mut invocation = script.key(slot.value);
-    invocation.key(slot.mark).key(slot.sequence).key(slot.lease);
-    invocation
+impl RedisStore {
+    /// `script` with a slot's keys, in the order the slot scripts read
+    /// them: value, mark, sequence, lease.
+    fn keys_of(
+        &self,
+        script: &'static redis::Script,
+        slot: SlotKeys<'_>,
+    ) -> redis::ScriptInvocation<'static> {
+        let mut invocation = script.key(self.key(slot.value));
+        invocation
+            .key(self.key(slot.mark))
+            .key(self.key(slot.sequence))
+            .key(self.key(slot.lease));
+        invocation
+    }
+}
+
+/// The one connection a store shares: to one Redis, or to a cluster.
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl Connection {
+    fn is_cluster(&self) -> bool {
+        matches!(self, Self::Cluster(_))
+    }
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
 }
 
 /// A lookup's reply: value, generation, mark, sequence, leased.

@@ -86,7 +86,7 @@ async fn a_silent_subscriber_cannot_stall_a_forget() {
     assert_eq!(fleet.send(0, "/whoami", &token).await, 200);
     let client = ::redis::Client::open(redis.url()).unwrap();
     let mut silent = client.get_async_pubsub().await.unwrap();
-    let channel = format!("wix-elevate:{}:invalidate", fleet.wix.app_id());
+    let channel = format!("{{wix-elevate:{}}}:invalidate", fleet.wix.app_id());
     silent.subscribe(&channel).await.unwrap();
     let started = Instant::now();
     let forgotten = fleet.replicas[0].0.forget_instance("inst-hung").await;

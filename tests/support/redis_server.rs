@@ -170,6 +170,16 @@ impl Redis {
             .sum()
     }
 
+    /// How many keys this server holds (`DBSIZE`).
+    pub(crate) async fn keys(&self) -> u64 {
+        let mut c = self
+            .client()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        redis::cmd("DBSIZE").query_async(&mut c).await.unwrap()
+    }
+
     /// One section of `INFO`.
     async fn info(&self, section: &str) -> String {
         let mut c = self
