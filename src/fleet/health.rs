@@ -16,6 +16,7 @@ pub(crate) mod cause {
     pub(crate) const CREDENTIALS: &str = "Redis refused the credentials";
     pub(crate) const CLUSTER: &str = "Redis Cluster answered a redirection or is down (a slot moving or without a primary), or a proxy hides the cluster's topology";
     pub(crate) const REFUSED: &str = "Redis refused a command fleet mode needs (an ACL, or a proxy that does not pass scripts or pub/sub)";
+    pub(crate) const UNREPLICATED: &str = "no replica of the Redis primary acknowledged a forget within the timeout: a failover could lose it, so it is not acknowledged";
     pub(crate) const READ_ONLY: &str = "Redis is a read-only replica, not the primary";
     pub(crate) const ERROR: &str = "Redis answered an error";
 }

@@ -21,6 +21,7 @@ use redis::{
     aio::{ConnectionLike, ConnectionManager},
     cluster::{ClusterClient, ClusterClientBuilder},
     cluster_async::ClusterConnection,
+    cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr},
 };
 use tokio::sync::OnceCell;
 
@@ -323,18 +324,34 @@ impl FleetStore for RedisStore {
     ) -> BoxFuture<'a, Option<u64>> {
         async move {
             let script = &scripts().forget;
-            self.run(|mut c| async move {
-                let mut invocation = script.key(self.key(sequence));
-                invocation.key(self.key(mark));
-                for value in values {
-                    invocation.key(self.key(value));
-                }
-                invocation
-                    .arg(millis(mark_ttl))
-                    .invoke_async::<u64>(&mut c)
-                    .await
-            })
-            .await
+            let wait = millis(self.timeout / 2);
+            let (forgotten, replicas, acknowledged) = self
+                .run(|mut c| async move {
+                    let mut invocation = script.key(self.key(sequence));
+                    invocation.key(self.key(mark));
+                    for value in values {
+                        invocation.key(self.key(value));
+                    }
+                    let (forgotten, replicas): (u64, u64) = invocation
+                        .arg(millis(mark_ttl))
+                        .invoke_async(&mut c)
+                        .await?;
+                    // Where the primary has replicas, the forget counts
+                    // once one holds it: a failover that promotes it
+                    // keeps it (the cluster promotes the most up to date).
+                    let acknowledged = if replicas == 0 {
+                        0
+                    } else {
+                        c.wait_for_a_replica(sequence, wait).await?
+                    };
+                    Ok((forgotten, replicas, acknowledged))
+                })
+                .await?;
+            if replicas > 0 && acknowledged == 0 {
+                self.health.failed(cause::UNREPLICATED);
+                return None;
+            }
+            Some(forgotten)
         }
         .boxed()
     }
@@ -528,6 +545,24 @@ enum Connection {
 impl Connection {
     fn is_cluster(&self) -> bool {
         matches!(self, Self::Cluster(_))
+    }
+
+    /// `WAIT 1 wait_ms` on the primary that holds `key` (on a cluster,
+    /// its slot's): how many replicas acknowledged the writes before it.
+    async fn wait_for_a_replica(&mut self, key: &str, wait_ms: u64) -> RedisResult<u64> {
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(1).arg(wait_ms);
+        match self {
+            Self::Single(c) => wait.query_async(c).await,
+            Self::Cluster(c) => {
+                let primary = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
+                    Route::with_key(key, SlotAddr::Master),
+                ));
+                Ok(redis::from_redis_value(
+                    c.route_command(wait, primary).await?,
+                )?)
+            }
+        }
     }
 }
 

@@ -142,10 +142,12 @@ return 0
 ";
 
 /// `KEYS`: sequence, mark, values to delete...; `ARGV`: the mark's TTL ms.
-/// Returns the new sequence.
+/// Returns the new sequence and how many replicas the server has (the
+/// forget is then durable once one of them acknowledged it: `WAIT`).
 const FORGET_SCRIPT: &str = r"
 local s = redis.call('INCR', KEYS[1])
 redis.call('SET', KEYS[2], s, 'PX', ARGV[1])
 for i = 3, #KEYS do redis.call('DEL', KEYS[i]) end
-return s
+local replicas = string.match(redis.call('INFO', 'replication'), 'connected_slaves:(%d+)')
+return {s, tonumber(replicas or '0')}
 ";

@@ -18,6 +18,7 @@ use wix_elevate::{
 
 use crate::support::Redis;
 
+mod cluster;
 mod forgetting;
 
 /// The fleet tests run one at a time: each starts servers and floods them.
@@ -699,81 +700,6 @@ async fn a_degraded_fleet_says_why_and_recovers() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(restored, "up again once Redis answers");
-}
-
-/// On a three-master Redis Cluster, each replica given another node (as a
-/// managed cluster's endpoints are given), fleet mode keeps the figures of
-/// one Redis: one Token Info per caller and one app token per instance for
-/// the fleet, none after a rolling restart, every key in one slot, and a
-/// forget that reaches the replicas on every node before it returns.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_redis_cluster_shares_like_one_redis() {
-    let Some(_turn) = turn().await else { return };
-    let Some(cluster) = crate::support::redis_cluster::RedisCluster::start() else {
-        return;
-    };
-    let urls = cluster.nodes.iter().map(Redis::url).collect();
-    let mut fleet = Fleet::start_on(3, urls, Duration::from_secs(3)).await;
-    let callers = callers(&fleet.wix);
-    let count = |f: &Fleet| {
-        (
-            f.wix.calls(MockEndpoint::TokenInfo),
-            f.wix.calls(MockEndpoint::CreateAccessToken),
-        )
-    };
-    fleet.burst(&callers).await;
-    let first = count(&fleet);
-    fleet.restart();
-    fleet.burst(&callers).await;
-    let deploy = count(&fleet);
-    println!(
-        "Redis Cluster, 120 callers, 12 instances, 3 replicas on 3 nodes: {first:?}, after a rolling restart {:?} more",
-        (deploy.0 - first.0, deploy.1 - first.1)
-    );
-    assert_eq!(first, (120, 12), "one call per caller and per instance");
-    assert_eq!(deploy, first, "a deploy costs no Wix call");
-    for (elevator, _) in &fleet.replicas {
-        assert_eq!(elevator.fleet_degraded(), None);
-    }
-    // Every key on one node: the fleet's hash tag keeps them in one slot.
-    let mut keys = Vec::new();
-    for node in &cluster.nodes {
-        keys.push(node.keys().await);
-    }
-    assert_eq!(
-        keys.iter().filter(|&&n| n > 0).count(),
-        1,
-        "keys per node: {keys:?}"
-    );
-    assert!(keys.iter().sum::<u64>() >= 132, "keys per node: {keys:?}");
-
-    // A forget from the replica on one node reaches those on the others.
-    let token = &callers[0];
-    let instance = "inst-0";
-    let started = Instant::now();
-    fleet.replicas[0]
-        .0
-        .forget_instance(instance)
-        .await
-        .expect("forgotten fleet-wide");
-    let took = started.elapsed();
-    for (elevator, _) in &fleet.replicas[1..] {
-        assert!(!elevator.has_cached_app_token(instance));
-        assert!(!elevator.has_cached_identity(token));
-    }
-    println!("forget_instance on a Redis Cluster: {took:?} until every replica confirmed");
-    assert!(
-        took < Duration::from_millis(250),
-        "{took:?}: not every replica confirmed"
-    );
-    for replica in 0..3 {
-        assert_eq!(fleet.send(replica, "/token", token).await, 200);
-    }
-    assert_eq!(
-        count(&fleet),
-        (deploy.0 + 1, deploy.1 + 1),
-        "asked Wix once more for the fleet"
-    );
 }
 
 /// A required fleet is checked once, at `build()`: a healthy Redis passes;

@@ -197,10 +197,13 @@ impl Redis {
 
 impl Drop for Redis {
     fn drop(&mut self) {
-        // A paused server must be resumed to die promptly.
-        let _ = Command::new("kill")
-            .args(["-CONT", &self.child.id().to_string()])
-            .status();
+        // A paused server must be resumed to die promptly (one killed
+        // already has nothing to resume).
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = Command::new("kill")
+                .args(["-CONT", &self.child.id().to_string()])
+                .status();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
