@@ -225,8 +225,8 @@ impl Elevator {
     }
 
     /// Fleet mode: why it does not give its guarantees now (Redis could
-    /// not be reached, refused the credentials, answered as a Redis Cluster
-    /// node, refused scripts or pub/sub, ...), in words; `None` while it
+    /// not be reached, refused the credentials, answered a cluster
+    /// redirection, refused scripts or pub/sub, ...), in words; `None` while it
     /// does, and without fleet mode. Each change is also a WARN line on
     /// target `wix_elevate::fleet` and the gauge `wix_elevate_fleet_up`. A
     /// degraded fleet still serves: each replica works alone.
@@ -238,6 +238,23 @@ impl Elevator {
     /// ```
     pub fn fleet_degraded(&self) -> Option<&'static str> {
         self.fleet().and_then(Fleet::degraded)
+    }
+
+    /// Whether a readiness check should pass as far as fleet mode goes:
+    /// `false` only while a fleet configured
+    /// [`required`](crate::RedisConfig::required) is degraded (an operator
+    /// who would rather take the replica out of rotation than let it serve
+    /// alone). A fleet not required still serves when degraded, and stays
+    /// ready; without fleet mode, always `true`.
+    ///
+    /// ```
+    /// # use wix_elevate::Elevator;
+    /// let elevator = Elevator::builder("app", "secret").build().unwrap();
+    /// assert!(elevator.fleet_ready());
+    /// ```
+    pub fn fleet_ready(&self) -> bool {
+        self.fleet()
+            .is_none_or(|fleet| !fleet.is_required() || fleet.degraded().is_none())
     }
 
     /// A layer on this elevator with the default policy

@@ -7,7 +7,7 @@
 //! | route | who | what |
 //! |---|---|---|
 //! | `GET /healthz` | anyone | 200 `ok` |
-//! | `GET /readyz` | anyone | 200 while serving, 503 once shutting down; JSON with the circuits to Wix (informational) |
+//! | `GET /readyz` | anyone | 200 while serving, 503 once shutting down (and, with `REDIS_REQUIRED=1`, while the fleet is degraded); JSON with the circuits to Wix and the fleet |
 //! | `GET /api/whoami` | visitors, members, Wix users | the caller, no Wix API call |
 //! | `GET /api/instance` | visitors, members, Wix users | the caller and Wix's `GET /apps/v1/instance`, called with the app token |
 //! | `GET /api/members/instance` | members | same |
@@ -49,8 +49,10 @@
 //!   `/api/premium/instance` admits (default `premium`).
 //! * `REDIS_URL`: fleet mode: share identities, app tokens, rate limits and
 //!   invalidations with every replica on this Redis or Valkey
-//!   (`redis://[user:password@]host:port`, `rediss://` for TLS). Unset: the
-//!   replica works alone.
+//!   (`redis://[user:password@]host:port`, `rediss://` for TLS; one node of
+//!   a Redis Cluster is enough). Unset: the replica works alone.
+//! * `REDIS_REQUIRED=1`: with `REDIS_URL`, refuse to start unless Redis gives
+//!   the fleet's guarantees, and answer `/readyz` 503 while it does not.
 //! * `RUST_LOG`: tracing filter (default `info`).
 
 mod routes;
@@ -89,6 +91,7 @@ struct Settings {
     breaker_cooldown: Duration,
     new_tokens_per_sec: NonZeroU32,
     redis: Option<String>,
+    redis_required: bool,
     per_caller_per_min: Option<NonZeroU32>,
     header_read_timeout: Duration,
     shutdown_deadline: Duration,
@@ -131,6 +134,7 @@ impl Settings {
                 .and_then(NonZeroU32::new)
                 .ok_or("WIX_NEW_TOKENS_PER_SEC is too large")?,
             redis: var("REDIS_URL"),
+            redis_required: var("REDIS_REQUIRED").is_some_and(|v| v == "1"),
             webhook_key: var("WIX_WEBHOOK_PUBLIC_KEY"),
             premium_plans: var("WIX_PREMIUM_PLANS")
                 .unwrap_or_else(|| "premium".into())
@@ -274,7 +278,12 @@ async fn run() -> Result<(), Box<dyn Error>> {
                 "fleet mode: Redis at {}",
                 wix_elevate::RedisConfig::new(url.clone()).redacted_url()
             );
-            builder.redis(url.clone())
+            let config = wix_elevate::RedisConfig::new(url.clone());
+            builder.redis(if settings.redis_required {
+                config.required()
+            } else {
+                config
+            })
         }
         None => builder,
     };

@@ -120,7 +120,9 @@ fn readiness(
 ) -> impl Fn() -> std::future::Ready<(axum::http::StatusCode, Json<Value>)> + Clone {
     move || {
         let circuits = elevator.circuits();
-        let ready = !stopping.load(Ordering::Acquire);
+        // Shutting down, or a fleet required (`REDIS_REQUIRED`) that cannot
+        // give its guarantees: out of rotation.
+        let ready = !stopping.load(Ordering::Acquire) && elevator.fleet_ready();
         let states: serde_json::Map<String, Value> = circuits
             .iter()
             .map(|(endpoint, closed)| {
@@ -134,8 +136,9 @@ fn readiness(
             axum::http::StatusCode::SERVICE_UNAVAILABLE
         };
         let mut body = json!({ "ready": ready, "circuits": states });
-        // Fleet mode: a degraded fleet still serves, so readiness stays 200;
-        // its state and cause are here, and in `wix_elevate_fleet_up`.
+        // Fleet mode: a degraded fleet still serves, so readiness stays 200
+        // unless the fleet is required; its state and cause are here, and in
+        // `wix_elevate_fleet_up`.
         if elevator.redis_available().is_some() {
             let degraded = elevator.fleet_degraded();
             body["fleet"] = json!({ "up": degraded.is_none(), "cause": degraded });

@@ -26,6 +26,10 @@ impl Fleet {
         match *self {}
     }
 
+    pub(crate) fn is_required(&self) -> bool {
+        false
+    }
+
     pub(crate) fn is_available(&self) -> bool {
         match *self {}
     }

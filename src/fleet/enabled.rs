@@ -90,6 +90,11 @@ pub(crate) struct Fleet {
     /// spent: until then a token it would govern is refused here, at no
     /// Redis command.
     budget_spent_until: std::sync::Mutex<Option<Instant>>,
+    /// [`RedisConfig::required`]: the replica would rather not serve than
+    /// serve without the fleet's guarantees.
+    ///
+    /// [`RedisConfig::required`]: super::RedisConfig::required
+    required: bool,
 }
 
 /// The token digest's keys, derived from the app secret so that every
@@ -126,7 +131,9 @@ impl Fleet {
             settings.timeout,
             format!("{prefix}:unused"),
         ));
-        Self::with_store(store, prefix, app_secret, settings.lease)
+        let mut fleet = Self::with_store(store, prefix, app_secret, settings.lease)?;
+        fleet.required = settings.required;
+        Ok(fleet)
     }
 
     /// The fleet on any store, its keys under `prefix`.
@@ -154,6 +161,7 @@ impl Fleet {
             listening_state: Arc::new(ListeningState::new()),
             undecryptable: metrics::counter!("wix_elevate_redis_total", "result" => "undecryptable"),
             budget_spent_until: std::sync::Mutex::new(None),
+            required: false,
         })
     }
 
@@ -191,6 +199,11 @@ impl Fleet {
 
     pub(crate) fn is_available(&self) -> bool {
         self.store.is_available()
+    }
+
+    /// Whether it was configured [`required`](super::RedisConfig::required).
+    pub(crate) fn is_required(&self) -> bool {
+        self.required
     }
 
     /// The value in `place`, else `fetch`'s, which is written back: a

@@ -587,6 +587,64 @@ async fn with_redis_url_two_quickstarts_are_one_fleet() {
     );
 }
 
+/// `REDIS_REQUIRED=1`: the quickstart takes itself out of rotation
+/// (`/readyz` 503, the cause in its body) while Redis cannot give the
+/// fleet's guarantees, and comes back once it can; without it, a degraded
+/// fleet still serves and stays ready.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn a_required_fleet_makes_readiness_follow_redis() {
+    let Some(mut redis) = crate::support::Redis::start() else {
+        return;
+    };
+    let wix = another_wix().await;
+    let url = redis.url();
+    let required = start_against(&wix, &[("REDIS_URL", &url), ("REDIS_REQUIRED", "1")]);
+    let optional = start_against(&wix, &[("REDIS_URL", &url)]);
+    let readiness = |qs: &Quickstart| {
+        let url = format!("{}/readyz", qs.url);
+        async move { get(&url, None).await }
+    };
+    /// Ask until `status` (Redis's state changes outside this process).
+    async fn until<F: std::future::Future<Output = (u16, serde_json::Value)>>(
+        status: u16,
+        ask: impl Fn() -> F,
+    ) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let (now, body) = ask().await;
+            if now == status {
+                return body;
+            }
+            assert!(std::time::Instant::now() < deadline, "{now}: {body}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    until(200, || readiness(&required)).await;
+    redis.kill();
+    let body = until(503, || readiness(&required)).await;
+    assert_eq!(body["fleet"]["up"], false, "{body}");
+    assert!(
+        body["fleet"]["cause"]
+            .as_str()
+            .is_some_and(|cause| cause.contains("could not be reached")),
+        "{body}"
+    );
+    let (status, body) = readiness(&optional).await;
+    assert_eq!(status, 200, "not required: still ready, {body}");
+    // Still serving, alone.
+    let token = wix.mint(CallerSpec::new(SubjectType::Member));
+    assert_eq!(
+        get(&format!("{}/api/whoami", required.url), Some(&token))
+            .await
+            .0,
+        200
+    );
+    redis.restart();
+    let body = until(200, || readiness(&required)).await;
+    assert_eq!(body["fleet"]["up"], true, "{body}");
+}
+
 #[tokio::test]
 async fn each_route_for_a_free_a_premium_and_a_business_caller() {
     let (wix, qs) = start_against_another_wix(&[("WIX_PREMIUM_PLANS", "premium, business")]).await;
