@@ -14,7 +14,7 @@ use wix_elevate::{
 };
 
 use crate::{
-    Fleet, REDIS_TIMEOUT, callers, replica_with,
+    Fleet, REDIS_TIMEOUT, callers, forget_latencies, replica_with,
     support::{Redis, redis_cluster::RedisCluster},
     turn,
 };
@@ -67,23 +67,15 @@ async fn a_redis_cluster_shares_like_one_redis() {
 
     // A forget from the replica on one node reaches those on the others.
     let token = &callers[0];
-    let instance = "inst-0";
-    let started = Instant::now();
     fleet.replicas[0]
         .0
-        .forget_instance(instance)
+        .forget_instance("inst-0")
         .await
         .expect("forgotten fleet-wide");
-    let took = started.elapsed();
     for (elevator, _) in &fleet.replicas[1..] {
-        assert!(!elevator.has_cached_app_token(instance));
+        assert!(!elevator.has_cached_app_token("inst-0"));
         assert!(!elevator.has_cached_identity(token));
     }
-    println!("forget_instance on a Redis Cluster: {took:?} until every replica confirmed");
-    assert!(
-        took < Duration::from_millis(250),
-        "{took:?}: not every replica confirmed"
-    );
     for replica in 0..3 {
         assert_eq!(fleet.send(replica, "/token", token).await, 200);
     }
@@ -92,6 +84,11 @@ async fn a_redis_cluster_shares_like_one_redis() {
         (deploy.0 + 1, deploy.1 + 1),
         "asked Wix once more for the fleet"
     );
+    let (p50, p99) = forget_latencies(&fleet, 40).await;
+    println!(
+        "Redis Cluster: forget_instance until every replica confirmed: p50 {p50:?}, p99 {p99:?}"
+    );
+    assert!(p99 < Duration::from_millis(250), "{p99:?}");
 }
 
 /// A primary killed and its replica promoted (what a managed cluster does

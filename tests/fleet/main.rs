@@ -234,6 +234,38 @@ async fn three_replicas_make_the_wix_calls_of_one_and_a_restart_costs_none() {
         (0, 0),
         "a deploy costs no Wix call"
     );
+    let (p50, p99) = forget_latencies(&fleet, 40).await;
+    println!("forget_instance until every replica confirmed: p50 {p50:?}, p99 {p99:?}");
+    assert!(p99 < Duration::from_millis(250), "{p99:?}");
+}
+
+/// `forget_instance` of each of `instances` on replica 0, every replica
+/// having served a caller of it first: (p50, p99) of the time until every
+/// replica confirmed (what a webhook's `AppRemoved` waits for).
+async fn forget_latencies(fleet: &Fleet, instances: usize) -> (Duration, Duration) {
+    let mut took = Vec::new();
+    for i in 0..instances {
+        let instance = format!("inst-forget-{i}");
+        let token = fleet
+            .wix
+            .mint(CallerSpec::new(SubjectType::Member).instance(&instance));
+        for replica in 0..fleet.replicas.len() {
+            assert_eq!(fleet.send(replica, "/token", &token).await, 200);
+        }
+        let started = Instant::now();
+        fleet.replicas[0]
+            .0
+            .forget_instance(&instance)
+            .await
+            .expect("forgotten fleet-wide");
+        took.push(started.elapsed());
+        for (elevator, _) in &fleet.replicas {
+            assert!(!elevator.has_cached_app_token(&instance));
+        }
+    }
+    took.sort();
+    let at = |q: f64| took[((took.len() - 1) as f64 * q).round() as usize];
+    (at(0.5), at(0.99))
 }
 
 /// A Redis key and its raw value.
