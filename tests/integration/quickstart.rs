@@ -559,14 +559,35 @@ async fn with_redis_url_two_quickstarts_are_one_fleet() {
     let Some(redis) = crate::support::Redis::start() else {
         return;
     };
+    two_quickstarts_are_one_fleet(&redis.url(), &redis.url()).await;
+}
+
+/// The same on a Redis Cluster, each quickstart given another node.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn on_a_redis_cluster_two_quickstarts_are_one_fleet() {
+    let Some(cluster) = crate::support::redis_cluster::RedisCluster::start() else {
+        return;
+    };
+    two_quickstarts_are_one_fleet(&cluster.nodes[0].url(), &cluster.nodes[1].url()).await;
+}
+
+/// Two quickstarts on `REDIS_URL`s `first` and `second`: one caller's
+/// identity and instance cost one Wix call each for both, and an
+/// `AppRemoved` one of them takes makes both refuse the revoked caller.
+#[cfg(feature = "redis")]
+async fn two_quickstarts_are_one_fleet(first: &str, second: &str) {
+    use wix_elevate::test_util::{MockWebhook, WEBHOOK_PUBLIC_KEY};
     let wix = another_wix().await;
-    let url = redis.url();
-    let envs = [("REDIS_URL", url.as_str())];
-    let (one, two) = (start_against(&wix, &envs), start_against(&wix, &envs));
+    let key = ("WIX_WEBHOOK_PUBLIC_KEY", WEBHOOK_PUBLIC_KEY);
+    let (one, two) = (
+        start_against(&wix, &[("REDIS_URL", first), key]),
+        start_against(&wix, &[("REDIS_URL", second), key]),
+    );
     assert!(
         one.lines
             .iter()
-            .any(|l| l == &format!("fleet mode: Redis at {}", redis.url())),
+            .any(|l| l == &format!("fleet mode: Redis at {first}")),
         "{:#?}",
         one.lines
     );
@@ -585,6 +606,16 @@ async fn with_redis_url_two_quickstarts_are_one_fleet() {
         1,
         "one app token for both"
     );
+    // The app is removed from the site: the first takes the webhook, and
+    // both refuse the revoked caller they had cached.
+    wix.revoke(&token);
+    let removed = MockWebhook::app_removed("fleet-inst").sign();
+    let (status, body) = post_body(&format!("{}/webhooks", one.url), &removed).await;
+    assert_eq!(status, 200, "{body}");
+    for qs in [&one, &two] {
+        let (status, body) = get(&format!("{}/api/whoami", qs.url), Some(&token)).await;
+        assert_eq!(status, 401, "{body}");
+    }
 }
 
 /// `REDIS_REQUIRED=1`: the quickstart takes itself out of rotation
