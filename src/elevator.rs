@@ -328,6 +328,16 @@ impl Elevator {
             .await
     }
 
+    /// Fleet mode: the fleet's durable webhook queue (`None` without fleet
+    /// mode).
+    #[cfg(all(feature = "webhooks", feature = "redis"))]
+    pub(crate) fn event_stream(&self) -> Option<crate::fleet::EventStream> {
+        self.shared
+            .fleet
+            .clone()
+            .map(crate::fleet::EventStream::new)
+    }
+
     /// Fleet mode: the delivery `key`'s mark (`Some(None)`: none), `None`
     /// without fleet mode or while Redis is away.
     #[cfg(feature = "webhooks")]

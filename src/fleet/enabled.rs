@@ -71,7 +71,7 @@ fn lease_owner() -> String {
 
 pub(crate) struct Fleet {
     pub(super) store: Arc<dyn FleetStore>,
-    sealer: Arc<Sealer>,
+    pub(super) sealer: Arc<Sealer>,
     /// Keys instance ids (and route limits) the same way on every replica.
     hasher: TokenHasher,
     pub(super) prefix: Box<str>,
@@ -83,7 +83,7 @@ pub(crate) struct Fleet {
     lease: Duration,
     handler: Arc<OnceLock<Handler>>,
     listening: AtomicBool,
-    listening_state: Arc<ListeningState>,
+    pub(super) listening_state: Arc<ListeningState>,
     /// Values and notices that did not open (another app's, altered, moved).
     undecryptable: metrics::Counter,
     /// Until when the fleet-wide budget for new tokens is known to be

@@ -46,6 +46,10 @@ use std::time::Duration;
 
 #[cfg(all(feature = "redis", feature = "webhooks"))]
 mod deliveries;
+#[cfg(all(feature = "redis", feature = "webhooks"))]
+mod events;
+#[cfg(all(feature = "redis", feature = "webhooks"))]
+pub(crate) use events::{EventStream, QueuedEvent};
 #[cfg(not(feature = "redis"))]
 mod disabled;
 #[cfg(feature = "redis")]

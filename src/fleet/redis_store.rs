@@ -25,6 +25,8 @@ use redis::{
 };
 use tokio::sync::OnceCell;
 
+#[cfg(feature = "webhooks")]
+use super::store::{StreamEntry, StreamRead};
 use super::{
     Gcra,
     health::{Health, cause, cause_of},
@@ -63,6 +65,10 @@ impl RedisMetrics {
 pub(crate) struct RedisStore {
     client: redis::Client,
     connection: OnceCell<Connection>,
+    /// A connection of its own for reads that wait (`XREADGROUP BLOCK`):
+    /// on the shared one they would hold up every other operation.
+    #[cfg(feature = "webhooks")]
+    waiting: OnceCell<Connection>,
     /// A key in the fleet's hash slot that nothing writes: it stands in
     /// for an unused key of a script (an empty key would be in another
     /// slot of a cluster).
@@ -80,6 +86,8 @@ impl RedisStore {
         Self {
             client,
             connection: OnceCell::new(),
+            #[cfg(feature = "webhooks")]
+            waiting: OnceCell::new(),
             unused,
             timeout,
             breaker: Breaker::new("Redis", BREAKER_THRESHOLD, BREAKER_COOLDOWN),
@@ -135,6 +143,36 @@ impl RedisStore {
             None => builder,
         }
         .build()
+    }
+
+    /// The connection for waiting reads, made on first use, whose answers
+    /// may take `wait` more than the store's timeout.
+    #[cfg(feature = "webhooks")]
+    async fn waiting_connection(&self, wait: Duration) -> RedisResult<Connection> {
+        let cluster = self.connection().await?.is_cluster();
+        self.waiting
+            .get_or_try_init(|| async {
+                let timeout = self.timeout + wait;
+                if cluster {
+                    let client =
+                        ClusterClientBuilder::new([self.client.get_connection_info().clone()])
+                            .connection_timeout(self.timeout)
+                            .response_timeout(timeout)
+                            .retries(2)
+                            .build()?;
+                    return Ok(Connection::Cluster(client.get_async_connection().await?));
+                }
+                let config = redis::aio::ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(self.timeout))
+                    .set_response_timeout(Some(timeout))
+                    .set_number_of_retries(1)
+                    .set_max_delay(Duration::from_millis(500));
+                Ok(Connection::Single(
+                    ConnectionManager::new_with_config(self.client.clone(), config).await?,
+                ))
+            })
+            .await
+            .cloned()
     }
 
     /// `key`, or the unused key for an empty one.
@@ -495,6 +533,236 @@ impl FleetStore for RedisStore {
         .boxed()
     }
 
+    #[cfg(feature = "webhooks")]
+    fn append<'a>(
+        &'a self,
+        stream: &'a str,
+        value: &'a [u8],
+        bound: u64,
+    ) -> BoxFuture<'a, Option<bool>> {
+        async move {
+            let script = &scripts().append;
+            let appended: i64 = self
+                .run(|mut c| async move {
+                    script
+                        .key(stream)
+                        .arg(value)
+                        .arg(bound)
+                        .invoke_async(&mut c)
+                        .await
+                })
+                .await?;
+            Some(appended == 1)
+        }
+        .boxed()
+    }
+
+    /// Outside the breaker, on a connection of its own: a read that waits
+    /// is not an operation that failed.
+    #[cfg(feature = "webhooks")]
+    fn read_new<'a>(&'a self, read: StreamRead<'a>) -> BoxFuture<'a, Option<Vec<StreamEntry>>> {
+        async move {
+            let attempt = async {
+                let mut c = self.waiting_connection(read.block).await?;
+                let reply: RedisResult<Value> = redis::cmd("XREADGROUP")
+                    .arg("GROUP")
+                    .arg(read.group)
+                    .arg(read.consumer)
+                    .arg("COUNT")
+                    .arg(read.count.max(1))
+                    .arg("BLOCK")
+                    .arg(millis(read.block))
+                    .arg("STREAMS")
+                    .arg(read.stream)
+                    .arg(">")
+                    .query_async(&mut c)
+                    .await;
+                match reply {
+                    Err(error) if error.code() == Some("NOGROUP") => {
+                        let created: RedisResult<()> = redis::cmd("XGROUP")
+                            .arg("CREATE")
+                            .arg(read.stream)
+                            .arg(read.group)
+                            .arg("0")
+                            .arg("MKSTREAM")
+                            .query_async(&mut c)
+                            .await;
+                        match created {
+                            Err(error) if error.code() != Some("BUSYGROUP") => Err(error),
+                            _ => Ok(Vec::new()),
+                        }
+                    }
+                    reply => Ok(read_reply(&reply?)),
+                }
+            };
+            let outcome =
+                tokio::time::timeout(self.timeout + read.block + self.timeout, attempt).await;
+            match outcome {
+                Ok(Ok(entries)) => Some(entries),
+                Ok(Err(error)) => {
+                    self.health.failed(cause_of(&error));
+                    None
+                }
+                Err(_) => {
+                    self.health.failed(cause::TIMEOUT);
+                    None
+                }
+            }
+        }
+        .boxed()
+    }
+
+    #[cfg(feature = "webhooks")]
+    fn claim_stale<'a>(
+        &'a self,
+        read: StreamRead<'a>,
+        idle: Duration,
+    ) -> BoxFuture<'a, Option<Vec<StreamEntry>>> {
+        async move {
+            let script = &scripts().claim_stale;
+            let reply: Vec<Value> = self
+                .run(|mut c| async move {
+                    script
+                        .key(read.stream)
+                        .arg(read.group)
+                        .arg(read.consumer)
+                        .arg(millis(idle))
+                        .arg(read.count.max(1))
+                        .invoke_async(&mut c)
+                        .await
+                })
+                .await?;
+            Some(
+                reply
+                    .chunks_exact(3)
+                    .filter_map(|entry| match entry {
+                        [
+                            Value::BulkString(id),
+                            Value::BulkString(value),
+                            Value::Int(deliveries),
+                        ] => Some(StreamEntry {
+                            id: String::from_utf8(id.clone()).ok()?,
+                            value: value.clone(),
+                            deliveries: u32::try_from(*deliveries).unwrap_or(u32::MAX),
+                        }),
+                        _ => None,
+                    })
+                    .collect(),
+            )
+        }
+        .boxed()
+    }
+
+    #[cfg(feature = "webhooks")]
+    fn settle<'a>(&'a self, stream: &'a str, group: &'a str, id: &'a str) -> BoxFuture<'a, bool> {
+        async move {
+            let script = &scripts().settle;
+            self.run(|mut c| async move {
+                script
+                    .key(stream)
+                    .arg(group)
+                    .arg(id)
+                    .invoke_async::<i64>(&mut c)
+                    .await
+            })
+            .await
+            .is_some()
+        }
+        .boxed()
+    }
+
+    #[cfg(feature = "webhooks")]
+    fn idle_for<'a>(
+        &'a self,
+        read: StreamRead<'a>,
+        id: &'a str,
+        idle: Duration,
+    ) -> BoxFuture<'a, bool> {
+        async move {
+            self.run(|mut c| async move {
+                redis::cmd("XCLAIM")
+                    .arg(read.stream)
+                    .arg(read.group)
+                    .arg(read.consumer)
+                    .arg(0)
+                    .arg(id)
+                    .arg("IDLE")
+                    .arg(millis(idle))
+                    .arg("JUSTID")
+                    .query_async::<Value>(&mut c)
+                    .await
+            })
+            .await
+            .is_some()
+        }
+        .boxed()
+    }
+
+    #[cfg(feature = "webhooks")]
+    fn move_entry<'a>(
+        &'a self,
+        from: &'a str,
+        group: &'a str,
+        id: &'a str,
+        to: &'a str,
+        value: &'a [u8],
+    ) -> BoxFuture<'a, bool> {
+        async move {
+            let script = &scripts().move_entry;
+            self.run(|mut c| async move {
+                script
+                    .key(from)
+                    .key(to)
+                    .arg(group)
+                    .arg(id)
+                    .arg(value)
+                    .invoke_async::<i64>(&mut c)
+                    .await
+            })
+            .await
+            .is_some()
+        }
+        .boxed()
+    }
+
+    #[cfg(feature = "webhooks")]
+    fn entries<'a>(
+        &'a self,
+        stream: &'a str,
+        count: usize,
+    ) -> BoxFuture<'a, Option<Vec<StreamEntry>>> {
+        async move {
+            let reply: Value = self
+                .run(|mut c| async move {
+                    redis::cmd("XRANGE")
+                        .arg(stream)
+                        .arg("-")
+                        .arg("+")
+                        .arg("COUNT")
+                        .arg(count.max(1))
+                        .query_async(&mut c)
+                        .await
+                })
+                .await?;
+            Some(stream_entries(&reply))
+        }
+        .boxed()
+    }
+
+    #[cfg(feature = "webhooks")]
+    fn length<'a>(&'a self, stream: &'a str) -> BoxFuture<'a, Option<u64>> {
+        async move {
+            self.run(|mut c| async move {
+                redis::cmd("XLEN")
+                    .arg(stream)
+                    .query_async::<u64>(&mut c)
+                    .await
+            })
+            .await
+        }
+        .boxed()
+    }
+
     fn is_available(&self) -> bool {
         !self.breaker.is_open(Instant::now())
     }
@@ -592,6 +860,52 @@ impl ConnectionLike for Connection {
             Self::Cluster(c) => c.get_db(),
         }
     }
+}
+
+/// The entries of an `XREADGROUP` reply for one stream (RESP2 or RESP3).
+#[cfg(feature = "webhooks")]
+fn read_reply(reply: &Value) -> Vec<StreamEntry> {
+    match reply {
+        Value::Array(streams) => match streams.first() {
+            Some(Value::Array(stream)) => stream.get(1).map(stream_entries).unwrap_or_default(),
+            _ => Vec::new(),
+        },
+        Value::Map(streams) => streams
+            .first()
+            .map(|(_, entries)| stream_entries(entries))
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
+/// `[[id, [field, value, ...]], ...]`: each entry's `v`, handed out once.
+#[cfg(feature = "webhooks")]
+fn stream_entries(entries: &Value) -> Vec<StreamEntry> {
+    let Value::Array(entries) = entries else {
+        return Vec::new();
+    };
+    entries
+        .iter()
+        .filter_map(|entry| {
+            let Value::Array(entry) = entry else {
+                return None;
+            };
+            let [Value::BulkString(id), Value::Array(fields), ..] = entry.as_slice() else {
+                return None;
+            };
+            let value = fields.chunks_exact(2).find_map(|pair| match pair {
+                [Value::BulkString(name), Value::BulkString(value)] if name == b"v" => {
+                    Some(value.clone())
+                }
+                _ => None,
+            })?;
+            Some(StreamEntry {
+                id: String::from_utf8(id.clone()).ok()?,
+                value,
+                deliveries: 1,
+            })
+        })
+        .collect()
 }
 
 /// A lookup's reply: value, generation, mark, sequence, leased.

@@ -9,6 +9,14 @@ pub(super) struct Scripts {
     pub(super) write: redis::Script,
     pub(super) release: redis::Script,
     pub(super) forget: redis::Script,
+    #[cfg(feature = "webhooks")]
+    pub(super) append: redis::Script,
+    #[cfg(feature = "webhooks")]
+    pub(super) claim_stale: redis::Script,
+    #[cfg(feature = "webhooks")]
+    pub(super) settle: redis::Script,
+    #[cfg(feature = "webhooks")]
+    pub(super) move_entry: redis::Script,
 }
 
 pub(super) fn scripts() -> &'static Scripts {
@@ -20,6 +28,14 @@ pub(super) fn scripts() -> &'static Scripts {
         write: redis::Script::new(WRITE_SCRIPT),
         release: redis::Script::new(RELEASE_SCRIPT),
         forget: redis::Script::new(FORGET_SCRIPT),
+        #[cfg(feature = "webhooks")]
+        append: redis::Script::new(APPEND_SCRIPT),
+        #[cfg(feature = "webhooks")]
+        claim_stale: redis::Script::new(CLAIM_STALE_SCRIPT),
+        #[cfg(feature = "webhooks")]
+        settle: redis::Script::new(SETTLE_SCRIPT),
+        #[cfg(feature = "webhooks")]
+        move_entry: redis::Script::new(MOVE_ENTRY_SCRIPT),
     })
 }
 
@@ -150,4 +166,57 @@ redis.call('SET', KEYS[2], s, 'PX', ARGV[1])
 for i = 3, #KEYS do redis.call('DEL', KEYS[i]) end
 local replicas = string.match(redis.call('INFO', 'replication'), 'connected_slaves:(%d+)')
 return {s, tonumber(replicas or '0')}
+";
+
+/// `KEYS[1]` the stream; `ARGV`: the value, the bound. Appends unless the
+/// stream holds `bound` entries (each one waits for its handler: nothing
+/// is trimmed away unhandled): `1` appended, `0` full.
+#[cfg(feature = "webhooks")]
+const APPEND_SCRIPT: &str = r"
+if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('XADD', KEYS[1], '*', 'v', ARGV[1])
+return 1
+";
+
+/// `KEYS[1]` the stream; `ARGV`: group, consumer, min idle ms, count.
+/// Claims the entries idle that long (`XAUTOCLAIM`, which counts one more
+/// delivery each) and returns `{id, value, deliveries, ...}`; an entry
+/// deleted meanwhile is settled and left out.
+#[cfg(feature = "webhooks")]
+const CLAIM_STALE_SCRIPT: &str = r"
+local claimed = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], '0-0', 'COUNT', ARGV[4])
+local out = {}
+for _, entry in ipairs(claimed[2]) do
+  local id, fields = entry[1], entry[2]
+  if fields and fields[2] then
+    local pending = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)
+    local deliveries = 1
+    if pending[1] then deliveries = pending[1][4] end
+    table.insert(out, id)
+    table.insert(out, fields[2])
+    table.insert(out, deliveries)
+  else
+    redis.call('XACK', KEYS[1], ARGV[1], id)
+  end
+end
+if claimed[3] then
+  for _, id in ipairs(claimed[3]) do redis.call('XACK', KEYS[1], ARGV[1], id) end
+end
+return out
+";
+
+/// `KEYS[1]` the stream; `ARGV`: group, id. Acknowledged and deleted.
+#[cfg(feature = "webhooks")]
+const SETTLE_SCRIPT: &str = r"
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+return redis.call('XDEL', KEYS[1], ARGV[2])
+";
+
+/// `KEYS`: from, to; `ARGV`: group (empty: none), id, value. The entry
+/// leaves `from` (settled in the group) and `value` joins `to`.
+#[cfg(feature = "webhooks")]
+const MOVE_ENTRY_SCRIPT: &str = r"
+redis.call('XADD', KEYS[2], '*', 'v', ARGV[3])
+if ARGV[1] ~= '' then redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) end
+return redis.call('XDEL', KEYS[1], ARGV[2])
 ";

@@ -103,6 +103,92 @@ pub(crate) trait FleetStore: Send + Sync + 'static {
     #[cfg(feature = "webhooks")]
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, bool>;
 
+    /// Append `value` to `stream` unless `bound` entries already wait
+    /// there: `Some(true)` if appended, `Some(false)` if full.
+    #[cfg(feature = "webhooks")]
+    fn append<'a>(
+        &'a self,
+        _stream: &'a str,
+        _value: &'a [u8],
+        _bound: u64,
+    ) -> BoxFuture<'a, Option<bool>> {
+        Box::pin(async { None })
+    }
+
+    /// Up to `count` entries of `stream` no consumer of `group` has had
+    /// yet, for `consumer`, waiting up to `block` for one (the group is
+    /// made when missing).
+    #[cfg(feature = "webhooks")]
+    fn read_new<'a>(&'a self, _read: StreamRead<'a>) -> BoxFuture<'a, Option<Vec<StreamEntry>>> {
+        Box::pin(async { None })
+    }
+
+    /// Up to `count` entries of `stream` that a consumer of `group` has had
+    /// for `idle` without settling them, now `consumer`'s, with how many
+    /// times each was handed out.
+    #[cfg(feature = "webhooks")]
+    fn claim_stale<'a>(
+        &'a self,
+        _read: StreamRead<'a>,
+        _idle: Duration,
+    ) -> BoxFuture<'a, Option<Vec<StreamEntry>>> {
+        Box::pin(async { None })
+    }
+
+    /// The entry `id` was dealt with: acknowledged and deleted.
+    #[cfg(feature = "webhooks")]
+    fn settle<'a>(
+        &'a self,
+        _stream: &'a str,
+        _group: &'a str,
+        _id: &'a str,
+    ) -> BoxFuture<'a, bool> {
+        Box::pin(async { false })
+    }
+
+    /// Make the entry `id` count as idle for `idle` already, so that it is
+    /// claimed again once it has been idle for the claim's threshold.
+    #[cfg(feature = "webhooks")]
+    fn idle_for<'a>(
+        &'a self,
+        _read: StreamRead<'a>,
+        _id: &'a str,
+        _idle: Duration,
+    ) -> BoxFuture<'a, bool> {
+        Box::pin(async { false })
+    }
+
+    /// Move the entry `id` of `from` (settling it in `group`) to the end
+    /// of `to`, as `value`: a dead letter, or one replayed (`group`
+    /// empty: nothing to settle).
+    #[cfg(feature = "webhooks")]
+    fn move_entry<'a>(
+        &'a self,
+        _from: &'a str,
+        _group: &'a str,
+        _id: &'a str,
+        _to: &'a str,
+        _value: &'a [u8],
+    ) -> BoxFuture<'a, bool> {
+        Box::pin(async { false })
+    }
+
+    /// Up to `count` entries of `stream`, oldest first.
+    #[cfg(feature = "webhooks")]
+    fn entries<'a>(
+        &'a self,
+        _stream: &'a str,
+        _count: usize,
+    ) -> BoxFuture<'a, Option<Vec<StreamEntry>>> {
+        Box::pin(async { None })
+    }
+
+    /// How many entries `stream` holds.
+    #[cfg(feature = "webhooks")]
+    fn length<'a>(&'a self, _stream: &'a str) -> BoxFuture<'a, Option<u64>> {
+        Box::pin(async { None })
+    }
+
     /// Whether the store is in use now (not skipped as down).
     fn is_available(&self) -> bool;
 
@@ -152,4 +238,26 @@ pub(crate) enum Claim {
     Busy,
     /// The budget is spent for this long (the lease was not kept).
     BudgetSpent(Duration),
+}
+
+/// Which entries of a stream a consumer reads.
+#[cfg(feature = "webhooks")]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StreamRead<'a> {
+    pub(crate) stream: &'a str,
+    pub(crate) group: &'a str,
+    pub(crate) consumer: &'a str,
+    pub(crate) count: usize,
+    /// How long a read of new entries may wait for one.
+    pub(crate) block: Duration,
+}
+
+/// One entry of a stream.
+#[cfg(feature = "webhooks")]
+#[derive(Debug)]
+pub(crate) struct StreamEntry {
+    pub(crate) id: String,
+    pub(crate) value: Vec<u8>,
+    /// How many times a consumer of the group was handed it (1: the first).
+    pub(crate) deliveries: u32,
 }

@@ -35,6 +35,14 @@ pub const DEDUPE_WINDOW: Duration = Duration::from_secs(48 * 3600);
 /// configured: 30 s.
 pub const DEFAULT_HANDLER_DEADLINE: Duration = Duration::from_secs(30);
 
+/// How many runs an event gets in fleet mode before it is parked as a
+/// dead letter, unless configured: 5.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+
+/// The delay before an event's second run in fleet mode, unless
+/// configured: 1 s (it doubles for each run after, up to 5 minutes).
+pub const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_secs(1);
+
 /// Receives Wix's webhooks, as a tower [`Service`] (mount it with axum's
 /// `post_service`):
 ///
@@ -96,9 +104,16 @@ struct Shared {
     elevator: Elevator,
     forget_on_lifecycle: bool,
     queue: mpsc::Sender<WixEvent>,
-    /// Taken by the worker when the first delivery arrives (inside a
-    /// runtime).
-    worker: Mutex<Option<Worker>>,
+    /// The background work (the in-process worker, or the fleet queue's
+    /// consumer), spawned at build inside a runtime, else on the first
+    /// delivery.
+    worker: Mutex<Option<Pin<Box<dyn Future<Output = ()> + Send>>>>,
+    /// In fleet mode (unless handled before acknowledging): the fleet's
+    /// durable queue, instead of the in-process one.
+    #[cfg(feature = "redis")]
+    durable: Option<Arc<super::durable::DurableQueue>>,
+    /// Dropped with the endpoint: the consumer stops.
+    _alive: Arc<()>,
     /// Events queued or running.
     pending: Arc<Pending>,
     /// Run the handler before answering, instead of queueing.
@@ -121,6 +136,8 @@ pub struct WebhookEndpointBuilder {
     handler_deadline: Duration,
     inline: bool,
     forget_on_lifecycle: bool,
+    max_attempts: u32,
+    retry_backoff: Duration,
 }
 
 impl WebhookEndpoint {
@@ -135,6 +152,8 @@ impl WebhookEndpoint {
             handler_deadline: DEFAULT_HANDLER_DEADLINE,
             inline: false,
             forget_on_lifecycle: true,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            retry_backoff: DEFAULT_RETRY_BACKOFF,
         }
     }
 
@@ -181,6 +200,26 @@ impl WebhookEndpoint {
                 retry_later("The webhook's handler failed.")
             };
         }
+        #[cfg(feature = "redis")]
+        if let Some(durable) = &shared.durable {
+            // Taken once it is in the fleet's stream: a crash after this
+            // loses nothing.
+            return match durable.append(&event).await {
+                Some(true) => {
+                    shared.deliveries.taken(key, window).await;
+                    acknowledged("accepted")
+                }
+                full_or_away => {
+                    shared.deliveries.release(key).await;
+                    tracing::warn!(target: "wix_elevate::webhook", full = full_or_away.is_some(), "webhook not queued in the fleet: 503, Wix will retry");
+                    retry_later(if full_or_away.is_some() {
+                        "The webhook queue is full."
+                    } else {
+                        "The webhook could not be queued durably."
+                    })
+                }
+            };
+        }
         shared.pending.add();
         if shared.queue.try_send(event).is_err() {
             shared.pending.done();
@@ -216,7 +255,39 @@ impl WebhookEndpoint {
     /// # }
     /// ```
     pub async fn handled(&self) {
+        #[cfg(feature = "redis")]
+        if let Some(durable) = &self.shared.durable {
+            // Fleet-wide: another replica may be the one running it.
+            loop {
+                durable.pending.drained().await;
+                if durable.is_empty().await {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
         self.shared.pending.drained().await;
+    }
+
+    /// Fleet mode: up to `count` events whose every run failed, parked
+    /// for an operator, oldest first (empty without fleet mode; `None`
+    /// while Redis is away).
+    #[cfg(feature = "redis")]
+    pub async fn dead_letters(&self, count: usize) -> Option<Vec<super::DeadLetter>> {
+        match &self.shared.durable {
+            Some(durable) => durable.dead_letters(count).await,
+            None => Some(Vec::new()),
+        }
+    }
+
+    /// Fleet mode: put up to `count` dead letters back in the queue, each
+    /// for a fresh set of runs (after the cause was fixed): how many.
+    #[cfg(feature = "redis")]
+    pub async fn replay_dead_letters(&self, count: usize) -> Option<usize> {
+        match &self.shared.durable {
+            Some(durable) => durable.replay(count).await,
+            None => Some(0),
+        }
     }
 
     /// How long a delivery is remembered: [`DEDUPE_WINDOW`] at most, and
@@ -241,7 +312,7 @@ impl WebhookEndpoint {
             Err(poisoned) => poisoned.into_inner().take(),
         };
         if let Some(worker) = worker {
-            tokio::spawn(worker.run());
+            tokio::spawn(worker);
         }
     }
 }
@@ -355,6 +426,22 @@ impl WebhookEndpointBuilder {
         self
     }
 
+    /// Fleet mode: how many runs an event gets before it is parked as a
+    /// dead letter (default [`DEFAULT_MAX_ATTEMPTS`], 5; at least 1).
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// Fleet mode: the delay before an event's second run (default
+    /// [`DEFAULT_RETRY_BACKOFF`], 1 s); it doubles for each run after, up
+    /// to 5 minutes. A run that was never finished (its replica died) is
+    /// taken over once the handler's deadline and a second have passed.
+    pub fn retry_backoff(mut self, delay: Duration) -> Self {
+        self.retry_backoff = delay;
+        self
+    }
+
     /// Whether app-instance events (install, removal, plan changes) forget
     /// the instance before the handler runs (default: yes).
     pub fn forget_on_lifecycle(mut self, forget: bool) -> Self {
@@ -368,26 +455,62 @@ impl WebhookEndpointBuilder {
         let (queue, events) = mpsc::channel(self.capacity);
         let pending = Arc::new(Pending::default());
         let routes = Arc::new(self.routes);
-        WebhookEndpoint {
+        let alive = Arc::new(());
+        let worker: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(
+            Worker {
+                events,
+                routes: routes.clone(),
+                concurrency: self.concurrency,
+                deadline: self.handler_deadline,
+                pending: pending.clone(),
+            }
+            .run(),
+        );
+        #[cfg(feature = "redis")]
+        let durable = elevator
+            .event_stream()
+            .filter(|_| !self.inline)
+            .map(|stream| {
+                Arc::new(super::durable::DurableQueue::new(
+                    stream,
+                    routes.clone(),
+                    self.handler_deadline,
+                    self.concurrency,
+                    super::durable::Retries {
+                        max_attempts: self.max_attempts,
+                        backoff: self.retry_backoff,
+                    },
+                    self.capacity,
+                ))
+            });
+        #[cfg(feature = "redis")]
+        let worker = match &durable {
+            Some(durable) => Box::pin(durable.clone().consume(Arc::downgrade(&alive))),
+            None => worker,
+        };
+        let endpoint = WebhookEndpoint {
             shared: Arc::new(Shared {
                 verifier: self.verifier,
                 elevator: self.elevator.clone(),
                 forget_on_lifecycle: self.forget_on_lifecycle,
                 queue,
-                worker: Mutex::new(Some(Worker {
-                    events,
-                    routes: routes.clone(),
-                    concurrency: self.concurrency,
-                    deadline: self.handler_deadline,
-                    pending: pending.clone(),
-                })),
+                worker: Mutex::new(Some(worker)),
+                #[cfg(feature = "redis")]
+                durable,
+                _alive: alive,
                 pending,
                 inline: self.inline,
                 routes,
                 handler_deadline: self.handler_deadline,
                 deliveries: Deliveries::new(elevator, 100_000),
             }),
+        };
+        // Inside a runtime, the worker starts now: in fleet mode it takes
+        // over what other replicas left, whether or not Wix calls this one.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            endpoint.start_worker();
         }
+        endpoint
     }
 }
 

@@ -32,6 +32,11 @@ pub struct WixEvent {
     /// The signed `iat` and `exp`, Unix seconds.
     pub(super) issued_at: Option<u64>,
     pub(super) expires_at: Option<u64>,
+    /// The claims' `data`, as Wix signed it: what a durable queue keeps.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(super) data: std::sync::Arc<str>,
+    /// Which run of the handler this is: 1, then one more per retry.
+    pub(super) attempt: u32,
 }
 
 impl WixEvent {
@@ -85,6 +90,13 @@ impl WixEvent {
             | EventPayload::PlanTransferred(plan) => plan.operation_time_stamp.as_deref(),
             _ => None,
         }
+    }
+
+    /// Which run of the handler this is for this delivery: 1 the first
+    /// time, one more on each retry (in fleet mode a failed, timed-out or
+    /// abandoned run is retried, by this replica or another).
+    pub fn attempt(&self) -> u32 {
+        self.attempt
     }
 
     /// The event's id, where Wix gives one (domain events).
@@ -303,6 +315,8 @@ pub(super) fn parse(
         payload,
         issued_at,
         expires_at,
+        data: data.into(),
+        attempt: 1,
     })
 }
 

@@ -15,6 +15,8 @@
 //! make the work idempotent.
 
 mod deliveries;
+#[cfg(feature = "redis")]
+mod durable;
 mod endpoint;
 mod event;
 mod keys;
@@ -22,9 +24,13 @@ mod order;
 mod verify;
 mod worker;
 
+#[cfg(feature = "redis")]
+#[doc(inline)]
+pub use durable::DeadLetter;
 #[doc(inline)]
 pub use endpoint::{
-    DEDUPE_WINDOW, DEFAULT_HANDLER_DEADLINE, WebhookEndpoint, WebhookEndpointBuilder,
+    DEDUPE_WINDOW, DEFAULT_HANDLER_DEADLINE, DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY_BACKOFF,
+    WebhookEndpoint, WebhookEndpointBuilder,
 };
 #[doc(inline)]
 pub use event::{AccountInfo, DomainEvent, EventPayload, PlanEvent, WebhookIdentity, WixEvent};

@@ -104,6 +104,12 @@ impl Pending {
         }
     }
 
+    /// Whether nothing is queued or running now.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(super) fn is_idle(&self) -> bool {
+        self.count.load(Ordering::Acquire) == 0
+    }
+
     /// Resolves once nothing is queued or running.
     pub(super) async fn drained(&self) {
         loop {
