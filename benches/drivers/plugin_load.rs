@@ -88,7 +88,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         listener.local_addr()?,
         routes::ADDITIONAL_FEES_BASE
     );
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    tokio::spawn(async move { axum::serve(listener, app.router).await });
     // Signed ahead of time: the workers measure the server, not the signing.
     let tokens: Arc<Vec<String>> = Arc::new((0..64).map(|_| call("inst-load").sign()).collect());
     let client = reqwest::Client::new();

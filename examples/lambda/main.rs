@@ -65,6 +65,8 @@ async fn main() -> Result<(), lambda_http::Error> {
     // `/metrics` renders this process's counters (not installed globally:
     // scrape CloudWatch or push them instead in production).
     let metrics = PrometheusBuilder::new().build_recorder().handle();
+    // Lambda handles a webhook before answering (without Redis) or leaves
+    // it in the fleet's queue: nothing of this process's to drain.
     let app = routes::app(
         &elevator,
         metrics,
@@ -76,5 +78,5 @@ async fn main() -> Result<(), lambda_http::Error> {
         fleet.is_none(),
         Arc::new(AtomicBool::new(false)),
     )?;
-    lambda_http::run(app).await
+    lambda_http::run(app.router).await
 }

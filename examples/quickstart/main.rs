@@ -339,12 +339,22 @@ async fn run() -> Result<(), Box<dyn Error>> {
     };
     serve::serve(
         listener,
-        app,
+        app.router,
         settings.header_read_timeout,
         settings.shutdown_deadline,
         shutdown,
     )
     .await?;
+    // Webhook handlers queued or running here finish (without Redis, what
+    // is still queued at exit is lost; in fleet mode another replica takes
+    // over what this one has not finished).
+    if let Some(webhooks) = app.webhooks
+        && tokio::time::timeout(settings.shutdown_deadline, webhooks.drain())
+            .await
+            .is_err()
+    {
+        println!("shutdown deadline passed: webhook handlers still running were dropped");
+    }
     Ok(())
 }
 

@@ -27,6 +27,15 @@ pub(crate) const ADDITIONAL_FEES_BASE: &str = "/plugins/additional-fees";
 /// operations its handler may call (and, with `RATE_LIMIT_PER_CALLER_PER_MIN`,
 /// limiting each caller); CORS outside them all so browser preflights (which
 /// carry no token) are answered.
+/// The quickstart's routes, and its webhook endpoint (to drain on shutdown).
+pub(crate) struct App {
+    pub(crate) router: Router,
+    /// Drained by the quickstart on shutdown; the Lambda example and the
+    /// bench drivers that share these routes have nothing to drain.
+    #[allow(dead_code)]
+    pub(crate) webhooks: Option<WebhookEndpoint>,
+}
+
 pub(crate) fn app(
     elevator: &Elevator,
     metrics: PrometheusHandle,
@@ -35,7 +44,7 @@ pub(crate) fn app(
     signing_keys: Option<WebhookKeys>,
     webhooks_inline: bool,
     stopping: Arc<AtomicBool>,
-) -> Result<Router, ConfigError> {
+) -> Result<App, ConfigError> {
     // Wix's headers (`x-wix-linguist`, `X-Wix-Consistent`) allowed,
     // `Retry-After` and `WWW-Authenticate` readable by page code; a demo
     // takes any origin, a real app lists its sites.
@@ -49,20 +58,21 @@ pub(crate) fn app(
     };
     let reads_instance = |name| layer(name).allow("GET /apps/v1/instance");
     // Wix signs webhooks and service-plugin calls with the same app key.
-    let router = match signing_keys {
-        Some(keys) => Router::new()
-            .route(
-                "/webhooks",
-                post_service(webhook_endpoint(
-                    elevator,
-                    WebhookVerifier::new(keys.clone()),
-                    webhooks_inline,
-                )?),
-            )
-            .nest_service(ADDITIONAL_FEES_BASE, additional_fees(elevator, keys)?),
-        None => Router::new(),
+    let (router, webhooks) = match signing_keys {
+        Some(keys) => {
+            let webhooks = webhook_endpoint(
+                elevator,
+                WebhookVerifier::new(keys.clone()),
+                webhooks_inline,
+            )?;
+            let router = Router::new()
+                .route("/webhooks", post_service(webhooks.clone()))
+                .nest_service(ADDITIONAL_FEES_BASE, additional_fees(elevator, keys)?);
+            (router, Some(webhooks))
+        }
+        None => (Router::new(), None),
     };
-    Ok(router
+    let router = router
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readiness(elevator.clone(), stopping)))
         .route(
@@ -104,7 +114,8 @@ pub(crate) fn app(
             "/api/members/escalate",
             post(escalate).route_layer(layer("members_escalate").policy(SubjectTypes::members())),
         )
-        .layer(cors))
+        .layer(cors);
+    Ok(App { router, webhooks })
 }
 
 /// Readiness that keeps the fleet up: 503 only for what this replica alone

@@ -70,6 +70,8 @@ pub(super) struct DurableQueue {
     bound: u64,
     /// Runs in flight on this replica.
     pub(super) pending: Arc<Pending>,
+    /// Set on a graceful shutdown: take nothing more.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 /// A dead letter: an event whose every attempt failed.
@@ -121,7 +123,18 @@ impl DurableQueue {
             retries,
             bound: u64::try_from(bound).unwrap_or(u64::MAX),
             pending: Arc::new(Pending::default()),
+            stopping: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Take nothing more from the stream (a graceful shutdown).
+    pub(super) fn stop(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    fn stopped(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// How long an entry stays with the replica it was handed to before
@@ -157,7 +170,7 @@ impl DurableQueue {
         let scan_every =
             (self.takeover_after() / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
         let mut next_scan = Instant::now();
-        while alive.strong_count() > 0 {
+        while alive.strong_count() > 0 && !self.stopped() {
             // Read only as many as can run now.
             let Ok(first) = slots.clone().acquire_owned().await else {
                 return;
@@ -184,6 +197,10 @@ impl DurableQueue {
     /// Run each of `events` in a task of its own, within the slots.
     async fn start(self: &Arc<Self>, events: Vec<QueuedEvent>, slots: &Arc<Semaphore>) {
         for queued in events {
+            if self.stopped() {
+                // Left pending: another replica takes it over.
+                return;
+            }
             let Ok(slot) = slots.clone().acquire_owned().await else {
                 return;
             };

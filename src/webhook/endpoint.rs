@@ -269,6 +269,38 @@ impl WebhookEndpoint {
         self.shared.pending.drained().await;
     }
 
+    /// For a graceful shutdown: stop taking events from the fleet's queue
+    /// and resolve once the handlers this replica queued or runs have
+    /// finished (bound it with the shutdown's deadline). Without Redis the
+    /// queue is in this process: what is still queued when the process
+    /// exits is lost (Wix had its 200), so drain it. In fleet mode, what
+    /// this replica took and did not finish is taken over by another once
+    /// the handler's deadline and a second have passed.
+    ///
+    /// ```
+    /// # #[cfg(feature = "test-util")] {
+    /// # use wix_elevate::{Elevator, test_util::{MockWebhook, WEBHOOK_PUBLIC_KEY}, webhook::{WebhookEndpoint, WebhookKeys, WebhookVerifier}};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let elevator = Elevator::builder("app", "secret").build().unwrap();
+    /// let verifier = WebhookVerifier::new(WebhookKeys::new().key(WEBHOOK_PUBLIC_KEY).unwrap());
+    /// let endpoint = WebhookEndpoint::builder(&elevator, verifier).build();
+    /// endpoint.deliver(MockWebhook::app_installed("inst-1").sign().as_bytes()).await;
+    /// // SIGTERM: the server stopped; the handlers get up to 10 s.
+    /// let _ = tokio::time::timeout(std::time::Duration::from_secs(10), endpoint.drain()).await;
+    /// # }
+    /// # }
+    /// ```
+    pub async fn drain(&self) {
+        #[cfg(feature = "redis")]
+        if let Some(durable) = &self.shared.durable {
+            durable.stop();
+            durable.pending.drained().await;
+            return;
+        }
+        self.shared.pending.drained().await;
+    }
+
     /// Fleet mode: up to `count` events whose every run failed, parked
     /// for an operator, oldest first (empty without fleet mode; `None`
     /// while Redis is away).

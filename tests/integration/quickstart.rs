@@ -676,6 +676,51 @@ async fn a_required_fleet_makes_readiness_follow_redis() {
     assert_eq!(body["fleet"]["up"], true, "{body}");
 }
 
+/// On SIGTERM the quickstart drains its webhook queue before it exits:
+/// an `AppInstalled` whose handler is still reading the instance (the mock
+/// holds Wix's answer) finishes and logs, instead of being dropped with the
+/// process after Wix had its 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_shutdown_waits_for_the_webhook_handlers() {
+    use wix_elevate::test_util::{MockEndpoint, MockWebhook, WEBHOOK_PUBLIC_KEY};
+    let wix = another_wix().await;
+    let mut qs = start_against(
+        &wix,
+        &[
+            ("WIX_WEBHOOK_PUBLIC_KEY", WEBHOOK_PUBLIC_KEY),
+            ("RUST_LOG", "info"),
+            ("SHUTDOWN_DEADLINE_MS", "10000"),
+        ],
+    );
+    wix.hold(MockEndpoint::GetAppInstance);
+    let installed = MockWebhook::app_installed("draining-inst").sign();
+    let (status, body) = post_body(&format!("{}/webhooks", qs.url), &installed).await;
+    assert_eq!(status, 200, "{body}");
+    // The handler is at Wix when the platform says stop.
+    wix.wait_for_calls(MockEndpoint::GetAppInstance, 1).await;
+    send_signal(&qs.child, "-TERM");
+    let stopping = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        qs.child.try_wait().unwrap().is_none(),
+        "exited with a handler still running"
+    );
+    wix.release(MockEndpoint::GetAppInstance);
+    // (This test's runtime has a second thread for the mock meanwhile.)
+    let exit = qs.child.wait().unwrap();
+    assert!(exit.success(), "{exit:?}");
+    let rest: Vec<String> = qs.rest.take().unwrap().iter().collect();
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("installed") && l.contains("draining-inst")),
+        "{rest:#?}"
+    );
+    println!(
+        "exited {:?} after SIGTERM, once its webhook handler finished",
+        stopping.elapsed()
+    );
+}
+
 #[tokio::test]
 async fn each_route_for_a_free_a_premium_and_a_business_caller() {
     let (wix, qs) = start_against_another_wix(&[("WIX_PREMIUM_PLANS", "premium, business")]).await;
