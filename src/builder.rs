@@ -395,6 +395,7 @@ impl ElevatorBuilder {
             auth_deadline: self.auth_deadline,
             api_deadline: self.api_deadline,
             fleet: shared_fleet,
+            installed: crate::installed::Installed::default(),
         }))
     }
 }

@@ -66,6 +66,8 @@ pub(crate) struct Shared {
     pub(crate) api_deadline: Duration,
     /// Fleet mode: Redis as the second level (feature `redis`).
     pub(crate) fleet: Option<Arc<Fleet>>,
+    /// The instances the app is known to be installed on.
+    pub(crate) installed: crate::installed::Installed,
 }
 
 impl Elevator {
@@ -238,6 +240,64 @@ impl Elevator {
     /// ```
     pub fn fleet_degraded(&self) -> Option<&'static str> {
         self.fleet().and_then(Fleet::degraded)
+    }
+
+    /// The instances this app is known to be installed on: those named by
+    /// a verified `AppInstalled` webhook ([`WebhookEndpoint`]) or by a
+    /// caller's verified token, less those a verified `AppRemoved` named;
+    /// in fleet mode, every replica's (kept in Redis, each id sealed), and
+    /// this replica's alone while Redis is away. What it cannot know: an
+    /// instance installed before the app's backend received webhooks and
+    /// never seen since, or removed while no replica received the
+    /// webhook. Scheduled jobs ([`Jobs`](crate::Jobs)) run over it.
+    ///
+    /// [`WebhookEndpoint`]: https://docs.rs/wix-elevate/latest/wix_elevate/webhook/struct.WebhookEndpoint.html
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # use wix_elevate::Elevator;
+    /// let elevator = Elevator::builder("app", "secret").build().unwrap();
+    /// assert!(elevator.installed_instances().await.is_empty());
+    /// # }
+    /// ```
+    pub async fn installed_instances(&self) -> Vec<String> {
+        let fleet = match self.fleet() {
+            Some(fleet) => fleet.installed().await,
+            None => None,
+        };
+        self.shared.installed.with(fleet)
+    }
+
+    /// A caller's verified token named `instance`: remember it (fleet-wide
+    /// in the background, the first time this replica sees it).
+    pub(crate) fn saw_instance(&self, instance: &str) {
+        if !self.shared.installed.note(instance) || self.shared.fleet.is_none() {
+            return;
+        }
+        let (elevator, instance) = (self.clone(), instance.to_owned());
+        tokio::spawn(async move {
+            if let Some(fleet) = elevator.fleet() {
+                fleet.remember_installed(&instance).await;
+            }
+        });
+    }
+
+    /// A verified lifecycle event: `instance` is installed (or not).
+    #[cfg(feature = "webhooks")]
+    pub(crate) async fn lifecycle(&self, instance: &str, installed: bool) {
+        if installed {
+            self.shared.installed.note(instance);
+        } else {
+            self.shared.installed.remove(instance);
+        }
+        if let Some(fleet) = self.fleet() {
+            if installed {
+                fleet.remember_installed(instance).await;
+            } else {
+                fleet.forget_installed(instance).await;
+            }
+        }
     }
 
     /// Whether a readiness check should pass as far as fleet mode goes:

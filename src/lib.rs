@@ -184,6 +184,8 @@ mod fleet;
 mod forget;
 mod future;
 mod identity;
+mod installed;
+mod jobs;
 #[cfg(feature = "webhooks")]
 mod jwt;
 mod layer;
@@ -246,6 +248,7 @@ pub use fleet::RedisConfig;
 pub use forget::ForgetError;
 #[doc(inline)]
 pub use future::ResponseFuture;
+pub use jobs::{DEFAULT_JOB_DEADLINE, JobRun, Jobs, JobsBuilder};
 #[doc(inline)]
 pub use layer::ElevateLayer;
 #[doc(inline)]

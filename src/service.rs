@@ -260,6 +260,11 @@ async fn authorize<B>(
                     .identities()
                     .resolve(&token, digest, route.max_identity_age, timing)
                     .await?;
+                // A miss: the instance is installed (the warm path never
+                // gets here).
+                if let crate::verdict::Verdict::Valid(caller) = &verdict {
+                    elevator.saw_instance(caller.instance_id());
+                }
                 let caller = route.admit(verdict, Instant::now())?;
                 route.check_shared_limits(&caller).await?;
                 caller

@@ -79,4 +79,21 @@ impl Fleet {
     pub(crate) async fn rate(&self, _: &[&str], _: u32) -> Option<Result<(), Duration>> {
         match *self {}
     }
+
+    pub(crate) async fn remember_installed(&self, _: &str) -> bool {
+        match *self {}
+    }
+
+    #[cfg(feature = "webhooks")]
+    pub(crate) async fn forget_installed(&self, _: &str) -> bool {
+        match *self {}
+    }
+
+    pub(crate) async fn installed(&self) -> Option<Vec<String>> {
+        match *self {}
+    }
+
+    pub(crate) async fn job_lease(&self, _: &str, _: &str, _: u64, _: Duration) -> Option<bool> {
+        match *self {}
+    }
 }

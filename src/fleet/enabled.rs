@@ -73,7 +73,7 @@ pub(crate) struct Fleet {
     pub(super) store: Arc<dyn FleetStore>,
     pub(super) sealer: Arc<Sealer>,
     /// Keys instance ids (and route limits) the same way on every replica.
-    hasher: TokenHasher,
+    pub(super) hasher: TokenHasher,
     pub(super) prefix: Box<str>,
     channel: Arc<str>,
     /// The fleet's forget sequence.

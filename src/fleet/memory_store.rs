@@ -347,7 +347,6 @@ impl FleetStore for MemoryStore {
         async move { self.trip(|state| state.rate(key, rate, self.epoch)) }.boxed()
     }
 
-    #[cfg(feature = "webhooks")]
     fn mark<'a>(
         &'a self,
         key: &'a str,

@@ -57,6 +57,8 @@ mod enabled;
 #[cfg(feature = "redis")]
 mod health;
 #[cfg(feature = "redis")]
+mod installed;
+#[cfg(feature = "redis")]
 mod listener;
 #[cfg(feature = "redis")]
 mod notice;

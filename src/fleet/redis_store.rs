@@ -491,7 +491,6 @@ impl FleetStore for RedisStore {
         .boxed()
     }
 
-    #[cfg(feature = "webhooks")]
     fn mark<'a>(
         &'a self,
         key: &'a str,
@@ -510,6 +509,38 @@ impl FleetStore for RedisStore {
             })
             .await
             .map(|set| set.is_some())
+        }
+        .boxed()
+    }
+
+    fn hash_put<'a>(
+        &'a self,
+        key: &'a str,
+        field: &'a str,
+        value: &'a [u8],
+    ) -> BoxFuture<'a, bool> {
+        async move {
+            self.run(|mut c| async move { c.hset::<_, _, _, ()>(key, field, value).await })
+                .await
+                .is_some()
+        }
+        .boxed()
+    }
+
+    #[cfg(feature = "webhooks")]
+    fn hash_remove<'a>(&'a self, key: &'a str, field: &'a str) -> BoxFuture<'a, bool> {
+        async move {
+            self.run(|mut c| async move { c.hdel::<_, _, ()>(key, field).await })
+                .await
+                .is_some()
+        }
+        .boxed()
+    }
+
+    fn hash_values<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<Vec<Vec<u8>>>> {
+        async move {
+            self.run(|mut c| async move { c.hvals::<_, Vec<Vec<u8>>>(key).await })
+                .await
         }
         .boxed()
     }

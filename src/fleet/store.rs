@@ -86,7 +86,6 @@ pub(crate) trait FleetStore: Send + Sync + 'static {
 
     /// Set `key` to `value` for `ttl` (only if it is not there, with
     /// `only_if_absent`): `Some(true)` if it was set.
-    #[cfg(feature = "webhooks")]
     fn mark<'a>(
         &'a self,
         key: &'a str,
@@ -94,6 +93,27 @@ pub(crate) trait FleetStore: Send + Sync + 'static {
         ttl: Duration,
         only_if_absent: bool,
     ) -> BoxFuture<'a, Option<bool>>;
+
+    /// Set `field` of the hash `key` to `value`.
+    fn hash_put<'a>(
+        &'a self,
+        _key: &'a str,
+        _field: &'a str,
+        _value: &'a [u8],
+    ) -> BoxFuture<'a, bool> {
+        Box::pin(async { false })
+    }
+
+    /// Delete `field` of the hash `key`.
+    #[cfg(feature = "webhooks")]
+    fn hash_remove<'a>(&'a self, _key: &'a str, _field: &'a str) -> BoxFuture<'a, bool> {
+        Box::pin(async { false })
+    }
+
+    /// Every value of the hash `key`.
+    fn hash_values<'a>(&'a self, _key: &'a str) -> BoxFuture<'a, Option<Vec<Vec<u8>>>> {
+        Box::pin(async { None })
+    }
 
     /// The value of `key`, if it is there.
     #[cfg(feature = "webhooks")]

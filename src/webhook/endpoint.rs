@@ -189,6 +189,17 @@ impl WebhookEndpoint {
             tracing::warn!(target: "wix_elevate::webhook", event_type = event.event_type(), "could not forget the instance fleet-wide: 503, Wix will retry");
             return retry_later("The instance could not be forgotten on every replica.");
         }
+        if let Some(instance) = event.instance_id() {
+            match event.payload() {
+                super::EventPayload::AppInstalled { .. } => {
+                    shared.elevator.lifecycle(instance, true).await;
+                }
+                super::EventPayload::AppRemoved { .. } => {
+                    shared.elevator.lifecycle(instance, false).await;
+                }
+                _ => {}
+            }
+        }
         let window = self.dedupe_window(&event);
         if shared.inline {
             // Handled before the answer: a 200 means the handler ran.

@@ -20,6 +20,7 @@ use crate::support::Redis;
 
 mod cluster;
 mod forgetting;
+mod jobs;
 mod webhooks;
 
 /// The fleet tests run one at a time: each starts servers and floods them.

@@ -16,6 +16,7 @@ mod hardening;
 mod hostile;
 mod identity;
 mod interop;
+mod jobs;
 mod least_privilege;
 mod otel;
 mod plans;

@@ -1,0 +1,51 @@
+//! [`Installed`]: the instances this app is known to be installed on, in
+//! this process (and, in fleet mode, in Redis for every replica): learnt
+//! from verified `AppInstalled` webhooks and from callers whose token
+//! named an instance, dropped on a verified `AppRemoved`.
+
+use std::{collections::HashSet, sync::Mutex};
+
+/// The instances this process learnt of.
+#[derive(Default)]
+pub(crate) struct Installed {
+    known: Mutex<HashSet<Box<str>>>,
+}
+
+impl Installed {
+    /// Remember `instance`: whether it is new here.
+    pub(crate) fn note(&self, instance: &str) -> bool {
+        let mut known = self.lock();
+        if known.contains(instance) {
+            return false;
+        }
+        known.insert(instance.into())
+    }
+
+    /// `instance` was removed.
+    #[cfg(feature = "webhooks")]
+    pub(crate) fn remove(&self, instance: &str) {
+        self.lock().remove(instance);
+    }
+
+    /// Every instance known here, and those of `others` (the fleet's).
+    pub(crate) fn with(&self, others: Option<Vec<String>>) -> Vec<String> {
+        let known = self.lock();
+        let mut all: Vec<String> = others.unwrap_or_default();
+        let already: HashSet<&str> = all.iter().map(String::as_str).collect();
+        let missing: Vec<String> = known
+            .iter()
+            .filter(|instance| !already.contains(&***instance))
+            .map(|instance| instance.to_string())
+            .collect();
+        all.extend(missing);
+        all.sort();
+        all
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<Box<str>>> {
+        match self.known.lock() {
+            Ok(known) => known,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+}
