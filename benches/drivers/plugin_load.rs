@@ -79,7 +79,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         None,
         &[],
         Some(keys),
-        false,
+        Some(wix_elevate::webhook::DEFAULT_HANDLER_DEADLINE),
         Arc::new(AtomicBool::new(false)),
     )?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

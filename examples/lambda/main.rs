@@ -75,7 +75,9 @@ async fn main() -> Result<(), lambda_http::Error> {
         signing_keys,
         // Without Redis, a webhook's handler runs before the answer: Lambda
         // may freeze the environment right after it, queued work included.
-        fleet.is_none(),
+        fleet
+            .is_some()
+            .then_some(wix_elevate::webhook::DEFAULT_HANDLER_DEADLINE),
         Arc::new(AtomicBool::new(false)),
     )?;
     lambda_http::run(app.router).await

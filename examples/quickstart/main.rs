@@ -39,8 +39,15 @@
 //!   tokens, in bursts of ten times as many (default 100).
 //! * `HEADER_READ_TIMEOUT_MS`: how long a client may take to send its
 //!   request headers (default 10000).
-//! * `SHUTDOWN_DEADLINE_MS`: how long open connections get after SIGTERM
-//!   or Ctrl-C before the process exits anyway (default 10000).
+//! * `SHUTDOWN_DEADLINE_MS`: how long open connections, then webhook
+//!   handlers, get after SIGTERM or Ctrl-C before the process exits anyway
+//!   (default 10000).
+//! * `WEBHOOK_HANDLER_DEADLINE_MS`: how long a webhook handler may run
+//!   (default 30000); in fleet mode, a handler whose replica died is taken
+//!   over by another this long (and a second) after it started.
+//! * `JOB_PERIOD_SECS`: the period of the job that reads every installed
+//!   instance with the app's identity, once per period for the whole fleet
+//!   (default 3600).
 //! * `WIX_WEBHOOK_PUBLIC_KEY`: the app's webhook public key (PEM, `\n`-escaped
 //!   PEM, or base64); serves `POST /webhooks` and the Additional Fees plugin
 //!   (Wix signs both with it). Against the mock, the
@@ -95,6 +102,8 @@ struct Settings {
     per_caller_per_min: Option<NonZeroU32>,
     header_read_timeout: Duration,
     shutdown_deadline: Duration,
+    webhook_deadline: Duration,
+    job_period: Duration,
     premium_plans: Vec<String>,
     webhook_key: Option<String>,
 }
@@ -151,6 +160,8 @@ impl Settings {
                 "SHUTDOWN_DEADLINE_MS",
                 u64::try_from(serve::SHUTDOWN_DEADLINE.as_millis()).unwrap_or(10_000),
             )?),
+            webhook_deadline: Duration::from_millis(number("WEBHOOK_HANDLER_DEADLINE_MS", 30_000)?),
+            job_period: Duration::from_secs(number("JOB_PERIOD_SECS", 3600)?),
             per_caller_per_min: match var("RATE_LIMIT_PER_CALLER_PER_MIN") {
                 None => None,
                 // `number` refuses zero.
@@ -330,9 +341,12 @@ async fn run() -> Result<(), Box<dyn Error>> {
         settings.per_caller_per_min,
         &settings.premium_plans,
         signing_keys,
-        false,
+        Some(settings.webhook_deadline),
         stopping.clone(),
     )?;
+    // Every installed instance read once per period, by one replica of
+    // the fleet.
+    let _jobs = instance_job(&elevator, settings.job_period)?;
     let shutdown = async move {
         shutdown_signal().await;
         stopping.store(true, Ordering::Release);
@@ -356,6 +370,36 @@ async fn run() -> Result<(), Box<dyn Error>> {
         println!("shutdown deadline passed: webhook handlers still running were dropped");
     }
     Ok(())
+}
+
+/// The job that reads every installed instance with the app's identity,
+/// once per `period` for the whole fleet.
+fn instance_job(
+    elevator: &Elevator,
+    period: std::time::Duration,
+) -> Result<wix_elevate::Jobs, wix_elevate::ConfigError> {
+    let client = elevator
+        .app_client("job:instance_read")
+        .allow("GET /apps/v1/instance")
+        .build()?;
+    Ok(wix_elevate::Jobs::builder(elevator)
+        .every(period, client, |run| async move {
+            match run
+                .api()
+                .get("/apps/v1/instance")
+                .await
+                .and_then(|r| r.json::<serde_json::Value>())
+            {
+                Ok(answer) => tracing::info!(
+                    instance_id = run.instance_id(),
+                    period = run.period(),
+                    app_name = answer["instance"]["appName"].as_str(),
+                    "job read the instance"
+                ),
+                Err(error) => tracing::warn!(%error, instance_id = run.instance_id(), "job could not read the instance"),
+            }
+        })
+        .start())
 }
 
 /// Ctrl-C, or SIGTERM (what container platforms send) on Unix.

@@ -42,7 +42,8 @@ pub(crate) fn app(
     per_caller_per_min: Option<std::num::NonZeroU32>,
     premium_plans: &[String],
     signing_keys: Option<WebhookKeys>,
-    webhooks_inline: bool,
+    // `None`: webhook handlers run before the answer (Lambda without Redis).
+    webhooks_queued_within: Option<std::time::Duration>,
     stopping: Arc<AtomicBool>,
 ) -> Result<App, ConfigError> {
     // Wix's headers (`x-wix-linguist`, `X-Wix-Consistent`) allowed,
@@ -63,7 +64,7 @@ pub(crate) fn app(
             let webhooks = webhook_endpoint(
                 elevator,
                 WebhookVerifier::new(keys.clone()),
-                webhooks_inline,
+                webhooks_queued_within,
             )?;
             let router = Router::new()
                 .route("/webhooks", post_service(webhooks.clone()))
@@ -175,10 +176,13 @@ async fn whoami(caller: Caller) -> Json<Value> {
 /// Wix's webhooks: logged; app-instance events have already forgotten the
 /// instance when the handler runs; on `AppInstalled`, the instance is read
 /// with the app's identity, outside any request.
+/// `queued_within`: run after the answer (in fleet mode, from the fleet's
+/// durable queue) within this deadline; `None`: before the answer, within
+/// 800 ms (Lambda without Redis).
 fn webhook_endpoint(
     elevator: &Elevator,
     verifier: WebhookVerifier,
-    inline: bool,
+    queued_within: Option<std::time::Duration>,
 ) -> Result<WebhookEndpoint, ConfigError> {
     let on_install = elevator
         .app_client("webhook:app_installed")
@@ -195,12 +199,11 @@ fn webhook_endpoint(
     let builder = WebhookEndpoint::builder(elevator, verifier);
     // Where the process may be frozen right after an answer (Lambda
     // without Redis), the handler runs before it.
-    let builder = if inline {
-        builder
+    let builder = match queued_within {
+        None => builder
             .handle_before_acknowledging()
-            .handler_deadline(std::time::Duration::from_millis(800))
-    } else {
-        builder
+            .handler_deadline(std::time::Duration::from_millis(800)),
+        Some(deadline) => builder.handler_deadline(deadline),
     };
     Ok(builder
         .on_app_installed(move |event| {

@@ -721,6 +721,111 @@ async fn a_graceful_shutdown_waits_for_the_webhook_handlers() {
     );
 }
 
+/// The first line either quickstart prints after `listening on` that
+/// `wanted` accepts, and which of them printed it (within 20 s).
+#[cfg(feature = "redis")]
+fn first_line_of(qs: &[&Quickstart], wanted: impl Fn(&str) -> bool) -> (usize, String) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        for (i, q) in qs.iter().enumerate() {
+            let rest = q.rest.as_ref().expect("listening");
+            while let Ok(line) = rest.recv_timeout(Duration::from_millis(10)) {
+                if wanted(&line) {
+                    return (i, line);
+                }
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "no such line");
+    }
+}
+
+/// Two quickstarts on one Redis: an `AppInstalled` is acknowledged, its
+/// handler starts reading the instance (Wix holds the answer) and the
+/// quickstart running it is killed (`SIGKILL`); the other takes the event
+/// over and reads the instance. Before, the event died with the process.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_installed_survives_the_death_of_the_replica_handling_it() {
+    use wix_elevate::test_util::{MockEndpoint, MockWebhook, WEBHOOK_PUBLIC_KEY};
+    let Some(redis) = crate::support::Redis::start() else {
+        return;
+    };
+    let wix = another_wix().await;
+    let url = redis.url();
+    let envs = [
+        ("REDIS_URL", url.as_str()),
+        ("WIX_WEBHOOK_PUBLIC_KEY", WEBHOOK_PUBLIC_KEY),
+        ("WEBHOOK_HANDLER_DEADLINE_MS", "1000"),
+        ("RUST_LOG", "info"),
+    ];
+    let mut replicas = [start_against(&wix, &envs), start_against(&wix, &envs)];
+    wix.hold(MockEndpoint::GetAppInstance);
+    let installed = MockWebhook::app_installed("survivor-inst").sign();
+    let (status, body) = post_body(&format!("{}/webhooks", replicas[0].url), &installed).await;
+    assert_eq!(status, 200, "{body}");
+    wix.wait_for_calls(MockEndpoint::GetAppInstance, 1).await;
+    let (running, _) = first_line_of(&[&replicas[0], &replicas[1]], |l| {
+        l.contains("webhook") && l.contains("survivor-inst")
+    });
+    let died = std::time::Instant::now();
+    send_signal(&replicas[running].child, "-KILL");
+    let _ = replicas[running].child.wait();
+    wix.release(MockEndpoint::GetAppInstance);
+    let other = 1 - running;
+    let (_, line) = first_line_of(&[&replicas[other]], |l| {
+        l.contains("installed") && l.contains("survivor-inst") && l.contains("app_name")
+    });
+    println!(
+        "AppInstalled read by the other quickstart {:?} after the one handling it was killed: {line}",
+        died.elapsed()
+    );
+    assert_eq!(wix.calls(MockEndpoint::GetAppInstance), 2);
+}
+
+/// Two quickstarts on one Redis run the instance job every second: each
+/// instance a caller proved is read once per period, by one of them.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_instance_job_runs_once_per_period_for_the_fleet() {
+    let Some(redis) = crate::support::Redis::start() else {
+        return;
+    };
+    let wix = another_wix().await;
+    let url = redis.url();
+    let envs = [
+        ("REDIS_URL", url.as_str()),
+        ("JOB_PERIOD_SECS", "1"),
+        ("RUST_LOG", "info"),
+    ];
+    let replicas = [start_against(&wix, &envs), start_against(&wix, &envs)];
+    let member = wix.mint(CallerSpec::new(SubjectType::Member).instance("job-inst"));
+    let (status, body) = get(&format!("{}/api/whoami", replicas[0].url), Some(&member)).await;
+    assert_eq!(status, 200, "{body}");
+    let period_of = |line: &str| -> u64 {
+        let at = line.find("period=").expect("a period") + "period=".len();
+        line[at..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let mut runs: std::collections::HashMap<u64, Vec<usize>> = Default::default();
+    let first = loop {
+        let (replica, line) = first_line_of(&[&replicas[0], &replicas[1]], |l| {
+            l.contains("job read the instance") && l.contains("job-inst")
+        });
+        runs.entry(period_of(&line)).or_default().push(replica);
+        let first = *runs.keys().min().unwrap();
+        if runs.keys().any(|p| *p >= first + 4) {
+            break first;
+        }
+    };
+    for period in first + 1..=first + 3 {
+        assert_eq!(runs[&period].len(), 1, "period {period}: {runs:?}");
+    }
+}
+
 #[tokio::test]
 async fn each_route_for_a_free_a_premium_and_a_business_caller() {
     let (wix, qs) = start_against_another_wix(&[("WIX_PREMIUM_PLANS", "premium, business")]).await;
