@@ -302,7 +302,7 @@ impl Elevator {
 
     /// Whether a readiness check should pass as far as fleet mode goes:
     /// `false` only while a fleet configured
-    /// [`required`](crate::RedisConfig::required) is degraded (an operator
+    /// `required` (`RedisConfig::required`, feature `redis`) is degraded (an operator
     /// who would rather take the replica out of rotation than let it serve
     /// alone). A fleet not required still serves when degraded, and stays
     /// ready; without fleet mode, always `true`.
