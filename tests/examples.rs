@@ -173,7 +173,12 @@ fn the_fleet_driver_measures_both_fleets() {
     // production's 50 ms, which would count as Redis being away.
     let run = Running::start(
         "fleet",
-        &[("REDIS_URL", &redis.url()), ("REDIS_TIMEOUT_MS", "500")],
+        &[
+            ("REDIS_URL", &redis.url()),
+            ("REDIS_TIMEOUT_MS", "500"),
+            ("WEBHOOKS", "200"),
+            ("WEBHOOK_RATE", "200"),
+        ],
     );
     let (lines, ok) = run.finish();
     assert!(ok, "{lines:#?}");
@@ -189,6 +194,12 @@ fn the_fleet_driver_measures_both_fleets() {
         lines
             .iter()
             .any(|l| l.starts_with("Redis commands: 0 for 100 warm requests")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("webhooks through the durable queue: 200 deliveries")),
         "{lines:#?}"
     );
 }

@@ -9,7 +9,11 @@
 //! * Wix calls for the same burst after a rolling restart;
 //! * the latency of a local miss when Redis has the answer vs when Wix must
 //!   be asked (p50 and p99 of 200 requests each);
-//! * Redis commands per request on the warm path and on a local miss.
+//! * Redis commands per request on the warm path and on a local miss;
+//! * webhooks through the fleet's durable queue: the acknowledgement's
+//!   latency (p50, p99) at `WEBHOOK_RATE` deliveries a second (default
+//!   1,000) for `WEBHOOKS` deliveries (default 10,000), over HTTP, and the
+//!   Redis memory they leave once handled (their dedupe marks), per 10,000.
 //!
 //! Redis: `REDIS_URL`, else a `redis-server` it starts on a free port.
 
@@ -46,14 +50,8 @@ async fn replica(wix: &MockWix, redis: Option<&str>) -> Result<Replica, Box<dyn 
     let builder = wix
         .elevator_builder()
         .token_info_budget_for_new_tokens(HIGH, HIGH);
-    // Production's 50 ms unless `REDIS_TIMEOUT_MS` says otherwise (a
-    // debug build on a loaded machine needs more).
-    let timeout = std::env::var("REDIS_TIMEOUT_MS")
-        .ok()
-        .and_then(|ms| ms.parse().ok())
-        .map_or(Duration::from_millis(50), Duration::from_millis);
     let elevator = match redis {
-        Some(url) => builder.redis(wix_elevate::RedisConfig::new(url).timeout(timeout)),
+        Some(url) => builder.redis(wix_elevate::RedisConfig::new(url).timeout(redis_timeout())),
         None => builder,
     }
     .build()?;
@@ -72,6 +70,15 @@ async fn replica(wix: &MockWix, redis: Option<&str>) -> Result<Replica, Box<dyn 
         addr,
         server,
     })
+}
+
+/// Production's 50 ms unless `REDIS_TIMEOUT_MS` says otherwise (a debug
+/// build on a loaded machine needs more).
+fn redis_timeout() -> Duration {
+    std::env::var("REDIS_TIMEOUT_MS")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+        .map_or(Duration::from_millis(50), Duration::from_millis)
 }
 
 async fn replicas(wix: &MockWix, redis: Option<&str>) -> Result<Vec<Replica>, Box<dyn Error>> {
@@ -307,5 +314,103 @@ async fn main() -> Result<(), Box<dyn Error>> {
         "Redis commands: {warm} for 100 warm requests; {from_redis} for a local miss Redis answers; {miss} for one Wix must answer (identity and app token)"
     );
     drop(writer);
+
+    webhooks(&http, &url).await
+}
+
+/// Domain events (no instance to forget: the queue alone is measured),
+/// signed ahead of time, sent at a steady rate to one replica's
+/// `/webhooks`; then, once handled, Redis's memory before and after.
+async fn webhooks(http: &reqwest::Client, url: &str) -> Result<(), Box<dyn Error>> {
+    use wix_elevate::{
+        test_util::{MockWebhook, WEBHOOK_PUBLIC_KEY},
+        webhook::{WebhookEndpoint, WebhookKeys, WebhookVerifier},
+    };
+    let setting = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(default)
+    };
+    let (count, rate) = (setting("WEBHOOKS", 10_000), setting("WEBHOOK_RATE", 1_000));
+    let wix = MockWix::start().await?;
+    let elevator = wix
+        .elevator_builder()
+        .redis(wix_elevate::RedisConfig::new(url).timeout(redis_timeout()))
+        .build()?;
+    let endpoint = WebhookEndpoint::builder(
+        &elevator,
+        WebhookVerifier::new(WebhookKeys::new().key(WEBHOOK_PUBLIC_KEY)?),
+    )
+    .queue_capacity(usize::try_from(count)?)
+    .build();
+    let app = Router::new().route("/webhooks", axum::routing::post_service(endpoint.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let target = format!("http://{}/webhooks", listener.local_addr()?);
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let bodies: Vec<String> = (0..count)
+        .map(|i| {
+            MockWebhook::new(
+                "wix.stores.v1.product_created",
+                format!("inst-{}", i % 12),
+                serde_json::json!({"entityId": format!("product-{i}")}),
+            )
+            .sign()
+        })
+        .collect();
+    let memory_before = used_memory(url).await?;
+    let mut sends = tokio::task::JoinSet::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1) / u32::try_from(rate)?);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let started = Instant::now();
+    for body in bodies {
+        tick.tick().await;
+        let (http, target) = (http.clone(), target.clone());
+        sends.spawn(async move {
+            let sent = Instant::now();
+            let status = http
+                .post(target)
+                .body(body)
+                .send()
+                .await
+                .map(|r| r.status());
+            (status, sent.elapsed())
+        });
+    }
+    let mut latencies = Vec::new();
+    while let Some(sent) = sends.join_next().await {
+        let (status, took) = sent?;
+        if status? != 200 {
+            return Err("a delivery was not acknowledged".into());
+        }
+        latencies.push(took);
+    }
+    let offered = count as f64 / started.elapsed().as_secs_f64();
+    endpoint.handled().await;
+    let per_10k = (used_memory(url).await?.saturating_sub(memory_before)) * 10_000 / count;
+    latencies.sort();
+    println!(
+        "webhooks through the durable queue: {count} deliveries at {offered:.0}/s: acknowledged p50 {:?}, p99 {:?}; Redis memory left once handled: {} KiB per 10,000",
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        per_10k / 1024
+    );
+    server.abort();
     Ok(())
+}
+
+/// Redis's `used_memory`, in bytes.
+async fn used_memory(url: &str) -> Result<u64, Box<dyn Error>> {
+    let mut c = redis::Client::open(url)?
+        .get_multiplexed_async_connection()
+        .await?;
+    let info: String = redis::cmd("INFO").arg("memory").query_async(&mut c).await?;
+    Ok(info
+        .lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0))
 }
