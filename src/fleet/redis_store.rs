@@ -175,6 +175,13 @@ impl RedisStore {
             .cloned()
     }
 
+    /// Run `script` for what it does: whether it went through.
+    async fn effect(&self, script: redis::ScriptInvocation<'static>) -> bool {
+        self.run(|mut c| async move { script.invoke_async::<Value>(&mut c).await })
+            .await
+            .is_some()
+    }
+
     /// `key`, or the unused key for an empty one.
     fn key<'a>(&'a self, key: &'a str) -> &'a str {
         if key.is_empty() { &self.unused } else { key }
@@ -338,19 +345,9 @@ impl FleetStore for RedisStore {
     }
 
     fn release<'a>(&'a self, lease: &'a str, owner: &'a str) -> BoxFuture<'a, bool> {
-        async move {
-            let script = &scripts().release;
-            self.run(|mut c| async move {
-                script
-                    .key(self.key(lease))
-                    .arg(owner)
-                    .invoke_async::<i64>(&mut c)
-                    .await
-            })
-            .await
-            .is_some()
-        }
-        .boxed()
+        let mut release = scripts().release.key(self.key(lease));
+        release.arg(owner);
+        self.effect(release).boxed()
     }
 
     fn forget<'a>(
@@ -686,20 +683,9 @@ impl FleetStore for RedisStore {
 
     #[cfg(feature = "webhooks")]
     fn settle<'a>(&'a self, stream: &'a str, group: &'a str, id: &'a str) -> BoxFuture<'a, bool> {
-        async move {
-            let script = &scripts().settle;
-            self.run(|mut c| async move {
-                script
-                    .key(stream)
-                    .arg(group)
-                    .arg(id)
-                    .invoke_async::<i64>(&mut c)
-                    .await
-            })
-            .await
-            .is_some()
-        }
-        .boxed()
+        let mut settle = scripts().settle.key(stream);
+        settle.arg(group).arg(id);
+        self.effect(settle).boxed()
     }
 
     #[cfg(feature = "webhooks")]
@@ -738,22 +724,9 @@ impl FleetStore for RedisStore {
         to: &'a str,
         value: &'a [u8],
     ) -> BoxFuture<'a, bool> {
-        async move {
-            let script = &scripts().move_entry;
-            self.run(|mut c| async move {
-                script
-                    .key(from)
-                    .key(to)
-                    .arg(group)
-                    .arg(id)
-                    .arg(value)
-                    .invoke_async::<i64>(&mut c)
-                    .await
-            })
-            .await
-            .is_some()
-        }
-        .boxed()
+        let mut move_entry = scripts().move_entry.key(from);
+        move_entry.key(to).arg(group).arg(id).arg(value);
+        self.effect(move_entry).boxed()
     }
 
     #[cfg(feature = "webhooks")]

@@ -721,6 +721,21 @@ async fn a_graceful_shutdown_waits_for_the_webhook_handlers() {
     );
 }
 
+/// A `redis-server`, another mock Wix, and two quickstarts on both with
+/// `extra` settings; `None` without `redis-server` (said loudly).
+#[cfg(feature = "redis")]
+async fn two_on_one_redis(
+    extra: &[(&str, &str)],
+) -> Option<(crate::support::Redis, MockWix, [Quickstart; 2])> {
+    let redis = crate::support::Redis::start()?;
+    let wix = another_wix().await;
+    let url = redis.url();
+    let mut envs = vec![("REDIS_URL", url.as_str())];
+    envs.extend_from_slice(extra);
+    let replicas = [start_against(&wix, &envs), start_against(&wix, &envs)];
+    Some((redis, wix, replicas))
+}
+
 /// The first line either quickstart prints after `listening on` that
 /// `wanted` accepts, and which of them printed it (within 20 s).
 #[cfg(feature = "redis")]
@@ -747,18 +762,15 @@ fn first_line_of(qs: &[&Quickstart], wanted: impl Fn(&str) -> bool) -> (usize, S
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_app_installed_survives_the_death_of_the_replica_handling_it() {
     use wix_elevate::test_util::{MockEndpoint, MockWebhook, WEBHOOK_PUBLIC_KEY};
-    let Some(redis) = crate::support::Redis::start() else {
-        return;
-    };
-    let wix = another_wix().await;
-    let url = redis.url();
-    let envs = [
-        ("REDIS_URL", url.as_str()),
+    let Some((_redis, wix, mut replicas)) = two_on_one_redis(&[
         ("WIX_WEBHOOK_PUBLIC_KEY", WEBHOOK_PUBLIC_KEY),
         ("WEBHOOK_HANDLER_DEADLINE_MS", "1000"),
         ("RUST_LOG", "info"),
-    ];
-    let mut replicas = [start_against(&wix, &envs), start_against(&wix, &envs)];
+    ])
+    .await
+    else {
+        return;
+    };
     wix.hold(MockEndpoint::GetAppInstance);
     let installed = MockWebhook::app_installed("survivor-inst").sign();
     let (status, body) = post_body(&format!("{}/webhooks", replicas[0].url), &installed).await;
@@ -787,17 +799,11 @@ async fn an_app_installed_survives_the_death_of_the_replica_handling_it() {
 #[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_instance_job_runs_once_per_period_for_the_fleet() {
-    let Some(redis) = crate::support::Redis::start() else {
+    let Some((_redis, wix, replicas)) =
+        two_on_one_redis(&[("JOB_PERIOD_SECS", "1"), ("RUST_LOG", "info")]).await
+    else {
         return;
     };
-    let wix = another_wix().await;
-    let url = redis.url();
-    let envs = [
-        ("REDIS_URL", url.as_str()),
-        ("JOB_PERIOD_SECS", "1"),
-        ("RUST_LOG", "info"),
-    ];
-    let replicas = [start_against(&wix, &envs), start_against(&wix, &envs)];
     let member = wix.mint(CallerSpec::new(SubjectType::Member).instance("job-inst"));
     let (status, body) = get(&format!("{}/api/whoami", replicas[0].url), Some(&member)).await;
     assert_eq!(status, 200, "{body}");
@@ -976,19 +982,15 @@ async fn the_additional_fees_plugin_reads_the_site_once_per_instance_and_answers
 /// an `AppRemoved` on the first is acknowledged at once (503 after a second
 /// before), and once the second resumes, the removed site's caller it had
 /// cached is refused there too.
+#[cfg(feature = "redis")]
 #[tokio::test]
 async fn a_frozen_replica_neither_stalls_a_forget_nor_serves_what_was_forgotten() {
     use wix_elevate::test_util::{MockWebhook, WEBHOOK_PUBLIC_KEY};
-    let Some(redis) = crate::support::Redis::start() else {
+    let Some((_redis, wix, [one, two])) =
+        two_on_one_redis(&[("WIX_WEBHOOK_PUBLIC_KEY", WEBHOOK_PUBLIC_KEY)]).await
+    else {
         return;
     };
-    let wix = another_wix().await;
-    let url = redis.url();
-    let envs = [
-        ("REDIS_URL", url.as_str()),
-        ("WIX_WEBHOOK_PUBLIC_KEY", WEBHOOK_PUBLIC_KEY),
-    ];
-    let (one, two) = (start_against(&wix, &envs), start_against(&wix, &envs));
     let member = wix.mint(CallerSpec::new(SubjectType::Member).instance("frozen-inst"));
     for qs in [&one, &two] {
         assert_eq!(
