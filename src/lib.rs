@@ -90,7 +90,9 @@
 //! limits, invalidation by pub/sub. Keys are keyed MACs and values are
 //! sealed (AES-256-GCM-SIV) under keys derived from the app secret; the
 //! warm path never waits on Redis, and a dead or frozen Redis leaves each
-//! replica working alone.
+//! replica working alone. One node of a Redis Cluster is enough (the
+//! topology is followed); webhooks go through a durable queue every
+//! replica consumes, and [`Jobs`] run once per fleet.
 //!
 //! ## How errors map to statuses
 //!
