@@ -40,6 +40,10 @@ use crate::upstream::{Admission, Breaker};
 const BREAKER_THRESHOLD: u32 = 3;
 const BREAKER_COOLDOWN: Duration = Duration::from_secs(1);
 
+/// The longest a read waits at Redis for new entries.
+#[cfg(feature = "webhooks")]
+const LONGEST_WAIT: Duration = Duration::from_secs(5);
+
 /// Counters for Redis operations, by result.
 struct RedisMetrics {
     hit: Counter,
@@ -146,13 +150,13 @@ impl RedisStore {
     }
 
     /// The connection for waiting reads, made on first use, whose answers
-    /// may take `wait` more than the store's timeout.
+    /// may take [`LONGEST_WAIT`] more than the store's timeout.
     #[cfg(feature = "webhooks")]
-    async fn waiting_connection(&self, wait: Duration) -> RedisResult<Connection> {
+    async fn waiting_connection(&self) -> RedisResult<Connection> {
         let cluster = self.connection().await?.is_cluster();
         self.waiting
             .get_or_try_init(|| async {
-                let timeout = self.timeout + wait;
+                let timeout = self.timeout + LONGEST_WAIT;
                 if cluster {
                     let client =
                         ClusterClientBuilder::new([self.client.get_connection_info().clone()])
@@ -589,9 +593,10 @@ impl FleetStore for RedisStore {
     /// is not an operation that failed.
     #[cfg(feature = "webhooks")]
     fn read_new<'a>(&'a self, read: StreamRead<'a>) -> BoxFuture<'a, Option<Vec<StreamEntry>>> {
+        let block = read.block.min(LONGEST_WAIT);
         async move {
             let attempt = async {
-                let mut c = self.waiting_connection(read.block).await?;
+                let mut c = self.waiting_connection().await?;
                 let reply: RedisResult<Value> = redis::cmd("XREADGROUP")
                     .arg("GROUP")
                     .arg(read.group)
@@ -599,7 +604,7 @@ impl FleetStore for RedisStore {
                     .arg("COUNT")
                     .arg(read.count.max(1))
                     .arg("BLOCK")
-                    .arg(millis(read.block))
+                    .arg(millis(block))
                     .arg("STREAMS")
                     .arg(read.stream)
                     .arg(">")
@@ -623,8 +628,7 @@ impl FleetStore for RedisStore {
                     reply => Ok(read_reply(&reply?)),
                 }
             };
-            let outcome =
-                tokio::time::timeout(self.timeout + read.block + self.timeout, attempt).await;
+            let outcome = tokio::time::timeout(self.timeout + block + self.timeout, attempt).await;
             match outcome {
                 Ok(Ok(entries)) => Some(entries),
                 Ok(Err(error)) => {
