@@ -10,13 +10,37 @@ use wix_elevate::{
     webhook::{WebhookEndpoint, WebhookKeys, WebhookVerifier},
 };
 
-use crate::fleet_on_redis;
+use crate::{Fleet, fleet_on_redis};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_run_of_a_job_happens_on_one_replica_of_the_fleet() {
     let Some((_turn, fleet)) = fleet_on_redis(3).await else {
         return;
     };
+    runs_once_per_period(&fleet).await;
+}
+
+/// The same with each replica on another node of a Redis Cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_redis_cluster_each_run_of_a_job_happens_on_one_replica() {
+    let Some(_turn) = crate::turn().await else {
+        return;
+    };
+    let Some(cluster) = crate::support::redis_cluster::RedisCluster::start() else {
+        return;
+    };
+    let urls = cluster
+        .nodes
+        .iter()
+        .map(crate::support::Redis::url)
+        .collect();
+    let fleet = Fleet::start_on(3, urls, crate::REDIS_TIMEOUT).await;
+    runs_once_per_period(&fleet).await;
+}
+
+/// Two installs told to replica 0, a job every second on every replica:
+/// over three whole periods, each instance's run on exactly one replica.
+async fn runs_once_per_period(fleet: &Fleet) {
     // Wix tells replica 0 of two installs; the others learn them from Redis.
     let webhooks = WebhookEndpoint::builder(
         &fleet.replicas[0].0,

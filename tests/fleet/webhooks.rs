@@ -11,7 +11,7 @@ use std::{
 
 use wix_elevate::{
     Elevator,
-    test_util::{MockWebhook, WEBHOOK_PUBLIC_KEY},
+    test_util::{MockWebhook, MockWix, WEBHOOK_PUBLIC_KEY},
     webhook::{WebhookEndpoint, WebhookEndpointBuilder, WebhookKeys, WebhookVerifier},
 };
 
@@ -114,8 +114,49 @@ async fn an_event_whose_replica_dies_mid_handler_is_taken_over_by_another() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_handler_is_retried_then_parked_and_replayed() {
     let Some(turn) = turn().await else { return };
+    let (wix, webhooks, attempts) = retried_parked_replayed(&turn.redis.url()).await;
+
+    // Someone with write access to Redis adds an entry of their own.
+    let mut c = turn
+        .redis
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let stream = format!("{{wix-elevate:{}}}:queue:webhook", wix.app_id());
+    let _: String = ::redis::cmd("XADD")
+        .arg(&stream)
+        .arg("*")
+        .arg("v")
+        .arg(br#"{"data":"{\"eventType\":\"AppRemoved\"}","iat":null,"exp":null}"#)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    webhooks.handled().await;
+    assert_eq!(attempts.lock().unwrap().len(), 4, "never handled");
+    let dead = webhooks.dead_letters(10).await.unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].event_type(), None, "unreadable");
+}
+
+/// The same on a Redis Cluster: the stream, its consumer group, the
+/// claim and move scripts and the dead letters all live in the app's slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_redis_cluster_a_failing_handler_is_retried_then_parked_and_replayed() {
+    let Some(_turn) = turn().await else { return };
+    let Some(cluster) = crate::support::redis_cluster::RedisCluster::start() else {
+        return;
+    };
+    retried_parked_replayed(&cluster.nodes[1].url()).await;
+}
+
+/// An endpoint on Redis at `url` whose handler fails until fixed: it runs
+/// as attempts 1, 2, 3, is parked, then replayed once fixed and run once
+/// more (attempt 1 of a fresh set). The mock, the endpoint and the
+/// attempts seen.
+async fn retried_parked_replayed(url: &str) -> (MockWix, WebhookEndpoint, Arc<Mutex<Vec<u32>>>) {
     let wix = crate::support::mock_wix().await;
-    let (elevator, _) = replica_with(&wix, Some(&turn.redis.url()), REDIS_TIMEOUT);
+    let (elevator, _) = replica_with(&wix, Some(url), REDIS_TIMEOUT);
     let attempts: Arc<Mutex<Vec<u32>>> = Arc::default();
     let fixed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (seen, works) = (attempts.clone(), fixed.clone());
@@ -147,26 +188,5 @@ async fn a_failing_handler_is_retried_then_parked_and_replayed() {
     webhooks.handled().await;
     assert_eq!(*attempts.lock().unwrap(), [1, 2, 3, 1]);
     assert!(webhooks.dead_letters(10).await.unwrap().is_empty());
-
-    // Someone with write access to Redis adds an entry of their own.
-    let mut c = turn
-        .redis
-        .client()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let stream = format!("{{wix-elevate:{}}}:queue:webhook", wix.app_id());
-    let _: String = ::redis::cmd("XADD")
-        .arg(&stream)
-        .arg("*")
-        .arg("v")
-        .arg(br#"{"data":"{\"eventType\":\"AppRemoved\"}","iat":null,"exp":null}"#)
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    webhooks.handled().await;
-    assert_eq!(attempts.lock().unwrap().len(), 4, "never handled");
-    let dead = webhooks.dead_letters(10).await.unwrap();
-    assert_eq!(dead.len(), 1, "{dead:?}");
-    assert_eq!(dead[0].event_type(), None, "unreadable");
+    (wix, webhooks, attempts)
 }
