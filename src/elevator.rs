@@ -283,6 +283,22 @@ impl Elevator {
         });
     }
 
+    /// Whether this replica runs `job` for `instance` in `period` (a lease
+    /// for `lasts` in fleet mode; always without it): `None` while Redis
+    /// is away, when nobody can tell.
+    pub(crate) async fn take_job_run(
+        &self,
+        job: &str,
+        instance: &str,
+        period: u64,
+        lasts: Duration,
+    ) -> Option<bool> {
+        match self.fleet() {
+            Some(fleet) => fleet.job_lease(job, instance, period, lasts).await,
+            None => Some(true),
+        }
+    }
+
     /// A verified lifecycle event: `instance` is installed (or not).
     #[cfg(feature = "webhooks")]
     pub(crate) async fn lifecycle(&self, instance: &str, installed: bool) {

@@ -187,14 +187,10 @@ impl Schedule {
                 if taken.contains(&(instance.clone(), period)) {
                     continue;
                 }
-                let mine = match self.elevator.fleet() {
-                    Some(fleet) => {
-                        fleet
-                            .job_lease(self.job.client.actor(), &instance, period, self.job.every)
-                            .await
-                    }
-                    None => Some(true),
-                };
+                let mine = self
+                    .elevator
+                    .take_job_run(self.job.client.actor(), &instance, period, self.job.every)
+                    .await;
                 match mine {
                     Some(true) => self.start(instance.clone(), period).await,
                     Some(false) => {}

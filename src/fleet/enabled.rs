@@ -1,6 +1,7 @@
 //! This replica's handle on the fleet (feature `redis`): lookups with a
-//! cross-replica single flight, forgets confirmed by every replica,
-//! webhook deliveries and rate limits.
+//! cross-replica single flight and rate limits; forgetting, webhook
+//! deliveries and events, and installed instances live beside it
+//! (`forgetting`, `deliveries`, `events`, `installed`).
 
 use std::{
     fmt,
@@ -14,9 +15,9 @@ use std::{
 use tokio::time::Instant;
 
 use super::{
-    Budget, Gcra, Invalidation, Notice, Place, RedisConfig, ToStore,
+    Budget, Gcra, Invalidation, Place, RedisConfig, ToStore,
     listener::{Listener, ListeningState},
-    notice::{FRESH, Handler, SUBSCRIBE_TIMEOUT, confirm_key, random_id},
+    notice::{Handler, SUBSCRIBE_TIMEOUT, random_id},
     redis_store::RedisStore,
     seal::{Sealer, derive},
     store::{Claim, FleetStore, Lookup, SlotKeys},
@@ -32,7 +33,7 @@ const POLL: Duration = Duration::from_millis(10);
 /// How long an instance's generation and a token's forget mark stay in
 /// Redis: longer than any value they govern can be served (app tokens
 /// are clamped to 24 hours, identities to the identity TTL).
-const MARK_LIFETIME: Duration = Duration::from_secs(25 * 3600);
+pub(super) const MARK_LIFETIME: Duration = Duration::from_secs(25 * 3600);
 
 /// The forget mark of the value under `key`.
 /// `prefix` with a Redis Cluster hash tag: every key of the fleet is then
@@ -51,7 +52,7 @@ fn hash_tagged(prefix: String) -> String {
     }
 }
 
-fn mark_key(key: &str) -> String {
+pub(super) fn mark_key(key: &str) -> String {
     format!("{key}:forgotten")
 }
 
@@ -75,9 +76,9 @@ pub(crate) struct Fleet {
     /// Keys instance ids (and route limits) the same way on every replica.
     pub(super) hasher: TokenHasher,
     pub(super) prefix: Box<str>,
-    channel: Arc<str>,
+    pub(super) channel: Arc<str>,
     /// The fleet's forget sequence.
-    sequence_key: String,
+    pub(super) sequence_key: String,
     /// The fleet-wide budget of Token Info calls for new tokens.
     budget_key: String,
     lease: Duration,
@@ -178,7 +179,7 @@ impl Fleet {
 
     /// The Redis key of an instance's generation: the fleet's forget
     /// sequence at the instance's last forget.
-    fn generation_key(&self, instance: &str) -> String {
+    pub(super) fn generation_key(&self, instance: &str) -> String {
         let digest = self.hasher.digest(format!("gen\0{instance}").as_bytes());
         format!("{}:gen:{}", self.prefix, digest.hex())
     }
@@ -380,96 +381,9 @@ impl Fleet {
         open(plaintext)
     }
 
-    /// Forget an instance (its callers' identities and its app token)
-    /// or a token, in Redis, then on every replica through pub/sub:
-    /// true once every replica listening confirmed it dropped its local
-    /// copies, or [`FRESH`] after the notice went out, whichever comes
-    /// first (a replica that has not acted on it by then no longer trusts
-    /// its local caches: see [`trusts_local`](Self::trusts_local)); false
-    /// if Redis could not be reached.
-    pub(crate) async fn forget(&self, invalidation: Invalidation) -> bool {
-        self.ensure_listening();
-        let (reached, confirm) = match &invalidation {
-            Invalidation::Instance {
-                instance,
-                stale: None,
-            } => {
-                let app = self.app_key(instance);
-                let generation = self.generation_key(instance);
-                let reached = self
-                    .store
-                    .forget(&self.sequence_key, &generation, MARK_LIFETIME, &[&app])
-                    .await
-                    .is_some();
-                (reached, Some(random_id()))
-            }
-            Invalidation::Token { digest } => {
-                let key = self.identity_key(digest);
-                let reached = self
-                    .store
-                    .forget(&self.sequence_key, &mark_key(&key), MARK_LIFETIME, &[&key])
-                    .await
-                    .is_some();
-                (reached, Some(random_id()))
-            }
-            // A stale app token: only that one is dropped, everywhere,
-            // and nobody waits for it.
-            Invalidation::Instance { stale: Some(_), .. }
-            | Invalidation::Everything
-            | Invalidation::Heartbeat { .. } => (true, None),
-        };
-        let confirm_key = confirm
-            .as_deref()
-            .and_then(|id| confirm_key(&self.prefix, id));
-        let notice = Notice {
-            invalidation,
-            confirm,
-        };
-        let sealed = serde_json::to_vec(&notice)
-            .ok()
-            .and_then(|json| self.sealer.seal(&json, self.channel.as_bytes()));
-        let Some(listening) = (match sealed {
-            Some(sealed) => self.store.publish(&self.channel, &sealed).await,
-            None => None,
-        }) else {
-            return false;
-        };
-        if let Some(key) = confirm_key
-            && reached
-        {
-            self.confirmed(&key, listening).await;
-        }
-        reached
-    }
-
-    /// Wait until `expected` replicas confirmed under `key`, for at most
-    /// [`FRESH`]: past it, a replica that has not acted on the notice has
-    /// not heard any heartbeat it sent after it, so it trusts nothing it
-    /// holds. A silent subscriber (frozen, or a stray one) delays a forget
-    /// by [`FRESH`] at most.
-    async fn confirmed(&self, key: &str, expected: u64) -> bool {
-        let deadline = tokio::time::Instant::now() + FRESH;
-        let mut pause = Duration::from_millis(1);
-        loop {
-            match self.store.confirmations(key).await {
-                Some(count) if count >= expected => return true,
-                Some(_) if tokio::time::Instant::now() < deadline => {}
-                _ => {
-                    tokio::time::sleep_until(deadline).await;
-                    return false;
-                }
-            }
-            tokio::time::sleep(
-                pause.min(deadline.saturating_duration_since(tokio::time::Instant::now())),
-            )
-            .await;
-            pause = (pause * 2).min(Duration::from_millis(20));
-        }
-    }
-
     /// Whether this replica may serve from its local caches now: Redis is
     /// away (it works alone, as documented), or it heard back a heartbeat
-    /// it sent less than [`FRESH`] ago, so it acted on every invalidation
+    /// it sent less than [`FRESH`](super::notice::FRESH) ago, so it acted on every invalidation
     /// published before that. A replica that was frozen, partitioned or
     /// lost its subscription asks Redis (whose values know every forget)
     /// until it hears itself again.
@@ -510,7 +424,7 @@ impl Fleet {
     }
 
     /// Start the pub/sub listener once, on the runtime in use.
-    fn ensure_listening(&self) {
+    pub(super) fn ensure_listening(&self) {
         if self.listening.swap(true, Ordering::AcqRel) {
             return;
         }

@@ -55,6 +55,8 @@ mod disabled;
 #[cfg(feature = "redis")]
 mod enabled;
 #[cfg(feature = "redis")]
+mod forgetting;
+#[cfg(feature = "redis")]
 mod health;
 #[cfg(feature = "redis")]
 mod installed;

@@ -14,6 +14,7 @@
 //! deliver one twice or out of order: acknowledge first, work after, and
 //! make the work idempotent.
 
+mod builder;
 mod deliveries;
 #[cfg(feature = "redis")]
 mod durable;
@@ -24,14 +25,15 @@ mod order;
 mod verify;
 mod worker;
 
+#[doc(inline)]
+pub use builder::{
+    DEFAULT_HANDLER_DEADLINE, DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY_BACKOFF, WebhookEndpointBuilder,
+};
 #[cfg(feature = "redis")]
 #[doc(inline)]
 pub use durable::DeadLetter;
 #[doc(inline)]
-pub use endpoint::{
-    DEDUPE_WINDOW, DEFAULT_HANDLER_DEADLINE, DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY_BACKOFF,
-    WebhookEndpoint, WebhookEndpointBuilder,
-};
+pub use endpoint::{DEDUPE_WINDOW, WebhookEndpoint};
 #[doc(inline)]
 pub use event::{AccountInfo, DomainEvent, EventPayload, PlanEvent, WebhookIdentity, WixEvent};
 #[doc(inline)]
