@@ -21,7 +21,7 @@ use crate::{
     client::WixClient,
     elevated_token::ElevatedToken,
     error::{Rejection, UpstreamError},
-    fleet::{Fleet, Invalidation, Place, ToStore},
+    fleet::{Fleet, Invalidation, Place, ToStore, local_is_trusted},
     forget::Forgetting,
     metrics::CacheMetrics,
     token::TokenHasher,
@@ -121,7 +121,7 @@ impl AppTokens {
         instance: &Arc<str>,
         now: Instant,
     ) -> Option<ElevatedToken> {
-        if !self.trusts_local() {
+        if !local_is_trusted(self.fleet.as_deref(), now) {
             return None;
         }
         let token = self.cache.get(instance, now)?;
@@ -129,12 +129,6 @@ impl AppTokens {
             self.renew_in_background(instance, token.clone());
         }
         Some(token)
-    }
-
-    /// Whether what this replica caches may be served (fleet mode: only
-    /// while it hears the fleet).
-    fn trusts_local(&self) -> bool {
-        self.fleet.as_deref().is_none_or(Fleet::trusts_local)
     }
 
     /// The token for `instance`: cached, or fetched through the cache's
@@ -151,7 +145,7 @@ impl AppTokens {
             .get_or_fetch(
                 instance,
                 timing.started,
-                |token, now| token.is_fresh(now) && self.trusts_local(),
+                |token, now| token.is_fresh(now) && local_is_trusted(self.fleet.as_deref(), now),
                 |_| self.fetch(instance, None, timing.deadline),
                 // Never an app token past its expiry, degraded or not.
                 |_, _, _| false,

@@ -27,7 +27,7 @@ use crate::{
     client::{TokenInfoAnswer, WixClient},
     clock::{DirectLimiter, TokioClock},
     error::{ConfigError, Endpoint, Rejection, RejectionKind, UpstreamError},
-    fleet::{Budget, Fleet, Gcra, Place, ToStore},
+    fleet::{Budget, Fleet, Gcra, Place, ToStore, local_is_trusted},
     forget::Forgetting,
     metrics::CacheMetrics,
     token::{self, TokenDigest, TokenHasher},
@@ -145,7 +145,7 @@ impl Identities {
     /// up, without waiting or allocating.
     pub(crate) fn cached(&self, token: &[u8], now: Instant) -> Lookup {
         let digest = self.hasher.digest(token);
-        if !self.trusts_local() {
+        if !local_is_trusted(self.fleet.as_deref(), now) {
             return Lookup::Unknown(digest);
         }
         match self.cache.get(&digest, now) {
@@ -156,12 +156,6 @@ impl Identities {
             },
             None => Lookup::Unknown(digest),
         }
-    }
-
-    /// Whether what this replica caches may be served (fleet mode: only
-    /// while it hears the fleet).
-    fn trusts_local(&self) -> bool {
-        self.fleet.as_deref().is_none_or(Fleet::trusts_local)
     }
 
     /// The miss: check the token in full, then ask Token Info through the
@@ -185,7 +179,10 @@ impl Identities {
             .get_or_fetch(
                 &digest,
                 started,
-                |cached, now| cached.is_acceptable(now, started, max_age) && self.trusts_local(),
+                |cached, now| {
+                    cached.is_acceptable(now, started, max_age)
+                        && local_is_trusted(self.fleet.as_deref(), now)
+                },
                 |previous| async move {
                     // Only a token Wix once vouched for is exempt from the
                     // budget: a refusal past its TTL, or a route's re-check

@@ -3,7 +3,10 @@
 //! from verified `AppInstalled` webhooks and from callers whose token
 //! named an instance, dropped on a verified `AppRemoved`.
 
-use std::{collections::HashSet, sync::Mutex};
+use std::{
+    collections::{BTreeSet, HashSet},
+    sync::Mutex,
+};
 
 /// The instances this process learnt of.
 #[derive(Default)]
@@ -27,19 +30,12 @@ impl Installed {
         self.lock().remove(instance);
     }
 
-    /// Every instance known here, and those of `others` (the fleet's).
+    /// Every instance known here, and those of `others` (the fleet's),
+    /// once each, in order.
     pub(crate) fn with(&self, others: Option<Vec<String>>) -> Vec<String> {
-        let known = self.lock();
-        let mut all: Vec<String> = others.unwrap_or_default();
-        let already: HashSet<&str> = all.iter().map(String::as_str).collect();
-        let missing: Vec<String> = known
-            .iter()
-            .filter(|instance| !already.contains(&***instance))
-            .map(|instance| instance.to_string())
-            .collect();
-        all.extend(missing);
-        all.sort();
-        all
+        let mut all: BTreeSet<String> = others.unwrap_or_default().into_iter().collect();
+        all.extend(self.lock().iter().map(|instance| instance.to_string()));
+        all.into_iter().collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<Box<str>>> {

@@ -14,7 +14,7 @@ use std::{
 
 use tokio::{sync::Semaphore, time::Instant};
 
-use crate::{AppClient, Elevator, WixApi};
+use crate::{AppClient, Elevator, WixApi, isolated::run_isolated};
 
 type RunJob = Arc<dyn Fn(JobRun) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
@@ -218,13 +218,7 @@ impl Schedule {
         let (run, deadline) = (self.job.run.clone(), self.deadline);
         let name: Arc<str> = self.job.client.actor().into();
         tokio::spawn(async move {
-            let attempt =
-                tokio::spawn(async move { tokio::time::timeout(deadline, run(job_run)).await });
-            let outcome = match attempt.await {
-                Ok(Ok(())) => "ok",
-                Ok(Err(_)) => "deadline",
-                Err(_) => "panicked",
-            };
+            let outcome = run_isolated(deadline, move || run(job_run)).await;
             if outcome != "ok" {
                 tracing::warn!(target: "wix_elevate::jobs", job = &*name, outcome, "scheduled job run failed");
             }

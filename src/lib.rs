@@ -187,6 +187,7 @@ mod forget;
 mod future;
 mod identity;
 mod installed;
+mod isolated;
 mod jobs;
 #[cfg(feature = "webhooks")]
 mod jwt;

@@ -381,14 +381,16 @@ impl Fleet {
         open(plaintext)
     }
 
-    /// Whether this replica may serve from its local caches now: Redis is
+    /// Whether this replica may serve from its local caches at `now` (the
+    /// request's own clock reading: the warm path reads no clock for it,
+    /// and takes no lock while the replica hears the fleet): Redis is
     /// away (it works alone, as documented), or it heard back a heartbeat
     /// it sent less than [`FRESH`](super::notice::FRESH) ago, so it acted on every invalidation
     /// published before that. A replica that was frozen, partitioned or
     /// lost its subscription asks Redis (whose values know every forget)
     /// until it hears itself again.
-    pub(crate) fn trusts_local(&self) -> bool {
-        self.listening_state.is_fresh() || !self.store.is_available()
+    pub(crate) fn trusts_local(&self, now: Instant) -> bool {
+        self.listening_state.is_fresh_at(now) || !self.store.is_available()
     }
 
     /// A fleet-wide GCRA check of `per_minute` for `parts` (route,

@@ -58,13 +58,23 @@ impl ListeningState {
     }
 
     fn now_ms(&self) -> u64 {
-        u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX)
+        self.ms_at(Instant::now())
     }
 
-    /// Whether a heartbeat sent at most [`FRESH`] ago was heard back:
-    /// then every invalidation published before it was acted on.
-    pub(super) fn is_fresh(&self) -> bool {
-        self.now_ms() < self.fresh_until_ms.load(Ordering::Acquire)
+    fn ms_at(&self, now: Instant) -> u64 {
+        u64::try_from(now.saturating_duration_since(self.base).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Whether, at `now`, a heartbeat sent at most [`FRESH`] before was
+    /// heard back: then every invalidation published before it was acted
+    /// on.
+    pub(super) fn is_fresh_at(&self, now: Instant) -> bool {
+        self.ms_at(now) < self.fresh_until_ms.load(Ordering::Acquire)
+    }
+
+    #[cfg(test)]
+    fn is_fresh(&self) -> bool {
+        self.is_fresh_at(Instant::now())
     }
 
     fn heard(&self, sent_ms: u64) {

@@ -72,6 +72,14 @@ pub(crate) use disabled::*;
 #[cfg(feature = "redis")]
 pub(crate) use enabled::*;
 
+/// Whether a replica may serve what its local caches hold at `now`:
+/// always without fleet mode; in fleet mode while it hears the fleet
+/// ([`Fleet::trusts_local`]). The identity and app-token caches ask it on
+/// the warm path.
+pub(crate) fn local_is_trusted(fleet: Option<&Fleet>, now: tokio::time::Instant) -> bool {
+    fleet.is_none_or(|fleet| fleet.trusts_local(now))
+}
+
 /// Now on the wall clock, in Unix milliseconds: what replicas agree on
 /// (they share no monotonic clock).
 pub(crate) fn unix_ms() -> u64 {

@@ -80,7 +80,6 @@ pub struct DeadLetter {
     id: String,
     event_type: Option<String>,
     instance_id: Option<String>,
-    attempts: u32,
 }
 
 impl DeadLetter {
@@ -98,11 +97,6 @@ impl DeadLetter {
     /// The instance it is about, if any.
     pub fn instance_id(&self) -> Option<&str> {
         self.instance_id.as_deref()
-    }
-
-    /// How many runs it had (as counted when it was parked; 0 if unknown).
-    pub fn attempts(&self) -> u32 {
-        self.attempts
     }
 }
 
@@ -268,7 +262,6 @@ impl DurableQueue {
                         instance_id: event
                             .as_ref()
                             .and_then(|e| e.instance_id().map(str::to_owned)),
-                        attempts: self.retries.max_attempts,
                     }
                 })
                 .collect(),

@@ -19,6 +19,7 @@ use std::{
 use tokio::sync::{Notify, Semaphore, mpsc};
 
 use super::{EventPayload, PlanEvent, WixEvent};
+use crate::isolated::run_isolated;
 
 pub(super) type Handler =
     Arc<dyn Fn(WixEvent) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
@@ -155,14 +156,7 @@ impl Worker {
 pub(super) async fn run_one(routes: &Routes, deadline: Duration, event: WixEvent) -> &'static str {
     let handler = routes.handler_for(&event).clone();
     let event_type: Box<str> = event.event_type().into();
-    let run = tokio::spawn(async move {
-        tokio::time::timeout(deadline, async move { handler(event).await }).await
-    });
-    let outcome = match run.await {
-        Ok(Ok(())) => "ok",
-        Ok(Err(_)) => "deadline",
-        Err(_) => "panicked",
-    };
+    let outcome = run_isolated(deadline, move || handler(event)).await;
     if outcome != "ok" {
         tracing::warn!(
             target: "wix_elevate::webhook",

@@ -24,13 +24,7 @@ impl RedisStore {
     pub(super) async fn connection(&self) -> RedisResult<Connection> {
         self.connection
             .get_or_try_init(|| async {
-                let config = redis::aio::ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(self.timeout))
-                    .set_response_timeout(Some(self.timeout))
-                    .set_number_of_retries(1)
-                    .set_max_delay(Duration::from_millis(500));
-                let mut single =
-                    ConnectionManager::new_with_config(self.client.clone(), config).await?;
+                let mut single = self.single(self.timeout).await?;
                 // A server that refuses `INFO` (an ACL, a proxy) is taken
                 // for one Redis: a cluster then says so by its redirections.
                 let info: String = redis::cmd("INFO")
@@ -41,22 +35,35 @@ impl RedisStore {
                 if !info.contains("cluster_enabled:1") {
                     return Ok(Connection::Single(single));
                 }
-                let cluster = self.cluster(None)?.get_async_connection().await?;
-                Ok(Connection::Cluster(cluster))
+                let cluster = self.cluster(self.timeout, None)?;
+                Ok(Connection::Cluster(cluster.get_async_connection().await?))
             })
             .await
             .cloned()
     }
 
+    /// A connection to the configured Redis, reconnecting by itself, whose
+    /// answers may take `answer_within`.
+    async fn single(&self, answer_within: Duration) -> RedisResult<ConnectionManager> {
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(answer_within))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        ConnectionManager::new_with_config(self.client.clone(), config).await
+    }
+
     /// A cluster client seeded with the configured node (its credentials
-    /// and TLS for every node), pushing to `pushes` if given (RESP3).
+    /// and TLS for every node), whose answers may take `answer_within`,
+    /// pushing to `pushes` if given (RESP3).
     fn cluster(
         &self,
+        answer_within: Duration,
         pushes: Option<tokio::sync::mpsc::UnboundedSender<redis::PushInfo>>,
     ) -> RedisResult<ClusterClient> {
         let builder = ClusterClientBuilder::new([self.client.get_connection_info().clone()])
             .connection_timeout(self.timeout)
-            .response_timeout(self.timeout)
+            .response_timeout(answer_within)
             .retries(2);
         match pushes {
             Some(pushes) => builder
@@ -68,30 +75,20 @@ impl RedisStore {
     }
 
     /// The connection for waiting reads, made on first use, whose answers
-    /// may take [`LONGEST_WAIT`](super::streams::LONGEST_WAIT) more than the store's timeout.
+    /// may take [`LONGEST_WAIT`](super::streams::LONGEST_WAIT) more than
+    /// the store's timeout.
     #[cfg(feature = "webhooks")]
     pub(super) async fn waiting_connection(&self) -> RedisResult<Connection> {
         let cluster = self.connection().await?.is_cluster();
+        let answer_within = self.timeout + LONGEST_WAIT;
         self.waiting
             .get_or_try_init(|| async {
-                let timeout = self.timeout + LONGEST_WAIT;
-                if cluster {
-                    let client =
-                        ClusterClientBuilder::new([self.client.get_connection_info().clone()])
-                            .connection_timeout(self.timeout)
-                            .response_timeout(timeout)
-                            .retries(2)
-                            .build()?;
-                    return Ok(Connection::Cluster(client.get_async_connection().await?));
-                }
-                let config = redis::aio::ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(self.timeout))
-                    .set_response_timeout(Some(timeout))
-                    .set_number_of_retries(1)
-                    .set_max_delay(Duration::from_millis(500));
-                Ok(Connection::Single(
-                    ConnectionManager::new_with_config(self.client.clone(), config).await?,
-                ))
+                Ok(if cluster {
+                    let client = self.cluster(answer_within, None)?;
+                    Connection::Cluster(client.get_async_connection().await?)
+                } else {
+                    Connection::Single(self.single(answer_within).await?)
+                })
             })
             .await
             .cloned()
@@ -106,7 +103,10 @@ impl RedisStore {
         channel: &str,
     ) -> RedisResult<BoxStream<'static, Vec<u8>>> {
         let (pushes, received) = tokio::sync::mpsc::unbounded_channel();
-        let mut connection = self.cluster(Some(pushes))?.get_async_connection().await?;
+        let mut connection = self
+            .cluster(self.timeout, Some(pushes))?
+            .get_async_connection()
+            .await?;
         connection.ssubscribe(channel).await?;
         let messages = futures_util::stream::unfold(
             (received, connection),
